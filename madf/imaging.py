@@ -1,0 +1,130 @@
+"""Images and masks as users hand them over: reading, polarity, padding, compositing, atomic PNG writes.
+
+numpy and Pillow only (no torch), so every backend, the torch-free runtime included, shares it.
+
+Conventions (IOPaint's, the editors'): a mask PNG is white (>= 128) where the hole is; ``invert=True`` reads the
+official / NVIDIA masks, white = known. In memory a mask is a boolean (H, W) array, True = hole.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Tuple, Union
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .atomic import atomic_path
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+MASK_THRESHOLD = 128
+
+PathLike = Union[str, os.PathLike]
+
+
+class InputError(ValueError):
+    """A user-supplied image or mask that cannot be used; the message is one line naming the fix."""
+
+
+def _open(path: PathLike, what: str) -> Image.Image:
+    try:
+        img = Image.open(path)
+        img.load()
+        return img
+    except FileNotFoundError:
+        raise InputError(f"{what} {path}: no such file") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InputError(f"{what} {path}: unreadable ({exc.__class__.__name__}: {exc}); "
+                         f"give a valid PNG/JPEG/WebP file") from None
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """RGB uint8 (H, W, 3); grayscale, palette and RGBA inputs are converted (alpha dropped)."""
+    return to_rgb_array(_open(path, "image"))
+
+
+def read_mask(path: PathLike, invert: bool = False) -> np.ndarray:
+    """Boolean (H, W), True = hole (white >= 128, or black with ``invert``)."""
+    return to_hole_mask(_open(path, "mask"), invert=invert)
+
+
+def to_rgb_array(image: Union[np.ndarray, Image.Image]) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise InputError(f"image array must be (H, W), (H, W, 3) or (H, W, 4), got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        raise InputError(f"image array must be uint8 (0..255), got {arr.dtype}; convert with "
+                         f"(x * 255).round().astype(np.uint8)")
+    return np.ascontiguousarray(arr[..., :3])
+
+
+def to_hole_mask(mask: Union[np.ndarray, Image.Image], invert: bool = False) -> np.ndarray:
+    """Any mask (PIL image, bool array, uint8 0..255 array) as boolean (H, W), True = hole."""
+    if isinstance(mask, Image.Image):
+        # An RGBA mask drawn on transparency carries the stroke in alpha; elsewhere luminance decides.
+        if mask.mode in ("RGBA", "LA") and np.asarray(mask.getchannel("A")).min() < 255:
+            arr = np.asarray(mask.getchannel("A"))
+        else:
+            arr = np.asarray(mask.convert("L"))
+    else:
+        arr = np.asarray(mask)
+        if arr.ndim == 3:
+            arr = arr[..., 0] if arr.shape[2] in (1, 3, 4) else arr
+    if arr.ndim != 2:
+        raise InputError(f"mask must be (H, W) (one channel), got shape {arr.shape}")
+    if arr.dtype == bool:
+        hole = arr
+    elif arr.dtype == np.uint8:
+        hole = arr >= MASK_THRESHOLD
+    else:
+        raise InputError(f"mask array must be bool or uint8 (white >= {MASK_THRESHOLD} = hole), got {arr.dtype}")
+    return ~hole if invert else hole
+
+
+def check_pair(image: np.ndarray, hole: np.ndarray, name: str = "image") -> None:
+    if image.shape[:2] != hole.shape:
+        raise InputError(f"{name}: image is {image.shape[1]}x{image.shape[0]} but its mask is "
+                         f"{hole.shape[1]}x{hole.shape[0]} (WxH); give a mask of the image's size")
+
+
+def padded_size(height: int, width: int, multiple: int) -> Tuple[int, int]:
+    return -(-height // multiple) * multiple, -(-width // multiple) * multiple
+
+
+def pad_to_multiple(arr: np.ndarray, multiple: int) -> np.ndarray:
+    """Reflect-pad the first two axes (bottom/right) up to the next multiple; numpy reflects repeatedly when the
+    pad is longer than the image, so tiny images work too."""
+    h, w = arr.shape[:2]
+    ph, pw = padded_size(h, w, multiple)
+    if (ph, pw) == (h, w):
+        return arr
+    pad = [(0, ph - h), (0, pw - w)] + [(0, 0)] * (arr.ndim - 2)
+    if min(h, w) == 1:  # reflect needs two samples along an axis
+        return np.pad(arr, pad, mode="edge")
+    return np.pad(arr, pad, mode="reflect")
+
+
+def composite(image: np.ndarray, filled: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """uint8 result: filled pixels in the hole, the original bytes everywhere else."""
+    return np.where(hole[..., None], filled, image)
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Float in [0, 1] to uint8, rounded and clamped."""
+    return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def write_png(path: PathLike, image: np.ndarray) -> None:
+    """Write an 8-bit PNG atomically: a temp file in the same folder, then rename, so a reader (or a crash) never
+    sees a half-written file."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+
+
+def list_images(folder: PathLike):
+    """Image files directly in ``folder``, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)

@@ -1,0 +1,109 @@
+"""The image-level API: load a model once, inpaint numpy arrays or PIL images of any size.
+
+``Inpainter`` does what every backend shares (mask polarity, reflect-padding to the network's multiple, batching,
+cropping back, compositing at 8 bits so known pixels stay bit-exact); a backend only maps the contract tensors
+(``madf.pipeline``) ``image (N,3,H,W) [0,1], mask (N,1,H,W) 1 = hole -> inpainted (N,3,H,W)`` as float32 numpy.
+``TorchBackend`` is the PyTorch one; ONNX Runtime and TensorRT backends plug in the same way.
+
+    from madf import Inpainter
+    inpainter = Inpainter.from_checkpoint("places2.pth", device="cuda")
+    result = inpainter(image, mask)          # PIL in -> PIL out, uint8 array in -> uint8 array out
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from PIL import Image
+
+from . import imaging
+
+log = logging.getLogger("madf")
+
+ImageLike = Union[np.ndarray, Image.Image]
+
+
+class Inpainter:
+    def __init__(self, backend, batch_size: int = 1):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.backend = backend
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_checkpoint(cls, path, device: str = "cpu", batch_size: int = 1, dynamic_filter: str = "rewrite"):
+        from .checkpoint import load_checkpoint
+        net = load_checkpoint(path, dynamic_filter=dynamic_filter)
+        return cls(TorchBackend(net, device=device), batch_size=batch_size)
+
+    @property
+    def multiple(self) -> int:
+        return self.backend.multiple
+
+    def __call__(self, image: ImageLike, mask: ImageLike, invert_mask: bool = False) -> ImageLike:
+        return self.inpaint(image, mask, invert_mask)
+
+    def inpaint(self, image: ImageLike, mask: ImageLike, invert_mask: bool = False, name: str = "image") -> ImageLike:
+        """One image; returns the same kind it was given (PIL image or uint8 array)."""
+        (result,) = self.inpaint_many([(image, mask)], invert_mask=invert_mask, names=[name])
+        return Image.fromarray(result) if isinstance(image, Image.Image) else result
+
+    def inpaint_many(self, pairs: Iterable[Tuple[ImageLike, ImageLike]], invert_mask: bool = False,
+                     names: Optional[Sequence[str]] = None) -> Iterator[np.ndarray]:
+        """Yield uint8 (H, W, 3) results in order; consecutive images of one padded size share a batch."""
+        pending: List[Tuple[np.ndarray, np.ndarray]] = []
+        for i, (image, mask) in enumerate(pairs):
+            name = names[i] if names is not None else f"image {i}"
+            rgb = imaging.to_rgb_array(image)
+            hole = imaging.to_hole_mask(mask, invert=invert_mask)
+            imaging.check_pair(rgb, hole, name)
+            if pending and self._padded(pending[0][0]) != self._padded(rgb):
+                yield from self._run(pending)
+                pending = []
+            pending.append((rgb, hole))
+            if not hole.any():
+                log.warning("%s: the mask has no hole pixels; nothing to fill, copying the image through%s", name,
+                            "" if invert_mask else " (white = hole; use --invert-mask for white = known masks)")
+            if len(pending) == self.batch_size:
+                yield from self._run(pending)
+                pending = []
+        if pending:
+            yield from self._run(pending)
+
+    def _padded(self, rgb: np.ndarray) -> Tuple[int, int]:
+        return imaging.padded_size(rgb.shape[0], rgb.shape[1], self.multiple)
+
+    def _run(self, items: List[Tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]:
+        todo = [i for i, (_, hole) in enumerate(items) if hole.any()]
+        filled = {}
+        if todo:
+            images = np.stack([imaging.pad_to_multiple(items[i][0], self.multiple) for i in todo])
+            holes = np.stack([imaging.pad_to_multiple(items[i][1], self.multiple) for i in todo])
+            image_t = images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+            mask_t = holes[:, None].astype(np.float32)
+            out = np.asarray(self.backend(image_t, mask_t))
+            for j, i in enumerate(todo):
+                h, w = items[i][1].shape
+                filled[i] = imaging.to_uint8(out[j, :, :h, :w].transpose(1, 2, 0))
+        for i, (rgb, hole) in enumerate(items):
+            yield imaging.composite(rgb, filled[i], hole) if i in filled else rgb.copy()
+
+
+class TorchBackend:
+    """The contract on a MADFNet in PyTorch (CPU or CUDA)."""
+
+    def __init__(self, net, device: str = "cpu"):
+        import torch
+        from .pipeline import InpaintModel
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r}: torch {torch.__version__} sees no CUDA GPU; use --device cpu")
+        self.device = torch.device(device)
+        self.model = InpaintModel(net).to(self.device).eval()
+        self.multiple = net.config.multiple
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        import torch
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(image).to(self.device), torch.from_numpy(mask).to(self.device))
+        return out.float().cpu().numpy()
