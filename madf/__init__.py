@@ -5,7 +5,8 @@ Public API (imported lazily, so ``import madf.imaging`` needs neither torch nor 
     ModelConfig, OFFICIAL, SMALL     model shape (madf.config)
     MADFNet, build_model             the network (madf.model)
     InpaintModel                     the image-level contract as an nn.Module (madf.pipeline)
-    load_checkpoint, save_checkpoint, CheckpointError   weights I/O (madf.checkpoint)
+    load_checkpoint, save_checkpoint  weights I/O (madf.checkpoint)
+    CheckpointError, InputError, DeviceError   one-line user errors (madf.errors)
     Inpainter, TorchBackend          inpaint arrays or PIL images of any size (madf.inpaint)
     dynamic_filter                   the op and its implementations (madf.dynamic_filter)
 """
@@ -17,7 +18,8 @@ _EXPORTS = {
     "ModelConfig": "config", "OFFICIAL": "config", "SMALL": "config",
     "MADFNet": "model", "build_model": "model",
     "InpaintModel": "pipeline",
-    "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint", "CheckpointError": "checkpoint",
+    "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+    "CheckpointError": "errors", "InputError": "errors", "DeviceError": "errors",
     "Inpainter": "inpaint", "TorchBackend": "inpaint",
 }
 

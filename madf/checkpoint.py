@@ -22,6 +22,7 @@ import torch
 
 from .atomic import atomic_path
 from .config import ModelConfig
+from .errors import CheckpointError
 from .model import MADFNet, build_model
 
 log = logging.getLogger("madf")
@@ -30,10 +31,6 @@ FORMAT_NAME = "madf-trt"
 _OFFICIAL_PREFIX = "module.model."
 _DROPPED = (re.compile(r"^module\.extractor\."), re.compile(r"^enc_conv_\d+\.bn\."))
 _MAX_LISTED = 4
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the model; the message is one line naming the fix."""
 
 
 def _sniff(path: Path) -> str:

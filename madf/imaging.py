@@ -15,15 +15,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .atomic import atomic_path
+from .errors import InputError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 MASK_THRESHOLD = 128
 
 PathLike = Union[str, os.PathLike]
-
-
-class InputError(ValueError):
-    """A user-supplied image or mask that cannot be used; the message is one line naming the fix."""
 
 
 def _open(path: PathLike, what: str) -> Image.Image:
@@ -106,6 +103,23 @@ def pad_to_multiple(arr: np.ndarray, multiple: int) -> np.ndarray:
     if min(h, w) == 1:  # reflect needs two samples along an axis
         return np.pad(arr, pad, mode="edge")
     return np.pad(arr, pad, mode="reflect")
+
+
+def to_contract(images, holes, multiple: int):
+    """uint8 (H, W, 3) image(s) and bool (H, W) hole mask(s), padded, as the contract's float32 NCHW arrays."""
+    images = [images] if isinstance(images, np.ndarray) and images.ndim == 3 else images
+    holes = [holes] if isinstance(holes, np.ndarray) and holes.ndim == 2 else holes
+    image = np.stack([pad_to_multiple(i, multiple) for i in images]).transpose(0, 3, 1, 2)
+    mask = np.stack([pad_to_multiple(h, multiple) for h in holes])[:, None]
+    return image.astype(np.float32) / np.float32(255.0), mask.astype(np.float32)
+
+
+def compare(reference: np.ndarray, other: np.ndarray) -> dict:
+    """Error statistics between two outputs in [0, 1]: max / mean abs error and PSNR (inf when identical)."""
+    diff = np.abs(np.asarray(reference, np.float64) - np.asarray(other, np.float64))
+    mse = float((diff ** 2).mean())
+    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()),
+            "psnr": float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))}
 
 
 def composite(image: np.ndarray, filled: np.ndarray, hole: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from . import imaging
+from .errors import DeviceError
 
 log = logging.getLogger("madf")
 
@@ -78,10 +79,8 @@ class Inpainter:
         todo = [i for i, (_, hole) in enumerate(items) if hole.any()]
         filled = {}
         if todo:
-            images = np.stack([imaging.pad_to_multiple(items[i][0], self.multiple) for i in todo])
-            holes = np.stack([imaging.pad_to_multiple(items[i][1], self.multiple) for i in todo])
-            image_t = images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-            mask_t = holes[:, None].astype(np.float32)
+            image_t, mask_t = imaging.to_contract([items[i][0] for i in todo], [items[i][1] for i in todo],
+                                                  self.multiple)
             out = np.asarray(self.backend(image_t, mask_t))
             for j, i in enumerate(todo):
                 h, w = items[i][1].shape
@@ -97,7 +96,7 @@ class TorchBackend:
         import torch
         from .pipeline import InpaintModel
         if str(device).startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r}: torch {torch.__version__} sees no CUDA GPU; use --device cpu")
+            raise DeviceError(f"device {device!r}: torch {torch.__version__} sees no CUDA GPU; use --device cpu")
         self.device = torch.device(device)
         self.model = InpaintModel(net).to(self.device).eval()
         self.multiple = net.config.multiple

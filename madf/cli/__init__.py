@@ -1,0 +1,1 @@
+"""Console scripts, one module each, thin over the library modules."""

@@ -1,0 +1,137 @@
+"""madf-inpaint: fill the holes of one image or a folder of images with a MADF checkpoint.
+
+    madf-inpaint --ckpt places2.pth --image photo.jpg --mask hole.png --output filled.png
+    madf-inpaint --ckpt places2.pth --image photos/ --mask masks/ --output out/      # masks matched by file stem
+    madf-inpaint --ckpt places2.pth --image photos/ --mask one.png --output out/     # one mask for every image
+
+Masks: white (>= 128) = hole to fill; --invert-mask for the official / NVIDIA masks (white = known).
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import click
+
+from .. import imaging
+from ..errors import InputError
+from ._common import CHUNK, cli_errors, progress, setup_logging
+
+
+@dataclass
+class Job:
+    image: Path
+    mask: Path
+    output: Path
+
+
+def plan_jobs(image: Path, mask: Path, output: Path) -> List[Job]:
+    """Pair images with masks and outputs; every problem that can be seen before running is raised here."""
+    if not image.exists():
+        raise click.ClickException(f"--image {image}: no such file or folder")
+    if not mask.exists():
+        raise click.ClickException(f"--mask {mask}: no such file or folder")
+    if image.is_file():
+        if mask.is_dir():
+            raise click.ClickException(f"--image is a file but --mask {mask} is a folder; give the mask file")
+        out = output / f"{image.stem}.png" if output.is_dir() or not output.suffix else output
+        if out.suffix.lower() != ".png":
+            raise click.ClickException(f"--output {output}: results are PNG files; name it {out.with_suffix('.png')}")
+        return [Job(image, mask, out)]
+    if output.exists() and not output.is_dir():
+        raise click.ClickException(f"--output {output} is a file; give a folder when --image is a folder")
+    images = imaging.list_images(image)
+    if not images:
+        raise click.ClickException(f"--image {image}: no images ({', '.join(imaging.IMAGE_EXTENSIONS)}) in it")
+    stems = {}
+    for path in images:
+        if path.stem in stems:
+            raise click.ClickException(f"{stems[path.stem].name} and {path.name} would both write "
+                                       f"{path.stem}.png; rename one")
+        stems[path.stem] = path
+    if mask.is_file():
+        return [Job(p, mask, output / f"{p.stem}.png") for p in images]
+    masks = {p.stem: p for p in imaging.list_images(mask)}
+    unmatched = [p.name for p in images if p.stem not in masks]
+    if unmatched:
+        shown = ", ".join(unmatched[:5]) + (f", ... {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
+        raise click.ClickException(f"no mask in {mask} with the stem of {len(unmatched)} image(s): {shown}; masks "
+                                   f"are matched by file name without extension")
+    return [Job(p, masks[p.stem], output / f"{p.stem}.png") for p in images]
+
+
+def run_jobs(inpainter, jobs: List[Job], invert_mask: bool = False, show_progress: bool = True) -> List[str]:
+    """Inpaint and write every job; returns one error line per job that failed (the others are written)."""
+    errors: List[str] = []
+    bar = progress(total=len(jobs), unit="img", disable=not show_progress or len(jobs) == 1)
+    mask_cache: dict = {}
+    for start in range(0, len(jobs), CHUNK * inpainter.batch_size):
+        ready: List[Tuple[Job, object, object]] = []
+        for job in jobs[start:start + CHUNK * inpainter.batch_size]:
+            try:
+                rgb = imaging.read_image(job.image)
+                if job.mask not in mask_cache:
+                    mask_cache = {job.mask: imaging.read_mask(job.mask, invert=invert_mask)}
+                hole = mask_cache[job.mask]
+                imaging.check_pair(rgb, hole, job.image.name)
+                ready.append((job, rgb, hole))
+            except InputError as exc:
+                errors.append(str(exc))
+                bar.update(1)
+        results = inpainter.inpaint_many([(rgb, hole) for _, rgb, hole in ready],
+                                         names=[job.image.name for job, _, _ in ready])
+        for (job, _, _), result in zip(ready, results):
+            imaging.write_png(job.output, result)
+            bar.update(1)
+    bar.close()
+    return errors
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--ckpt", required=True, type=click.Path(path_type=Path),
+              help="Official Pytorch-MADF .pth, a state dict, or a madf-trt .safetensors.")
+@click.option("--image", required=True, type=click.Path(path_type=Path), help="Image file or folder of images.")
+@click.option("--mask", required=True, type=click.Path(path_type=Path),
+              help="Mask file (serves every image) or folder (matched by file stem). White = hole.")
+@click.option("--output", required=True, type=click.Path(path_type=Path), help="Output PNG, or folder.")
+@click.option("--invert-mask", is_flag=True, help="Masks are white = known (official / NVIDIA irregular masks).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Images per forward pass (images of one padded size are batched).")
+@click.option("--dynamic-filter", "dynamic_filter", default="rewrite", show_default=True,
+              type=click.Choice(["rewrite", "unfold"]),
+              help="rewrite: exact conv rewrite (fast); unfold: the official per-window computation.")
+@click.option("--quiet", is_flag=True, help="No progress bar or info lines.")
+def main(ckpt: Path, image: Path, mask: Path, output: Path, invert_mask: bool, device: str, batch_size: int,
+         dynamic_filter: str, quiet: bool) -> None:
+    """Fill the holes of IMAGE (file or folder) using MASK, writing 8-bit PNGs to OUTPUT.
+
+    Any image size works: inputs are reflect-padded to the network's multiple (128 for the official model) and
+    cropped back. Known pixels are copied from the input unchanged.
+    """
+    setup_logging(quiet)
+    with cli_errors():
+        jobs = plan_jobs(image, mask, output)
+        from ..inpaint import Inpainter
+        inpainter = Inpainter.from_checkpoint(ckpt, device=device, batch_size=batch_size,
+                                              dynamic_filter=dynamic_filter)
+        logging.getLogger("madf").info("%s: %s on %s, %d image(s)", ckpt, inpainter.backend.model.config.describe(),
+                                       device, len(jobs))
+        errors = run_jobs(inpainter, jobs, invert_mask=invert_mask, show_progress=not quiet)
+    if errors and len(jobs) == 1:
+        raise click.ClickException(errors[0])
+    for line in errors:
+        click.echo(f"Error: {line}", err=True)
+    if errors:
+        click.echo(f"Error: {len(errors)} of {len(jobs)} image(s) failed; the others were written to {output}",
+                   err=True)
+        sys.exit(1)
+    if len(jobs) == 1 and not quiet:
+        click.echo(f"wrote {jobs[0].output}")
+
+
+if __name__ == "__main__":
+    main()

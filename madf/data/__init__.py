@@ -1,0 +1,1 @@
+"""madf.data: real photos that ship with installed packages, and procedural masks."""
