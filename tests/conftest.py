@@ -1,0 +1,57 @@
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from madf.config import ModelConfig  # noqa: E402
+from madf.model import build_model  # noqa: E402
+
+# Small but complete: every level kind (7x7, 5x5, 3x3 dynamic filters), both refinement decoders.
+TINY = ModelConfig(levels=4, width=0.125, refinement_decoders=2)
+
+
+@pytest.fixture
+def tiny_net():
+    return build_model(TINY, seed=0)
+
+
+def official_state_dict(net, seed=1):
+    """The net's weights as the official code saves them: 'module.model.' prefix, the dead encoder BatchNorms
+    (given values that would change outputs if applied) and the loss's VGG under 'module.extractor.'."""
+    gen = torch.Generator().manual_seed(seed)
+    sd = {f"module.model.{k}": v.clone() for k, v in net.state_dict().items()}
+    for level in range(1, net.config.levels + 1):
+        c = net.config.enc_channels(level)
+        prefix = f"module.model.enc_conv_{level}.bn."
+        sd[prefix + "weight"] = torch.rand(c, generator=gen) + 2
+        sd[prefix + "bias"] = torch.rand(c, generator=gen) + 1
+        sd[prefix + "running_mean"] = torch.rand(c, generator=gen)
+        sd[prefix + "running_var"] = torch.rand(c, generator=gen) + 0.5
+        sd[prefix + "num_batches_tracked"] = torch.tensor(7)
+    sd["module.extractor.enc_1.0.weight"] = torch.randn(64, 3, 3, 3, generator=gen)
+    sd["module.extractor.enc_1.0.bias"] = torch.randn(64, generator=gen)
+    return sd
+
+
+def write_official_checkpoint(net, path, seed=1):
+    """torch.save of {'n_iter', 'model', 'gen_optimizer'} as Pytorch-MADF's train.py writes it."""
+    params = list(net.parameters())
+    opt = torch.optim.Adam(params, lr=2e-4)
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for p in params:
+        p.grad = None
+    torch.save({"n_iter": 1000, "model": official_state_dict(net, seed), "gen_optimizer": opt.state_dict()}, path)
+    return path
+
+
+def random_pair(h, w, seed=0, hole_fraction=0.3):
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    hole = rng.random((h, w)) < hole_fraction
+    return image, hole
