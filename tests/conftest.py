@@ -37,15 +37,17 @@ def official_state_dict(net, seed=1):
     return sd
 
 
-def write_official_checkpoint(net, path, seed=1):
-    """torch.save of {'n_iter', 'model', 'gen_optimizer'} as Pytorch-MADF's train.py writes it."""
+def write_official_checkpoint(net, path, seed=1, optimizer_state=True):
+    """torch.save of {'n_iter', 'model', 'gen_optimizer'} as Pytorch-MADF's train.py writes it (Adam's moments
+    make the file three times the model; ``optimizer_state=False`` keeps only its hyper-parameters)."""
     params = list(net.parameters())
     opt = torch.optim.Adam(params, lr=2e-4)
-    for p in params:
-        p.grad = torch.zeros_like(p)
-    opt.step()
-    for p in params:
-        p.grad = None
+    if optimizer_state:
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        opt.step()
+        for p in params:
+            p.grad = None
     torch.save({"n_iter": 1000, "model": official_state_dict(net, seed), "gen_optimizer": opt.state_dict()}, path)
     return path
 

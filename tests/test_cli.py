@@ -44,6 +44,37 @@ def test_official_checkpoint_through_the_cli(tiny_net, tmp_path):
     assert (tmp_path / "o/a.png").is_file()
 
 
+@pytest.mark.slow
+def test_full_size_official_checkpoint_equals_the_official_network(tmp_path):
+    """The done-when of the model issue: an official-format file of the full network through madf-inpaint at a
+    multiple of 128 gives the official test path's output (8-bit, so within one level of rounding)."""
+    import torch
+    from madf.config import OFFICIAL
+    from madf.model import build_model
+    from official_reference import official_inpaint
+
+    net = build_model(OFFICIAL, seed=0)
+    ckpt = write_official_checkpoint(net, tmp_path / "official.pth", optimizer_state=False)
+    sd = {k: v.clone() for k, v in net.state_dict().items()}
+    del net
+    image, hole = random_pair(128, 256, seed=4, hole_fraction=0.2)
+    imaging.write_png(tmp_path / "img.png", image)
+    imaging.write_png(tmp_path / "mask.png", (hole * 255).astype(np.uint8))
+    result = _run("--ckpt", ckpt, "--image", tmp_path / "img.png", "--mask", tmp_path / "mask.png",
+                  "--output", tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    out = imaging.read_image(tmp_path / "out.png").astype(int)
+    img_t, mask_t = imaging.to_contract(image, hole, 128)
+    with torch.no_grad():
+        ref = official_inpaint(sd, torch.from_numpy(img_t), 1 - torch.from_numpy(mask_t).expand(-1, 3, -1, -1))
+    ref8 = imaging.to_uint8(ref[0].numpy().transpose(1, 2, 0)).astype(int)
+    diff = np.abs(out - ref8)
+    print(f"official 128x256 through madf-inpaint vs official path: max {diff.max()} levels, "
+          f"{(diff > 0).mean():.4%} of values differ")
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+    assert np.array_equal(out[~hole], image[~hole])
+
+
 def test_folder_with_masks_matched_by_stem(ckpt, tmp_path):
     imgs, masks = tmp_path / "imgs", tmp_path / "masks"
     imgs.mkdir(), masks.mkdir()
