@@ -95,9 +95,16 @@ class TorchBackend:
     def __init__(self, net, device: str = "cpu"):
         import torch
         from .pipeline import InpaintModel
-        if str(device).startswith("cuda") and not torch.cuda.is_available():
-            raise DeviceError(f"device {device!r}: torch {torch.__version__} sees no CUDA GPU; use --device cpu")
-        self.device = torch.device(device)
+        try:
+            self.device = torch.device(device)
+        except RuntimeError:
+            raise DeviceError(f"device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
+        if self.device.type == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if count == 0:
+                raise DeviceError(f"device {device!r}: torch {torch.__version__} sees no CUDA GPU; use --device cpu")
+            if (self.device.index or 0) >= count:
+                raise DeviceError(f"device {device!r}: only {count} CUDA GPU(s) visible; use cuda:0..cuda:{count - 1}")
         self.model = InpaintModel(net).to(self.device).eval()
         self.multiple = net.config.multiple
 

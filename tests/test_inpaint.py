@@ -7,7 +7,7 @@ from PIL import Image
 
 from conftest import random_pair
 from madf import imaging
-from madf.errors import InputError
+from madf.errors import DeviceError, InputError
 from madf.inpaint import Inpainter, TorchBackend
 from madf.pipeline import InpaintModel
 
@@ -71,5 +71,10 @@ def test_size_mismatch_is_an_input_error(inpainter):
 def test_cuda_request_without_gpu_is_clear(tiny_net):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    with pytest.raises(RuntimeError, match="sees no CUDA GPU; use --device cpu"):
+    with pytest.raises(DeviceError, match="sees no CUDA GPU; use --device cpu"):
         TorchBackend(tiny_net, device="cuda")
+
+
+def test_unknown_device_is_clear(tiny_net):
+    with pytest.raises(DeviceError, match="'tpu' is not a torch device; use cpu, cuda or cuda:N"):
+        TorchBackend(tiny_net, device="tpu")
