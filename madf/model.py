@@ -53,8 +53,17 @@ class DynamicConv(nn.Module):
         super().__init__()
         self.kernel_size, self.padding = kernel_size, padding
         self._cached_key, self._cached_weight = None, None
+        self.register_buffer("frozen_weight", None, persistent=False)
+
+    def freeze(self, gen: nn.Conv2d, cin: int) -> None:
+        """Store the derived conv weight as a buffer that forward uses as is: a constant for export and deployment
+        (later changes to the generator's weights are ignored until ``freeze`` runs again)."""
+        with torch.no_grad():
+            self.frozen_weight = rewrite_weight(gen.weight, gen.bias, cin, self.kernel_size).contiguous()
 
     def _rewrite_weight(self, gen: nn.Conv2d, cin: int) -> torch.Tensor:
+        if self.frozen_weight is not None:
+            return self.frozen_weight
         w, b = gen.weight, gen.bias
         # While training (or being traced for export) the permutation is part of the graph: no cache.
         if (torch.is_grad_enabled() and (w.requires_grad or b.requires_grad)) or torch.compiler.is_compiling():
@@ -154,6 +163,13 @@ class MADFNet(nn.Module):
         if impl not in IMPLEMENTATIONS:
             raise ValueError(f"unknown dynamic-filter implementation {impl!r}; choose one of {sorted(IMPLEMENTATIONS)}")
         self._dynamic_filter = impl
+
+    def freeze_dynamic_filters(self) -> "MADFNet":
+        """Precompute the rewrite's conv weights as buffers (see DynamicConv.freeze); the exporter calls this."""
+        for l in range(1, self.config.levels + 1):
+            getattr(self, f"enc_conv_{l}").freeze(getattr(self, f"filter_gen_{l}").kernel_generator,
+                                                  self.config.enc_channels(l - 1))
+        return self
 
     def encode(self, image: torch.Tensor, mask: torch.Tensor) -> List[torch.Tensor]:
         """Returns [h0, u^1, ..., u^L]."""

@@ -34,7 +34,11 @@ class InpaintModel(nn.Module):
         hole = mask >= 0.5
         known = (~hole).to(image.dtype)
         normalized = (image - self.mean) / self.std * known
-        outputs = self.net(normalized, known.expand(-1, 3, -1, -1))
+        # A half-precision network (the FP16 export) runs in its dtype; I/O, normalization and compositing stay
+        # in the inputs' precision.
+        net_dtype = self.net.filter_gen_1.conv[0].weight.dtype
+        outputs = self.net(normalized.to(net_dtype), known.expand(-1, 3, -1, -1).to(net_dtype))
+        outputs = [o.to(image.dtype) for o in outputs]
         if self.raw_outputs:
             return tuple(outputs)
         filled = (outputs[-1] * self.std + self.mean).clamp(0, 1)
