@@ -154,6 +154,7 @@ def export_onnx(net: MADFNet, path, options: Optional[ExportOptions] = None) -> 
         kwargs["custom_translation_table"] = symbolic.onnx_translation()
     with torch.no_grad(), warnings.catch_warnings(), _quiet_torch_onnx():
         warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*")
+        warnings.filterwarnings("ignore", category=FutureWarning)  # torch-internal deprecations, not ours
         program = torch.onnx.export(model, example, dynamo=True, input_names=list(INPUT_NAMES),
                                     output_names=output_names(model.net, options.raw_outputs),
                                     dynamic_shapes=_dynamic_shapes(options, multiple),

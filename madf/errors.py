@@ -18,3 +18,7 @@ class CheckpointError(MADFError, ValueError):
 
 class DeviceError(MADFError, RuntimeError):
     """The requested device cannot be used."""
+
+
+class ModelError(MADFError, ValueError):
+    """An exported model or engine file that cannot be used as asked."""

@@ -108,6 +108,9 @@ class TorchBackend:
         self.model = InpaintModel(net).to(self.device).eval()
         self.multiple = net.config.multiple
 
+    def describe(self) -> str:
+        return f"PyTorch, {self.model.config.describe()}, {self.device}, {self.model.net.dynamic_filter} filter"
+
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         import torch
         with torch.inference_mode():

@@ -1,0 +1,75 @@
+"""madf-export: a checkpoint to an ONNX file with the image-level contract (image, mask 1 = hole -> inpainted).
+
+    madf-export --ckpt places2.pth --output places2.onnx                      # native lowering, FP32, dynamic N/H/W
+    madf-export --ckpt places2.pth --output places2-fp16.onnx --fp16 --check  # FP16 graph, parity vs PyTorch
+    madf-export --ckpt places2.pth --output places2-plugin.onnx --dynconv plugin   # for the TensorRT plugin
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from ._common import cli_errors, format_table, setup_logging
+from .parity import parity_report
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--ckpt", required=True, type=click.Path(path_type=Path),
+              help="Official Pytorch-MADF .pth, a state dict, or a madf-trt .safetensors.")
+@click.option("--output", type=click.Path(path_type=Path), default=None,
+              help="ONNX file to write (default: beside the checkpoint, named for the options).")
+@click.option("--dynconv", type=click.Choice(["native", "plugin"]), default="native", show_default=True,
+              help="native: standard ops (Conv+Mul+ReduceSum); plugin: one madf::MADFDynamicFilter node per level.")
+@click.option("--fp16", is_flag=True, help="FP16 network inside FP32 I/O, normalization and compositing.")
+@click.option("--batch", type=click.IntRange(min=1), default=None, help="Fix N (default: dynamic).")
+@click.option("--height", type=click.IntRange(min=1), default=None, help="Fix H, a multiple of 2^levels.")
+@click.option("--width", type=click.IntRange(min=1), default=None, help="Fix W, a multiple of 2^levels.")
+@click.option("--raw-outputs", is_flag=True, help="Export the K+1 network outputs (normalized space) instead.")
+@click.option("--opset", default=18, show_default=True, type=click.IntRange(min=17))
+@click.option("--simplify", is_flag=True, help="Run onnxslim over the graph (pip install onnxslim).")
+@click.option("--check", is_flag=True, help="Compare with PyTorch on real photos through ONNX Runtime; exit 1 "
+                                            "past the tolerance (native lowering only).")
+@click.option("--check-size", default=None, type=int, help="Photo size for --check (default 2 x 2^levels, >= 256).")
+def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, height, width, raw_outputs: bool,
+         opset: int, simplify: bool, check: bool, check_size) -> None:
+    """Export CKPT to ONNX (checked with onnx.checker and full shape inference; written atomically)."""
+    setup_logging()
+    if check and (dynconv == "plugin" or raw_outputs):
+        raise click.UsageError("--check runs ONNX Runtime, which has no MADFDynamicFilter op and composites only "
+                               "the contract output: use it with --dynconv native and without --raw-outputs")
+    with cli_errors():
+        from madf.export.onnx import ExportOptions, export_onnx
+        from ..checkpoint import load_checkpoint
+        net = load_checkpoint(ckpt)
+        options = ExportOptions(lowering=dynconv, fp16=fp16, batch=batch, height=height, width=width,
+                                raw_outputs=raw_outputs, opset=opset, simplify=simplify)
+        if output is None:
+            suffix = ("-plugin" if dynconv == "plugin" else "") + ("-fp16" if fp16 else "") + ("-raw" if raw_outputs else "")
+            output = ckpt.with_name(ckpt.stem + suffix + ".onnx")
+        export_onnx(net, output, options)
+        if fp16:
+            _fp16_headroom(net, height or width or None)
+        if check:
+            ok = parity_report(ckpt, output, size=check_size or (height if height == width else None), device="cpu")
+            if not ok:
+                raise click.ClickException(f"{output} does not match PyTorch within tolerance (see table)")
+
+
+def _fp16_headroom(net, size) -> None:
+    import torch
+    from madf.export.fp16 import FP16_MAX, activation_peaks
+    from madf.runtime.parity import photo_feeds
+    feed = photo_feeds(size or max(256, 2 * net.config.multiple), count=1)[0]
+    peaks = activation_peaks(net, torch.from_numpy(feed["image"]), torch.from_numpy(feed["mask"]))
+    top = peaks[:3]
+    click.echo("FP16 headroom (largest FP32 activations on a real photo; FP16 max 65504):")
+    click.echo(format_table(["layer", "max |activation|", "of FP16 max"],
+                            [[n, f"{v:.4g}", f"{v / FP16_MAX:.2%}"] for n, v in top]))
+    if top and top[0][1] >= FP16_MAX:
+        raise click.ClickException(f"{top[0][0]} reaches {top[0][1]:.4g} > 65504: it overflows in FP16; export FP32")
+
+
+if __name__ == "__main__":
+    main()
