@@ -67,7 +67,7 @@ def compare(backends: Dict[str, object], feeds, atol: float, verbose: bool = Fal
     Returns (rows, passed): one row per (backend, input) with max / mean abs error and PSNR; ``passed`` is
     polygraphy's verdict (max abs error <= atol on every input) for every pair.
     """
-    from polygraphy.comparator import Comparator, CompareFunc
+    from polygraphy.comparator import Comparator, SimpleCompareFunc
     from polygraphy.logger import G_LOGGER
 
     runner = _runner_class()
@@ -77,7 +77,7 @@ def compare(backends: Dict[str, object], feeds, atol: float, verbose: bool = Fal
     try:
         results = Comparator.run(runners, data_loader=feeds)
         verdict = Comparator.compare_accuracy(
-            results, compare_func=CompareFunc.simple(atol=atol, rtol=0.0, check_error_stat="max"),
+            results, compare_func=SimpleCompareFunc(atol=atol, rtol=0.0, check_error_stat="max"),
             comparisons=[(0, i) for i in range(1, len(runners))])
     finally:
         G_LOGGER.module_severity = severity

@@ -57,3 +57,19 @@ def random_pair(h, w, seed=0, hole_fraction=0.3):
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     hole = rng.random((h, w)) < hole_fraction
     return image, hole
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """TINY exported once per session in the lowerings and precisions the tests share: {name: (net, path)}."""
+    pytest.importorskip("onnx")
+    from madf.export.onnx import ExportOptions, export_onnx
+    net = build_model(TINY, seed=0)
+    folder = tmp_path_factory.mktemp("onnx")
+    variants = {"native": ExportOptions(), "fp16": ExportOptions(fp16=True),
+                "plugin": ExportOptions(lowering="plugin")}
+    out = {}
+    for name, options in variants.items():
+        export_onnx(net, folder / f"{name}.onnx", options)
+        out[name] = folder / f"{name}.onnx"
+    return net, out
