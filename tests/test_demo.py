@@ -15,3 +15,8 @@ def test_demo_runs_the_whole_path(tmp_path):
     # the parity table: three photos, max abs error of the rewrite vs the official unfold well below 8-bit steps
     rows = [line.split() for line in result.output.splitlines() if line.split()[:1] and line.split()[0] in results]
     assert len(rows) == 3 and all(float(r[3]) < 1e-4 for r in rows)
+    # the deployment half: ONNX export, ONNX Runtime results beside PyTorch's, parity, the engine
+    assert (tmp_path / "model.onnx").is_file()
+    assert sorted(p.name for p in (tmp_path / "results-onnx").iterdir()) == results
+    assert "verdict" in result.output and "FAIL" not in result.output
+    assert (tmp_path / "model.plan").is_file() or "skipped engine build" in result.output

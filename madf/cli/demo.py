@@ -1,7 +1,8 @@
 """madf-demo: the whole path on an embedded default, with nothing to download.
 
-checkpoint -> madf-inpaint on real photos (scikit-image's data folder) with procedural masks -> a PNG grid, plus the
-parity of the two dynamic-filter implementations on the same inputs. No trained checkpoint ships (the official ones
+checkpoint -> madf-inpaint on real photos (scikit-image's data folder) with procedural masks -> a PNG grid, the
+parity of the two dynamic-filter implementations, then the deployment path: madf-export (ONNX) -> madf-inpaint on
+ONNX Runtime -> madf-parity -> a TensorRT-RTX engine built on this CPU (running it needs a GPU). No trained checkpoint ships (the official ones
 are on Google Drive), so by default the model is a seeded random-init small MADFNet: the outputs show that the
 pipeline works (padding, compositing, I/O), not what a trained model paints. Pass --ckpt for real weights.
 """
@@ -14,6 +15,7 @@ import click
 import numpy as np
 
 from .. import imaging
+from ..errors import MADFError
 from ._common import cli_errors, format_table, setup_logging
 from .inpaint import plan_jobs, run_jobs
 
@@ -92,7 +94,7 @@ def main(output: Path, ckpt, seed: int, device: str) -> None:
             hole = free_form_mask(image.shape[0], image.shape[1], seed=seed + i)
             imaging.write_png(masks / f"{photo.stem}.png", (hole * 255).astype(np.uint8))
 
-        click.echo(f"\n[1/3] madf-inpaint --ckpt {ckpt} --image {inputs} --mask {masks} --output {output / 'results'}")
+        click.echo(f"\n[1/6] madf-inpaint --ckpt {ckpt} --image {inputs} --mask {masks} --output {output / 'results'}")
         jobs = plan_jobs(inputs, masks, output / "results")
         inpainter = Inpainter.from_checkpoint(ckpt, device=device)
         start = time.perf_counter()
@@ -109,16 +111,53 @@ def main(output: Path, ckpt, seed: int, device: str) -> None:
             exact &= bool(np.array_equal(result[~hole], image[~hole]))
             rows.append((image, hole, result))
         _grid(rows, output / "grid.png")
-        click.echo(f"[2/3] grid (input with hole, mask, result): {output / 'grid.png'}; known pixels bit-exact: "
+        click.echo(f"[2/6] grid (input with hole, mask, result): {output / 'grid.png'}; known pixels bit-exact: "
                    f"{'yes' if exact else 'NO'}")
 
-        click.echo("[3/3] dynamic filter, whole model, unfold (official) vs rewrite, float outputs in [0,1]:")
+        click.echo("[3/6] dynamic filter, whole model, unfold (official) vs rewrite, float outputs in [0,1]:")
         net = load_checkpoint(ckpt, device=device)
         table = _parity(net, [j.image for j in jobs], [j.mask for j in jobs])
         click.echo(format_table(["photo", "size", "hole", "max abs", "mean abs", "PSNR dB", "unfold s",
                                  "rewrite s"], table))
         if not exact:
             raise click.ClickException("known pixels changed; this is a bug")
+        _deployment(ckpt, output, jobs)
+
+
+def _deployment(ckpt: Path, output: Path, jobs) -> None:
+    """Export, ONNX Runtime inference, parity, engine build: each step as its CLI runs it."""
+    try:
+        from madf.export.onnx import export_onnx
+    except ImportError as exc:
+        click.echo(f"[4/6] skipped: the deployment steps need the [onnx] extra ({exc})")
+        return
+    from madf.runtime.onnxruntime import OnnxRuntimeBackend
+    from ..checkpoint import load_checkpoint
+    from ..inpaint import Inpainter
+    from .parity import parity_report
+
+    onnx_path = output / "model.onnx"
+    click.echo(f"[4/6] madf-export --ckpt {ckpt} --output {onnx_path}")
+    export_onnx(load_checkpoint(ckpt), onnx_path)
+    onnx_jobs = [type(j)(j.image, j.mask, output / "results-onnx" / j.output.name) for j in jobs]
+    click.echo(f"[5/6] madf-inpaint --model {onnx_path} (ONNX Runtime backend, needs no torch) --output {output / 'results-onnx'}")
+    errors = run_jobs(Inpainter(OnnxRuntimeBackend(onnx_path)), onnx_jobs)
+    if errors:
+        raise click.ClickException("; ".join(errors))
+    worst = max(int(np.abs(imaging.read_image(a.output).astype(int) - imaging.read_image(b.output)).max())
+                for a, b in zip(jobs, onnx_jobs))
+    click.echo(f"      8-bit results vs PyTorch's: max difference {worst} level(s) of 255")
+    click.echo(f"      madf-parity --ckpt {ckpt} --model {onnx_path}")
+    if not parity_report(ckpt, onnx_path):
+        raise click.ClickException("ONNX Runtime does not match PyTorch within tolerance")
+    try:
+        from madf.engines.build import BuildOptions, build_engine
+        plan = output / "model.plan"
+        report = build_engine(onnx_path, plan, BuildOptions(opt_shape=(1, 256, 256), max_shape=(1, 1024, 1024)))
+        click.echo(f"[6/6] {report.backend} {report.version} built {plan} ({report.engine_bytes / 1e6:.1f} MB, "
+                   f"target SM {report.compute_capability or 'of this GPU'}); running it needs a GPU")
+    except MADFError as exc:
+        click.echo(f"[6/6] skipped engine build: {exc}")
 
 
 if __name__ == "__main__":
