@@ -216,18 +216,32 @@ def build_model(config: ModelConfig = OFFICIAL, dynamic_filter: str = DEFAULT_IM
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = MADFNet(config, dynamic_filter)
-            _randomize_norm_stats(net)
+            _calibrate_norm_stats(net)
     else:
         net = MADFNet(config, dynamic_filter)
     return (net.to(device) if device is not None else net).eval()
 
 
-def _randomize_norm_stats(net: nn.Module) -> None:
-    """Give BatchNorm running stats non-trivial values so eval-mode tests exercise them."""
-    for mod in net.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            mod.running_mean.uniform_(-0.1, 0.1)
-            mod.running_var.uniform_(0.5, 1.5)
-            if mod.affine:
-                mod.weight.data.uniform_(0.8, 1.2)
-                mod.bias.data.uniform_(-0.1, 0.1)
+@torch.no_grad()
+def _calibrate_norm_stats(net: MADFNet, batches: int = 2) -> None:
+    """Give a random-init network the BatchNorm running statistics of its own activations (as training would),
+    so that in eval mode its activations stay normalized. Without this, the default running stats (0, 1) let
+    activations of the full-size random network grow to ~1e8 through the PN levels, which is nothing like a
+    trained model and makes float comparisons meaningless."""
+    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None                      # cumulative average over the calibration batches
+        if bn.affine:
+            bn.weight.uniform_(0.8, 1.2)
+            bn.bias.uniform_(-0.1, 0.1)
+    size = 2 * net.config.multiple
+    net.train()
+    for _ in range(batches):
+        image = torch.randn(2, IMAGE_CHANNELS, size, size)
+        known = (torch.rand(2, 1, size // 8, size // 8) > 0.3).float()
+        known = F.interpolate(known, scale_factor=8.0, mode="nearest").expand(-1, IMAGE_CHANNELS, -1, -1)
+        net(image * known, known)
+    for bn in norms:
+        bn.momentum = 0.1
+    net.eval()
