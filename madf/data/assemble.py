@@ -1,0 +1,49 @@
+"""A small real-photo dataset from what is installed: scikit-image's photos and, where present, Debian's
+mate-backgrounds. The split is fixed per photo (a hash of its file name), so adding or removing a source never moves a
+photo between train/ and heldout/.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Dict, List
+
+from PIL import Image
+
+from .. import imaging
+from .photos import MATE_BACKGROUNDS, skimage_data_dir
+
+# scikit-image's photographs (colour and grayscale); its charts, silhouettes and micrographs are left out.
+SKIMAGE_NATURAL = ("astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "grass.png",
+                   "gravel.png", "hubble_deep_field.jpg", "moon.png", "motorcycle_left.png", "motorcycle_right.png",
+                   "rocket.jpg", "coins.png", "page.png", "text.png", "clock_motion.png", "retina.jpg")
+HELDOUT_EVERY = 5          # about one photo in five is held out
+MAX_SIDE = 1024            # large wallpapers are downscaled to keep the folder small
+
+
+def is_heldout(name: str) -> bool:
+    return int(hashlib.sha1(name.encode()).hexdigest(), 16) % HELDOUT_EVERY == 0
+
+
+def sources() -> List[Path]:
+    data = skimage_data_dir()
+    photos = [data / n for n in SKIMAGE_NATURAL if (data / n).is_file()]
+    if MATE_BACKGROUNDS.is_dir():
+        photos += sorted(p for p in MATE_BACKGROUNDS.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    return photos
+
+
+def assemble(output) -> Dict[str, List[Path]]:
+    """Write train/ and heldout/ PNGs under ``output``; returns {split: [paths]}."""
+    output = Path(output)
+    split: Dict[str, List[Path]] = {"train": [], "heldout": []}
+    for src in sources():
+        prefix = "skimage" if "skimage" in src.parts else "mate"
+        name = f"{prefix}-{src.stem}"
+        part = "heldout" if is_heldout(name) else "train"
+        img = Image.open(src).convert("RGB")
+        img.thumbnail((MAX_SIDE, MAX_SIDE), Image.BICUBIC)
+        dest = output / part / f"{name}.png"
+        imaging.write_png(dest, imaging.to_rgb_array(img))
+        split[part].append(dest)
+    return split
