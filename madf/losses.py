@@ -62,9 +62,9 @@ def load_vgg16(path=None) -> VGG16Features:
     """ImageNet VGG16 features from ``path`` (torchvision's vgg16 state dict), or from torchvision's cache."""
     path = Path(path) if path else default_vgg_path()
     if path is None or not path.is_file():
-        raise CheckpointError(f"VGG16 ImageNet weights not found ({path or 'no --vgg-weights given, none in the torch '
-                              f'hub cache'}); pass --vgg-weights {TORCHVISION_VGG16} (torchvision's file) or "
-                              f"train with --perceptual none")
+        where = path or "no --vgg-weights given, none in the torch hub cache"
+        raise CheckpointError(f"VGG16 ImageNet weights not found ({where}); pass --vgg-weights {TORCHVISION_VGG16} "
+                              f"(torchvision's file) or train with --perceptual none")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged files

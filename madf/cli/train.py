@@ -1,0 +1,68 @@
+"""madf-train: train MADF on a folder of photos (one process, or many under torchrun).
+
+    madf-train --images data/photos/train --output runs/small --levels 4 --width 0.25 --size 128 --steps 20000 \\
+               --perceptual none
+    madf-train --images places/ --masks irregular_mask/ --invert-masks --vgg-weights vgg16-397923af.pth \\
+               --output runs/places --size 256 --batch-size 6
+    torchrun --nproc-per-node 8 -m madf.cli.train --images places/ --output runs/p8 ...    # DDP
+    madf-train --output runs/small --resume ...     # continue exactly where the last save left off
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._common import cli_errors, setup_logging
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--images", required=True, type=click.Path(path_type=Path), help="Folder tree of training photos.")
+@click.option("--output", required=True, type=click.Path(path_type=Path),
+              help="Run folder: train_state.pt, model.safetensors, grids/, tensorboard/.")
+@click.option("--masks", type=click.Path(path_type=Path), default=None,
+              help="Mask folder (NVIDIA irregular masks and the like); default: procedural free-form masks.")
+@click.option("--invert-masks", is_flag=True, help="The mask folder is white = known (the NVIDIA set).")
+@click.option("--levels", default=7, show_default=True, type=click.IntRange(1, 12))
+@click.option("--width", "width_mult", default=1.0, show_default=True, type=float, help="Channel width multiplier.")
+@click.option("--refinement-decoders", "-K", default=2, show_default=True, type=click.IntRange(0, 2))
+@click.option("--init", type=click.Path(path_type=Path), default=None,
+              help="Fine-tune from these weights (official .pth or madf-trt); their config wins.")
+@click.option("--size", default=256, show_default=True, help="Training crop size (multiple of 2^levels).")
+@click.option("--batch-size", default=6, show_default=True, type=click.IntRange(min=1), help="Per process.")
+@click.option("--steps", default=300000, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr", default=2e-4, show_default=True)
+@click.option("--perceptual", type=click.Choice(["vgg", "none"]), default="vgg", show_default=True,
+              help="vgg: perceptual + style losses (needs --vgg-weights); none: L1 + TV only.")
+@click.option("--vgg-weights", type=click.Path(path_type=Path), default=None,
+              help="torchvision's vgg16-397923af.pth (default: torchvision's cache, when present).")
+@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "none"]), default="auto", show_default=True,
+              help="Mixed precision on GPU (auto: bf16 where supported, else fp16 with a scaler); CPU is fp32.")
+@click.option("--save-every", default=1000, show_default=True, type=click.IntRange(min=1))
+@click.option("--grid-every", default=1000, show_default=True, type=click.IntRange(min=0))
+@click.option("--log-every", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda (under torchrun: the local rank).")
+@click.option("--resume", is_flag=True, help="Continue from OUTPUT/train_state.pt.")
+def main(images, output, masks, invert_masks, levels, width_mult, refinement_decoders, init, size, batch_size,
+         steps, lr, perceptual, vgg_weights, amp, save_every, grid_every, log_every, workers, seed, device,
+         resume) -> None:
+    """Train MADF with the paper's losses and incremental supervision; checkpoints are atomic and resumable."""
+    setup_logging()
+    with cli_errors():
+        from ..config import ModelConfig
+        from ..train import TrainConfig, train
+        config = TrainConfig(
+            images=str(images), output=str(output),
+            model=ModelConfig(levels=levels, width=width_mult, refinement_decoders=refinement_decoders).to_dict(),
+            size=size, batch_size=batch_size, steps=steps, lr=lr, masks=str(masks) if masks else None,
+            invert_masks=invert_masks, perceptual=perceptual, vgg_weights=str(vgg_weights) if vgg_weights else None,
+            amp=amp, save_every=save_every, grid_every=grid_every, log_every=log_every, seed=seed, workers=workers,
+            init=str(init) if init else None, device=device)
+        reached = train(config, resume=resume)
+    click.echo(f"stopped at step {reached} of {steps}; weights: {output / 'model.safetensors'}")
+
+
+if __name__ == "__main__":
+    main()
