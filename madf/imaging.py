@@ -82,6 +82,14 @@ def to_hole_mask(mask: Union[np.ndarray, Image.Image], invert: bool = False) -> 
     return ~hole if invert else hole
 
 
+def center_square(image: Image.Image, size: int) -> np.ndarray:
+    """The central square of a photo, resized (bicubic) to size x size, as RGB uint8: evaluation inputs."""
+    image = image.convert("RGB")
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    return np.asarray(image.resize((size, size), Image.BICUBIC, box=(left, top, left + side, top + side)))
+
+
 def check_pair(image: np.ndarray, hole: np.ndarray, name: str = "image") -> None:
     if image.shape[:2] != hole.shape:
         raise InputError(f"{name}: image is {image.shape[1]}x{image.shape[0]} but its mask is "

@@ -51,12 +51,9 @@ def photo_feeds(size: int, count: int = 3, seed: int = 0) -> List[Dict[str, np.n
 
     feeds = []
     for i, path in enumerate(sample_photos()[:count]):
-        img = Image.open(path).convert("RGB")
-        side = min(img.size)
-        left, top = (img.width - side) // 2, (img.height - side) // 2
-        img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+        image = imaging.center_square(Image.open(path), size)
         hole = free_form_mask(size, size, seed=seed + i)
-        image_t, mask_t = imaging.to_contract(np.asarray(img), hole, size)
+        image_t, mask_t = imaging.to_contract(image, hole, size)
         feeds.append(OrderedDict(image=image_t, mask=mask_t))
     return feeds
 

@@ -1,5 +1,5 @@
-"""A small real-photo dataset from what is installed: scikit-image's photos and, where present, Debian's
-mate-backgrounds. The split is fixed per photo (a hash of its file name), so adding or removing a source never moves a
+"""A small real-photo dataset from what is installed: scikit-image's photos and, where present, the nature photos
+of Debian's mate-backgrounds. The split is fixed per photo (a hash of its file name), so adding or removing a source never moves a
 photo between train/ and heldout/.
 """
 from __future__ import annotations
@@ -28,8 +28,9 @@ def is_heldout(name: str) -> bool:
 def sources() -> List[Path]:
     data = skimage_data_dir()
     photos = [data / n for n in SKIMAGE_NATURAL if (data / n).is_file()]
-    if MATE_BACKGROUNDS.is_dir():
-        photos += sorted(p for p in MATE_BACKGROUNDS.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    nature = MATE_BACKGROUNDS / "nature"   # the package's other folders hold abstract art and desktop graphics
+    if nature.is_dir():
+        photos += sorted(p for p in nature.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     return photos
 
 

@@ -1,0 +1,122 @@
+"""Evaluation like the paper's Table I: PSNR and SSIM per hole-ratio bucket and over all, next to OpenCV baselines.
+
+Metrics (one pinned implementation each, stated in every report):
+- PSNR on [0,1] RGB, data range 1, over the whole composited image.
+- SSIM: scikit-image's structural_similarity, data range 1, Gaussian window sigma 1.5 (11x11), population
+  covariance (Wang et al. 2004's settings), averaged over RGB channels.
+- FID and LPIPS are not computed yet (LPIPS needs torchvision's pretrained backbones, not installable here; FID
+  over a few held-out photos would not mean much): the reports say so.
+Every method is composited (known pixels from the input) before scoring, so all are judged on the holes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import imaging
+from .atomic import atomic_path
+from .data.masks import BUCKETS, bucket_name, bucket_of
+
+SSIM_SETTINGS = "skimage.metrics.structural_similarity, data_range=1, gaussian_weights=True, sigma=1.5 (11x11), " \
+                "use_sample_covariance=False, mean over RGB"
+Method = Callable[[np.ndarray, np.ndarray], np.ndarray]   # (uint8 image, bool hole) -> uint8 result
+
+
+def psnr(reference: np.ndarray, result: np.ndarray) -> float:
+    mse = float(np.mean((reference.astype(np.float64) / 255 - result.astype(np.float64) / 255) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def ssim(reference: np.ndarray, result: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity
+    return float(structural_similarity(reference.astype(np.float64) / 255, result.astype(np.float64) / 255,
+                                       channel_axis=2, data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                       use_sample_covariance=False))
+
+
+def opencv_method(flag_name: str) -> Method:
+    """OpenCV's inpainting (TELEA: Telea 2004; NS: Navier-Stokes, Bertalmio 2001), radius 3."""
+    import cv2
+    flag = getattr(cv2, f"INPAINT_{flag_name}")
+
+    def run(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        out = cv2.inpaint(np.ascontiguousarray(image[..., ::-1]), hole.astype(np.uint8) * 255, 3, flag)
+        return out[..., ::-1]
+    return run
+
+
+@dataclasses.dataclass
+class Sample:
+    image: str
+    bucket: str
+    hole_ratio: float
+    scores: Dict[str, Dict[str, float]]
+
+
+def evaluate(methods: Dict[str, Method], images: Sequence[Tuple[str, np.ndarray]],
+             masks: Sequence[Tuple[Tuple[float, float], np.ndarray]], progress=None) -> List[Sample]:
+    """Every image with every mask; each method's result composited, then scored."""
+    samples = []
+    for name, image in images:
+        for bucket, hole in masks:
+            scores = {}
+            for method, run in methods.items():
+                result = imaging.composite(image, np.asarray(run(image, hole)), hole)
+                scores[method] = {"psnr": psnr(image, result), "ssim": ssim(image, result)}
+            samples.append(Sample(name, bucket_name(bucket), float(hole.mean()), scores))
+            if progress is not None:
+                progress.update(1)
+    return samples
+
+
+def table(samples: List[Sample]) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """{bucket or 'ALL': {method: {metric: mean}}}, buckets in the paper's order."""
+    groups: Dict[str, List[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.bucket, []).append(s)
+    order = [bucket_name(b) for b in BUCKETS if bucket_name(b) in groups] + ["ALL"]
+    groups["ALL"] = samples
+    out = {}
+    for key in order:
+        rows = groups[key]
+        methods = rows[0].scores.keys()
+        out[key] = {m: {metric: float(np.mean([r.scores[m][metric] for r in rows])) for metric in ("psnr", "ssim")}
+                    for m in methods}
+        out[key]["n"] = len(rows)
+    return out
+
+
+def markdown(summary, methods: Sequence[str], header: str) -> str:
+    lines = [header, "", "| holes | n | " + " | ".join(f"{m} PSNR | {m} SSIM" for m in methods) + " |",
+             "|---|---:|" + "---:|---:|" * len(methods)]
+    for key, row in summary.items():
+        cells = " | ".join(f"{row[m]['psnr']:.2f} | {row[m]['ssim']:.4f}" for m in methods)
+        lines.append(f"| {key} | {row['n']} | {cells} |")
+    lines += ["", f"PSNR: data range 1, whole composited image. SSIM: {SSIM_SETTINGS}."]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(output: Path, summary, samples: List[Sample], methods: Sequence[str], header: str,
+                  extra: Optional[dict] = None) -> None:
+    with atomic_path(output / "eval.json") as tmp:
+        tmp.write_text(json.dumps({"ssim": SSIM_SETTINGS, "summary": summary, **(extra or {}),
+                                   "samples": [dataclasses.asdict(s) for s in samples]}, indent=2))
+    with atomic_path(output / "eval.md") as tmp:
+        tmp.write_text(markdown(summary, methods, header))
+
+
+def folder_masks(paths, size: int, invert: bool):
+    """Masks from files, nearest-resized to size, each in its ratio bucket (outside all buckets: dropped)."""
+    from PIL import Image
+    out = []
+    for path in paths:
+        hole = imaging.read_mask(path, invert=invert)
+        hole = np.asarray(Image.fromarray(hole).resize((size, size), Image.NEAREST))
+        bucket = bucket_of(float(hole.mean()))
+        if bucket is not None:
+            out.append((bucket, hole))
+    return out
