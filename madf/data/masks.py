@@ -2,7 +2,7 @@
 
 - ``free_form_mask``: seeded procedural masks in the style of DeepFill v2 / LaMa / MAT: strokes (several vertices,
   random widths and angles, round joints) plus boxes. With ``bucket=(lo, hi)`` strokes are added until the hole
-  ratio passes ``lo`` and the mask is regenerated if it overshoots ``hi``, so it lands in the bucket.
+  ratio passes a target drawn in (lo, hi], and the mask is regenerated if it overshoots ``hi``.
 - ``eval_masks``: the deterministic evaluation set, the same bytes for a seed on every machine.
 - ``MaskFolder``: a folder of mask images (NVIDIA irregular masks and the like) with the paper's augmentation
   (flip, rotation, dilation, crop); masks stay binary throughout (nearest resampling, thresholds, max filters),
@@ -62,7 +62,7 @@ def _box(draw: ImageDraw.ImageDraw, rng: np.random.Generator, height: int, width
 def free_form_mask(height: int, width: int, seed, bucket: Optional[Tuple[float, float]] = None,
                    strokes: int = 4, boxes: int = 1) -> np.ndarray:
     """A seeded free-form mask. Without ``bucket``: ``strokes`` strokes and ``boxes`` boxes. With it: grown stroke
-    by stroke (one in five a box) until the hole ratio is in (lo, hi]."""
+    by stroke (one in five a box) past a target ratio drawn in (lo, hi], regenerated on overshoot."""
     rng = np.random.default_rng(seed)
     if bucket is None:
         canvas = Image.new("L", (width, height), 0)
@@ -76,8 +76,8 @@ def free_form_mask(height: int, width: int, seed, bucket: Optional[Tuple[float, 
     for _ in range(_MAX_RESTARTS):
         canvas = Image.new("L", (width, height), 0)
         draw = ImageDraw.Draw(canvas)
-        ratio = 0.0
-        while ratio <= lo:
+        ratio, target = 0.0, rng.uniform(lo, hi)   # aim inside the bucket, not at its lower edge
+        while ratio <= target:
             (_box if rng.random() < 0.2 else _stroke)(draw, rng, height, width)
             ratio = float((np.asarray(canvas) >= 128).mean())
         if ratio <= hi:

@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from madf import imaging
+from madf.data.images import InpaintingDataset, ResumableSampler
+from madf.data.masks import BUCKETS, MaskFolder, bucket_of, eval_masks, free_form_mask, mask_digest
+from madf.errors import InputError
+
+# sha256 prefixes of eval_masks(64, 64, 1, seed=0): the evaluation set must be the same on every machine.
+PINNED = ["5493d4aea63fb94d", "28b870be41605add", "c25d518be34a9c54", "16f04d08d68c8da7", "7431ec8a5d251dab",
+          "664d8c97993289ed"]
+
+
+def test_eval_masks_are_pinned():
+    masks = eval_masks(64, 64, 1, seed=0)
+    assert [mask_digest(m) for _, m in masks] == PINNED
+    assert [mask_digest(m) for _, m in eval_masks(64, 64, 1, seed=1)] != PINNED
+
+
+@pytest.mark.parametrize("bucket", BUCKETS, ids=lambda b: f"{b[0]}-{b[1]}")
+def test_bucket_targeting(bucket):
+    for seed in range(4):
+        mask = free_form_mask(96, 128, seed=seed, bucket=bucket)
+        assert mask.dtype == bool and mask.shape == (96, 128)
+        assert bucket[0] < mask.mean() <= bucket[1]
+        assert bucket_of(float(mask.mean())) == bucket
+
+
+def test_free_form_is_seeded():
+    assert np.array_equal(free_form_mask(64, 64, seed=3), free_form_mask(64, 64, seed=3))
+    assert not np.array_equal(free_form_mask(64, 64, seed=3), free_form_mask(64, 64, seed=4))
+
+
+def _mask_folder(tmp_path, white_is_hole=True, n=4):
+    folder = tmp_path / "masks"
+    for i in range(n):
+        hole = free_form_mask(80, 80, seed=i, bucket=BUCKETS[i % 3])
+        pixels = hole if white_is_hole else ~hole
+        imaging.write_png(folder / f"{i}.png", (pixels * 255).astype(np.uint8))
+    return folder
+
+
+def test_mask_folder_augmentation_stays_binary_and_seeded(tmp_path):
+    folder = MaskFolder(_mask_folder(tmp_path))
+    a = folder.sample(64, 64, np.random.default_rng(5))
+    b = folder.sample(64, 64, np.random.default_rng(5))
+    assert a.dtype == bool and a.shape == (64, 64) and np.array_equal(a, b)
+    big = folder.sample(96, 128, np.random.default_rng(1))          # smaller source: nearest upscale, still binary
+    assert big.shape == (96, 128) and big.dtype == bool
+    ratios = {round(float(folder.sample(64, 64, np.random.default_rng(s), index=0).mean()), 3) for s in range(6)}
+    assert len(ratios) > 1                                            # flips/rotation/dilation/crop vary it
+
+
+def test_mask_folder_polarity_check(tmp_path):
+    inverted = _mask_folder(tmp_path, white_is_hole=False)
+    with pytest.raises(InputError, match="look inverted; read them with --invert-masks"):
+        MaskFolder(inverted)
+    assert MaskFolder(inverted, invert=True).sample(32, 32, np.random.default_rng(0)).mean() < 0.6
+
+
+def _photo_tree(tmp_path):
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(root / "a.jpg")
+    Image.fromarray(rng.integers(0, 256, (60, 40), dtype=np.uint8)).save(root / "sub" / "gray.png")
+    Image.fromarray(rng.integers(0, 256, (40, 40, 4), dtype=np.uint8), "RGBA").save(root / "sub" / "alpha.webp")
+    (root / "sub" / "broken.png").write_bytes(b"\x89PNG not really")
+    return root
+
+
+def test_dataset_converts_and_skips_broken_files(tmp_path, caplog):
+    ds = InpaintingDataset(_photo_tree(tmp_path), size=32)
+    assert len(ds) == 4
+    with caplog.at_level("WARNING", logger="madf"):
+        items = [ds.at(0, i) for i in range(len(ds))]
+    assert "skipping unreadable training image" in caplog.text and "broken.png" in caplog.text
+    for image, known in items:
+        assert image.shape == (3, 32, 32) and 0 <= image.min() and image.max() <= 1
+        assert known.shape == (1, 32, 32) and set(known.unique().tolist()) <= {0.0, 1.0}
+    again = ds.at(0, 2)
+    assert all((x == y).all() for x, y in zip(items[2], again))      # (epoch, index) fixes every random choice
+    assert not (ds.at(1, 2)[0] == again[0]).all()
+
+
+def test_sampler_resumes_exactly_and_splits_ranks():
+    full = ResumableSampler(10, 3, seed=1)
+    it = iter(full)
+    first = [next(it) for _ in range(8)]
+    resumed = iter(ResumableSampler(10, 3, seed=1, start_step=5))
+    assert [next(resumed) for _ in range(3)] == first[5:8]
+    r0, r1 = ResumableSampler(10, 2, seed=1, rank=0, world=2), ResumableSampler(10, 2, seed=1, rank=1, world=2)
+    step0 = r0.indices_for_step(0) + r1.indices_for_step(0)
+    assert len(set(step0)) == 4                                        # ranks take disjoint slots
+    epoch0 = [key for s in range(5) for key in full.indices_for_step(s)][:10]
+    assert sorted(i for e, i in epoch0) == list(range(10))            # an epoch is a permutation
+
+
+def test_madf_data_split_is_fixed(tmp_path):
+    from madf.data.assemble import assemble, is_heldout
+    split = assemble(tmp_path / "photos")
+    assert split["train"] and split["heldout"]
+    assert all(is_heldout(p.stem) for p in split["heldout"]) and not any(is_heldout(p.stem) for p in split["train"])
+    assert {p.stem for p in split["heldout"]} >= {"skimage-chelsea", "skimage-brick"}
