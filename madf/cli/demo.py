@@ -67,28 +67,33 @@ def _grid(rows, path: Path, cell: int = 256) -> None:
 @click.option("--output", default="demo_out", show_default=True, type=click.Path(path_type=Path),
               help="Folder for inputs, masks, results, the grid and the demo checkpoint.")
 @click.option("--ckpt", type=click.Path(path_type=Path), default=None,
-              help="Use these weights instead of the seeded random-init small model.")
+              help="Use these weights (default: the bundled small model trained on the bundled photos).")
+@click.option("--random-init", is_flag=True, help="Use a seeded random-init small model instead.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random init and the masks.")
 @click.option("--device", default="cpu", show_default=True)
-def main(output: Path, ckpt, seed: int, device: str) -> None:
-    """Run checkpoint -> madf-inpaint -> grid on bundled photos and print the dynamic filters' parity."""
+def main(output: Path, ckpt, random_init: bool, seed: int, device: str) -> None:
+    """Run checkpoint -> madf-inpaint -> grid on held-out photos, the dynamic filters' parity, then export,
+    ONNX Runtime, parity and an engine build."""
     setup_logging()
     from ..checkpoint import load_checkpoint, save_checkpoint
     from ..config import SMALL
+    from ..data.assemble import heldout_photos
     from ..data.masks import free_form_mask
-    from ..data.photos import sample_photos
     from ..inpaint import Inpainter
     from ..model import build_model
+    from ..weights import BUNDLED, describe_bundled
 
     with cli_errors():
-        if ckpt is None:
+        if ckpt is None and not random_init and BUNDLED.is_file():
+            ckpt = BUNDLED
+            click.echo(f"model: {describe_bundled()}")
+        elif ckpt is None:
             ckpt = output / "random-small.safetensors"
             save_checkpoint(build_model(SMALL, seed=seed), ckpt)
-            click.echo(f"NOTE: no trained checkpoint is bundled: using a seeded random-init {SMALL.describe()} "
-                       f"saved as {ckpt}.\n      Results show the pipeline, not inpainting quality; pass --ckpt "
-                       f"for official weights.")
+            click.echo(f"NOTE: using a seeded random-init {SMALL.describe()} saved as {ckpt}.\n      Results show "
+                       f"the pipeline, not inpainting quality; pass --ckpt for trained weights.")
         inputs, masks = output / "inputs", output / "masks"
-        for i, photo in enumerate(sample_photos()[:DEMO_PHOTOS]):
+        for i, photo in enumerate(heldout_photos()[:DEMO_PHOTOS]):
             image = imaging.read_image(photo)
             imaging.write_png(inputs / f"{photo.stem}.png", image)
             hole = free_form_mask(image.shape[0], image.shape[1], seed=seed + i)

