@@ -183,7 +183,7 @@ class Trainer:
         if not path.is_file():
             raise CheckpointError(f"--resume: no {path}; start without --resume")
         try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
+            state = torch.load(path, map_location="cpu", weights_only=False)  # RNG states must stay on CPU
         except Exception as exc:  # noqa: BLE001
             raise CheckpointError(f"{path}: unreadable ({exc.__class__.__name__}); start again or restore a "
                                   f"copy") from None
@@ -193,7 +193,7 @@ class Trainer:
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
-        _set_rng_state({k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in state["rng"].items()})
+        _set_rng_state(state["rng"])
         self.step = int(state["step"])
         log.info("resumed %s at step %d", path, self.step)
 
