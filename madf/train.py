@@ -273,14 +273,15 @@ class Trainer:
 
     @torch.no_grad()
     def _grid(self, image, known, outputs) -> None:
-        """Rows: input with the hole in white, mask, the K+1 outputs (composited), ground truth."""
+        """Rows: input with the hole in white, the mask (white = hole), the K+1 outputs (composited), ground
+        truth."""
         from . import imaging
         mean = image.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         std = image.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
         rows = []
         for i in range(min(4, image.shape[0])):
             k = known[i:i + 1]
-            cells = [image[i:i + 1] * k + (1 - k), k.expand(-1, 3, -1, -1)]
+            cells = [image[i:i + 1] * k + (1 - k), (1 - k).expand(-1, 3, -1, -1)]   # hole shown white
             cells += [(k * image[i:i + 1] + (1 - k) * (o[i:i + 1].float() * std + mean)).clamp(0, 1)
                       for o in outputs]
             cells.append(image[i:i + 1])
