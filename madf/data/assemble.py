@@ -34,9 +34,9 @@ def sources() -> List[Path]:
     return photos
 
 
-def heldout_photos() -> List[Path]:
+def heldout_photos(skimage_only: bool = False) -> List[Path]:
     """The held-out photos among the sources, colour ones first (the demo shows these: unseen in training)."""
-    held = [p for p in sources() if is_heldout(_name(p))]
+    held = [p for p in sources() if is_heldout(_name(p)) and (not skimage_only or _name(p).startswith("skimage"))]
     colour = [p for p in held if Image.open(p).mode not in ("L", "LA", "1", "I;16")]
     return colour + [p for p in held if p not in colour]
 
