@@ -145,6 +145,12 @@ class Trainer:
         self.model = (torch.nn.parallel.DistributedDataParallel(self.net, device_ids=[self.device.index])
                       if self.world > 1 and self.device.type == "cuda" else
                       torch.nn.parallel.DistributedDataParallel(self.net) if self.world > 1 else self.net)
+        # Inputs first: a wrong folder or size is reported before anything heavy is loaded.
+        multiple = self.net.config.multiple
+        if config.size % multiple:
+            raise InputError(f"--size {config.size} is not a multiple of {multiple} (2^levels)")
+        masks = MaskFolder(config.masks, invert=config.invert_masks) if config.masks else None
+        self.dataset = InpaintingDataset(config.images, config.size, masks=masks, seed=config.seed)
         vgg = None
         if config.perceptual == "vgg":
             vgg = load_vgg16(config.vgg_weights).to(self.device)
@@ -157,11 +163,6 @@ class Trainer:
         if resume:
             self._load_state()
 
-        multiple = self.net.config.multiple
-        if config.size % multiple:
-            raise InputError(f"--size {config.size} is not a multiple of {multiple} (2^levels)")
-        masks = MaskFolder(config.masks, invert=config.invert_masks) if config.masks else None
-        self.dataset = InpaintingDataset(config.images, config.size, masks=masks, seed=config.seed)
 
     # State ---------------------------------------------------------------------------------------------------
     def _state_path(self) -> Path:

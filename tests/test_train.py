@@ -120,3 +120,19 @@ def test_ddp_two_processes_on_gloo(photos, tmp_path):
     state = torch.load(out / STATE_FILE, weights_only=False)
     assert state["step"] == 3 and state["world"] == 2
     assert load_checkpoint(out / MODEL_FILE).config == TINY
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--images", "/nonexistent", "--perceptual", "vgg"], "image folder /nonexistent: no such folder"),
+    (["--size", "100"], "--size 100 is not a multiple of 16"),
+    (["--perceptual", "vgg"], "pass --vgg-weights vgg16-397923af.pth"),
+])
+def test_cli_errors_are_one_line(photos, tmp_path, args, message, monkeypatch):
+    from click.testing import CliRunner
+    from madf.cli.train import main
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-cache"))
+    base = ["--images", str(photos), "--output", str(tmp_path / "run"), "--levels", "4", "--width", "0.125",
+            "--size", "32", "--steps", "1", "--workers", "0", "--perceptual", "none"]
+    result = CliRunner().invoke(main, base + args)
+    assert result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output, result.output
+    assert not (tmp_path / "run" / STATE_FILE).exists()
