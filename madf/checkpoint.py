@@ -178,11 +178,5 @@ def save_checkpoint(net: MADFNet, path, metadata: Optional[Dict[str, str]] = Non
         save_file(state, str(tmp), metadata=meta)
 
 
-def config_summary(path) -> str:
-    """One line describing a checkpoint (for CLIs)."""
-    _, config, info = read_checkpoint(path)
-    return f"{path}: {info['format']} checkpoint, {config.describe()}"
-
-
 __all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint", "read_checkpoint", "infer_config",
-           "check_state_dict", "normalize_keys", "config_summary"]
+           "check_state_dict", "normalize_keys"]

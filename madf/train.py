@@ -28,7 +28,7 @@ import torch.distributed as dist
 from .atomic import atomic_path
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ModelConfig
-from .data.images import EpochIndexed, InpaintingDataset, ResumableSampler
+from .data.images import InpaintingDataset, ResumableSampler
 from .data.masks import MaskFolder
 from .errors import CheckpointError, InputError
 from .losses import InpaintingLoss, load_vgg16
@@ -202,7 +202,7 @@ class Trainer:
     def _loader(self):
         sampler = ResumableSampler(len(self.dataset), self.config.batch_size, seed=self.config.seed,
                                    start_step=self.step, rank=self.rank, world=self.world)
-        return torch.utils.data.DataLoader(EpochIndexed(self.dataset), batch_sampler=sampler,
+        return torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler,
                                            num_workers=self.config.workers,
                                            persistent_workers=self.config.workers > 0,
                                            pin_memory=self.device.type == "cuda")

@@ -11,12 +11,8 @@ from typing import Dict, List
 from PIL import Image
 
 from .. import imaging
-from .photos import MATE_BACKGROUNDS, skimage_data_dir
+from .photos import colour_first, sources
 
-# scikit-image's photographs (colour and grayscale); its charts, silhouettes and micrographs are left out.
-SKIMAGE_NATURAL = ("astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "grass.png",
-                   "gravel.png", "hubble_deep_field.jpg", "moon.png", "motorcycle_left.png", "motorcycle_right.png",
-                   "rocket.jpg", "coins.png", "page.png", "text.png", "clock_motion.png", "retina.jpg")
 HELDOUT_EVERY = 5          # about one photo in five is held out
 MAX_SIDE = 1024            # large wallpapers are downscaled to keep the folder small
 
@@ -25,20 +21,10 @@ def is_heldout(name: str) -> bool:
     return int(hashlib.sha1(name.encode()).hexdigest(), 16) % HELDOUT_EVERY == 0
 
 
-def sources() -> List[Path]:
-    data = skimage_data_dir()
-    photos = [data / n for n in SKIMAGE_NATURAL if (data / n).is_file()]
-    nature = MATE_BACKGROUNDS / "nature"   # the package's other folders hold abstract art and desktop graphics
-    if nature.is_dir():
-        photos += sorted(p for p in nature.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    return photos
-
-
 def heldout_photos(skimage_only: bool = False) -> List[Path]:
     """The held-out photos among the sources, colour ones first (the demo shows these: unseen in training)."""
-    held = [p for p in sources() if is_heldout(_name(p)) and (not skimage_only or _name(p).startswith("skimage"))]
-    colour = [p for p in held if Image.open(p).mode not in ("L", "LA", "1", "I;16")]
-    return colour + [p for p in held if p not in colour]
+    return colour_first([p for p in sources()
+                         if is_heldout(_name(p)) and (not skimage_only or _name(p).startswith("skimage"))])
 
 
 def _name(src: Path) -> str:

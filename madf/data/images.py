@@ -51,19 +51,19 @@ def _log_uniform(rng: np.random.Generator, bounds) -> float:
 
 
 class InpaintingDataset(torch.utils.data.Dataset):
-    """(image [0,1] (3,S,S), known mask (1,S,S) 1 = known) pairs. Indexed by (epoch, index) through ``at``."""
+    """(image [0,1] (3,S,S), known mask (1,S,S) 1 = known) pairs, indexed by (epoch, index) keys (what
+    ``ResumableSampler`` yields)."""
 
     def __init__(self, root, size: int, masks: Optional[MaskFolder] = None, seed: int = 0):
         self.paths = list_image_tree(root)
         self.size, self.masks, self.seed = size, masks, seed
-        self.epoch = 0
         self._warned = set()
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int):
-        return self.at(self.epoch, index)
+    def __getitem__(self, key):
+        return self.at(*key)
 
     def at(self, epoch: int, index: int):
         rng = np.random.default_rng((self.seed, epoch, index))
@@ -120,15 +120,3 @@ class ResumableSampler(torch.utils.data.Sampler):
     def __len__(self):  # endless; DataLoader only needs this for its progress estimates
         return 2**62
 
-
-class EpochIndexed(torch.utils.data.Dataset):
-    """Adapter so a DataLoader with ``ResumableSampler`` as batch_sampler fetches (epoch, index) keys."""
-
-    def __init__(self, dataset: InpaintingDataset):
-        self.dataset = dataset
-
-    def __getitem__(self, key):
-        return self.dataset.at(*key)
-
-    def __len__(self):
-        return len(self.dataset)
