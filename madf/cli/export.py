@@ -3,6 +3,7 @@
     madf-export --ckpt places2.pth --output places2.onnx                      # native lowering, FP32, dynamic N/H/W
     madf-export --ckpt places2.pth --output places2-fp16.onnx --fp16 --check  # FP16 graph, parity vs PyTorch
     madf-export --ckpt places2.pth --output places2-plugin.onnx --dynconv plugin   # for the TensorRT plugin
+    madf-export --ckpt places2.pth --fp16 --engine places2-fp16.plan               # export, then madf-build
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Optional
 import click
 
 from ._common import cli_errors, format_table, setup_logging
+from .build import build_and_describe, engine_options
 from .parity import parity_report
 
 
@@ -32,8 +34,12 @@ from .parity import parity_report
 @click.option("--check", is_flag=True, help="Compare with PyTorch on real photos through ONNX Runtime; exit 1 "
                                             "past the tolerance (native lowering only).")
 @click.option("--check-size", default=None, type=int, help="Photo size for --check (default 2 x 2^levels, >= 256).")
+@click.option("--engine", type=click.Path(path_type=Path), default=None,
+              help="Also build a TensorRT engine here (as madf-build does, with the options below).")
+@engine_options
 def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, height, width, raw_outputs: bool,
-         opset: int, simplify: bool, check: bool, check_size) -> None:
+         opset: int, simplify: bool, check: bool, check_size, engine: Optional[Path], backend: str,
+         **build_settings) -> None:
     """Export CKPT to ONNX (checked with onnx.checker and full shape inference; written atomically)."""
     setup_logging()
     if check and (dynconv == "plugin" or raw_outputs):
@@ -55,6 +61,8 @@ def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, he
             ok = parity_report(ckpt, output, size=check_size or (height if height == width else None), device="cpu")
             if not ok:
                 raise click.ClickException(f"{output} does not match PyTorch within tolerance (see table)")
+        if engine is not None:
+            build_and_describe(output, engine, fp16, backend, **build_settings)
 
 
 def _fp16_headroom(net, size) -> None:

@@ -1,0 +1,298 @@
+#include "dynamicFilterPlugin.h"
+
+#include "../pluginLogging.h"
+#include "dynamicFilterKernel.cuh"
+
+#include <cstring>
+#include <exception>
+#include <string>
+
+using namespace nvinfer1;
+
+namespace madf
+{
+namespace
+{
+
+constexpr int32_t kNB_INPUTS = 4;   // features, mask_features, weight, bias
+constexpr char const* kATTRIBUTES[] = {"kernel_size", "stride", "padding", "out_channels"};
+
+int32_t* field(DynamicFilterParams& p, int32_t i)
+{
+    int32_t* slots[] = {&p.kernelSize, &p.stride, &p.padding, &p.outChannels};
+    return slots[i];
+}
+
+// The ONNX parser hands integer attributes over as INT32 or INT64 depending on the TensorRT version.
+bool readInt(PluginField const& f, int32_t& value)
+{
+    if (f.data == nullptr || f.length < 1)
+        return false;
+    switch (f.type)
+    {
+    case PluginFieldType::kINT32: value = *static_cast<int32_t const*>(f.data); return true;
+    case PluginFieldType::kINT64: value = static_cast<int32_t>(*static_cast<int64_t const*>(f.data)); return true;
+    case PluginFieldType::kINT16: value = *static_cast<int16_t const*>(f.data); return true;
+    case PluginFieldType::kINT8: value = *static_cast<int8_t const*>(f.data); return true;
+    default: return false;
+    }
+}
+
+bool toDType(DataType t, madfDType& out)
+{
+    if (t == DataType::kFLOAT)
+        out = MADF_FLOAT32;
+    else if (t == DataType::kHALF)
+        out = MADF_FLOAT16;
+    else
+        return false;
+    return true;
+}
+
+} // namespace
+
+// ---- DynamicFilterPlugin ------------------------------------------------------------------------------------------
+
+DynamicFilterPlugin::DynamicFilterPlugin(std::string name, DynamicFilterParams params)
+    : mName(std::move(name))
+    , mParams(params)
+{
+}
+
+DynamicFilterPlugin::DynamicFilterPlugin(DynamicFilterPlugin const& other)
+    : mName(other.mName)
+    , mParams(other.mParams)
+    , mTactic(other.mTactic)
+{
+}
+
+IPluginCapability* DynamicFilterPlugin::getCapabilityInterface(PluginCapabilityType type) noexcept
+{
+    switch (type)
+    {
+    case PluginCapabilityType::kCORE: return static_cast<IPluginV3OneCore*>(this);
+    case PluginCapabilityType::kBUILD: return static_cast<IPluginV3OneBuild*>(this);
+    case PluginCapabilityType::kRUNTIME: return static_cast<IPluginV3OneRuntime*>(this);
+    }
+    return nullptr;
+}
+
+IPluginV3* DynamicFilterPlugin::clone() noexcept
+{
+    try
+    {
+        return new DynamicFilterPlugin(*this);
+    }
+    catch (std::exception const& e)
+    {
+        logError(e.what());
+    }
+    return nullptr;
+}
+
+char const* DynamicFilterPlugin::getPluginName() const noexcept { return kDYNAMIC_FILTER_NAME; }
+char const* DynamicFilterPlugin::getPluginVersion() const noexcept { return kDYNAMIC_FILTER_VERSION; }
+char const* DynamicFilterPlugin::getPluginNamespace() const noexcept { return kDYNAMIC_FILTER_NAMESPACE; }
+int32_t DynamicFilterPlugin::getNbOutputs() const noexcept { return 1; }
+
+int32_t DynamicFilterPlugin::getOutputDataTypes(
+    DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes, int32_t nbInputs) const noexcept
+{
+    if (nbOutputs != 1 || nbInputs != kNB_INPUTS)
+        return -1;
+    outputTypes[0] = inputTypes[0];
+    return 0;
+}
+
+int32_t DynamicFilterPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInputs, DimsExprs const*, int32_t,
+    DimsExprs* outputs, int32_t nbOutputs, IExprBuilder& exprBuilder) noexcept
+{
+    if (nbInputs != kNB_INPUTS || nbOutputs != 1 || inputs[0].nbDims != 4 || inputs[1].nbDims != 4)
+    {
+        logError("MADFDynamicFilter: expects 4 inputs, features and mask_features 4-D (N, C, H, W)");
+        return -1;
+    }
+    // (N, Cout, Ho, Wo): the output grid is the mask features' grid (checked against the features in enqueue)
+    outputs[0].nbDims = 4;
+    outputs[0].d[0] = inputs[0].d[0];
+    outputs[0].d[1] = exprBuilder.constant(mParams.outChannels);
+    outputs[0].d[2] = inputs[1].d[2];
+    outputs[0].d[3] = inputs[1].d[3];
+    return 0;
+}
+
+bool DynamicFilterPlugin::supportsFormatCombination(
+    int32_t pos, DynamicPluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept
+{
+    if (nbInputs != kNB_INPUTS || nbOutputs != 1 || pos < 0 || pos >= nbInputs + nbOutputs)
+        return false;
+    PluginTensorDesc const& desc = inOut[pos].desc;
+    bool const floating = desc.type == DataType::kFLOAT || desc.type == DataType::kHALF;
+    return desc.format == TensorFormat::kLINEAR && floating && desc.type == inOut[0].desc.type;
+}
+
+int32_t DynamicFilterPlugin::configurePlugin(
+    DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const*, int32_t nbOutputs) noexcept
+{
+    if (nbInputs != kNB_INPUTS || nbOutputs != 1)
+        return -1;
+    // Channel counts are static in every madf export: check the kernel generator matches the attributes now,
+    // so a bad graph fails at build time rather than producing garbage.
+    int64_t const cin = in[0].desc.dims.d[1], cm = in[1].desc.dims.d[1];
+    int64_t const genOut = in[2].desc.dims.d[0], genIn = in[2].desc.dims.d[1];
+    int64_t const k = mParams.kernelSize;
+    if (cin > 0 && genOut > 0 && genOut != cin * k * k * mParams.outChannels)
+    {
+        logError("MADFDynamicFilter: weight rows != Cin * kernel_size^2 * out_channels; was the graph edited?");
+        return -1;
+    }
+    if (cm > 0 && genIn > 0 && genIn != cm)
+    {
+        logError("MADFDynamicFilter: weight columns != mask_features channels");
+        return -1;
+    }
+    return 0;
+}
+
+size_t DynamicFilterPlugin::getWorkspaceSize(
+    DynamicPluginTensorDesc const*, int32_t, DynamicPluginTensorDesc const*, int32_t) const noexcept
+{
+    return 0;   // fused: nothing but the output is written
+}
+
+// Two tactics, timed by TensorRT's builder: SIMT and tensor cores (the latter runs SIMT for FP32 data).
+int32_t DynamicFilterPlugin::getNbTactics() noexcept { return 2; }
+
+int32_t DynamicFilterPlugin::getValidTactics(int32_t* tactics, int32_t nbTactics) noexcept
+{
+    if (nbTactics < 2)
+        return -1;
+    tactics[0] = MADF_ALGO_SIMT;
+    tactics[1] = MADF_ALGO_TENSOR_CORE;
+    return 0;
+}
+
+int32_t DynamicFilterPlugin::setTactic(int32_t tactic) noexcept
+{
+    mTactic = tactic;
+    return 0;
+}
+
+int32_t DynamicFilterPlugin::onShapeChange(PluginTensorDesc const*, int32_t nbInputs, PluginTensorDesc const*,
+    int32_t nbOutputs) noexcept
+{
+    return nbInputs == kNB_INPUTS && nbOutputs == 1 ? 0 : -1;
+}
+
+int32_t DynamicFilterPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* outputDesc,
+    void const* const* inputs, void* const* outputs, void*, cudaStream_t stream) noexcept
+{
+    madfDType dtype;
+    if (!toDType(inputDesc[0].type, dtype))
+    {
+        logError("MADFDynamicFilter: only FP32 and FP16 are supported");
+        return -1;
+    }
+    Dims const& x = inputDesc[0].dims;
+    Dims const& m = inputDesc[1].dims;
+    madfDynamicFilterShape shape{};
+    shape.batch = static_cast<int32_t>(x.d[0]);
+    shape.inChannels = static_cast<int32_t>(x.d[1]);
+    shape.height = static_cast<int32_t>(x.d[2]);
+    shape.width = static_cast<int32_t>(x.d[3]);
+    shape.maskChannels = static_cast<int32_t>(m.d[1]);
+    shape.outChannels = mParams.outChannels;
+    shape.kernelSize = mParams.kernelSize;
+    shape.stride = mParams.stride;
+    shape.padding = mParams.padding;
+    if (char const* problem = madfDynamicFilterCheck(&shape))
+    {
+        logError(problem);
+        return -1;
+    }
+    if (m.d[0] != x.d[0] || m.d[2] != madfDynamicFilterOutputSize(shape.height, shape.kernelSize, shape.stride,
+            shape.padding) || m.d[3] != madfDynamicFilterOutputSize(shape.width, shape.kernelSize, shape.stride,
+            shape.padding) || outputDesc[0].dims.d[1] != shape.outChannels)
+    {
+        logError("MADFDynamicFilter: mask_features do not match the output grid of the features");
+        return -1;
+    }
+    cudaError_t const status = madfDynamicFilterForward(&shape, dtype, static_cast<madfAlgo>(mTactic), inputs[0],
+        inputs[1], inputs[2], inputs[3], outputs[0], stream);
+    if (status != cudaSuccess)
+    {
+        logError((std::string("MADFDynamicFilter: kernel launch failed: ") + cudaGetErrorString(status)).c_str());
+        return -1;
+    }
+    return 0;
+}
+
+IPluginV3* DynamicFilterPlugin::attachToContext(IPluginResourceContext*) noexcept
+{
+    return clone();   // no per-context resources: no cuBLAS/cuDNN handles, no workspace
+}
+
+PluginFieldCollection const* DynamicFilterPlugin::getFieldsToSerialize() noexcept
+{
+    mFields.clear();
+    for (int32_t i = 0; i < 4; ++i)
+        mFields.emplace_back(kATTRIBUTES[i], field(mParams, i), PluginFieldType::kINT32, 1);
+    mFieldCollection.nbFields = static_cast<int32_t>(mFields.size());
+    mFieldCollection.fields = mFields.data();
+    return &mFieldCollection;
+}
+
+// ---- DynamicFilterPluginCreator -----------------------------------------------------------------------------------
+
+DynamicFilterPluginCreator::DynamicFilterPluginCreator()
+{
+    for (char const* name : kATTRIBUTES)
+        mFields.emplace_back(name, nullptr, PluginFieldType::kINT32, 1);
+    mFieldCollection.nbFields = static_cast<int32_t>(mFields.size());
+    mFieldCollection.fields = mFields.data();
+}
+
+char const* DynamicFilterPluginCreator::getPluginName() const noexcept { return kDYNAMIC_FILTER_NAME; }
+char const* DynamicFilterPluginCreator::getPluginVersion() const noexcept { return kDYNAMIC_FILTER_VERSION; }
+char const* DynamicFilterPluginCreator::getPluginNamespace() const noexcept { return kDYNAMIC_FILTER_NAMESPACE; }
+PluginFieldCollection const* DynamicFilterPluginCreator::getFieldNames() noexcept { return &mFieldCollection; }
+
+IPluginV3* DynamicFilterPluginCreator::createPlugin(
+    char const* name, PluginFieldCollection const* fc, TensorRTPhase) noexcept
+{
+    try
+    {
+        DynamicFilterParams params;
+        bool seen[4] = {false, false, false, false};
+        for (int32_t f = 0; fc != nullptr && f < fc->nbFields; ++f)
+        {
+            for (int32_t i = 0; i < 4; ++i)
+            {
+                if (fc->fields[f].name != nullptr && std::strcmp(fc->fields[f].name, kATTRIBUTES[i]) == 0)
+                    seen[i] = readInt(fc->fields[f], *field(params, i));
+            }
+        }
+        for (int32_t i = 0; i < 4; ++i)
+        {
+            if (!seen[i])
+            {
+                logError((std::string("MADFDynamicFilter: missing integer attribute ") + kATTRIBUTES[i]
+                    + "; export the ONNX with madf-export --dynconv plugin").c_str());
+                return nullptr;
+            }
+        }
+        if (params.kernelSize <= 0 || params.stride <= 0 || params.padding < 0 || params.outChannels <= 0)
+        {
+            logError("MADFDynamicFilter: kernel_size, stride, out_channels must be positive, padding >= 0");
+            return nullptr;
+        }
+        return new DynamicFilterPlugin(name != nullptr ? name : "", params);
+    }
+    catch (std::exception const& e)
+    {
+        logError(e.what());
+    }
+    return nullptr;
+}
+
+} // namespace madf

@@ -1,0 +1,96 @@
+"""madf-build: an ONNX file from madf-export to a TensorRT engine plus its sidecar JSON.
+
+    madf-build --onnx places2-fp16.onnx --output places2-fp16.plan --fp16 --opt 1x512x512 --max 4x1024x1024
+    madf-build --onnx places2-plugin.onnx --plugin-lib build/plugins/libmadf_plugins.so --version-compatible
+    madf-build --onnx demo.onnx --backend tensorrt-rtx --compute-capability 8.9      # no GPU needed
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from ._common import cli_errors, format_table, setup_logging
+
+
+def _shape(ctx, param, value):
+    if value is None:
+        return None
+    from madf.engines.build import parse_shape
+    try:
+        return parse_shape(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def engine_options(command):
+    """The build settings madf-build and madf-export --engine share."""
+    options = [
+        click.option("--min", "min_shape", callback=_shape, metavar="NxHxW",
+                     help="Smallest batch/size of the profile (default 1 x 2^levels x 2^levels)."),
+        click.option("--opt", "opt_shape", callback=_shape, metavar="NxHxW",
+                     help="Shape TensorRT tunes for (default 1x512x512, clipped into min..max)."),
+        click.option("--max", "max_shape", callback=_shape, metavar="NxHxW",
+                     help="Largest batch/size of the profile (default 4x1024x1024)."),
+        click.option("--plugin-lib", "plugin_libs", multiple=True, type=click.Path(path_type=Path),
+                     help="Plugin library with the MADFDynamicFilter creator (libmadf_plugins.so); repeatable."),
+        click.option("--version-compatible", is_flag=True,
+                     help="Plan runs on later TensorRT versions' lean runtime; serializes --plugin-lib into it."),
+        click.option("--exclude-lean-runtime", is_flag=True,
+                     help="With --version-compatible: leave the lean runtime out of the plan (the app loads it)."),
+        click.option("--timing-cache", type=click.Path(path_type=Path), default=None,
+                     help="Timing cache file: read when present, written after the build (faster rebuilds)."),
+        click.option("--workspace", "workspace_mb", type=click.IntRange(min=1), default=None, metavar="MB",
+                     help="Builder workspace limit."),
+        click.option("--backend", type=click.Choice(["auto", "tensorrt", "tensorrt-rtx"]), default="auto",
+                     show_default=True, help="auto: TensorRT if installed, else TensorRT-RTX."),
+        click.option("--compute-capability", default="8.9", show_default=True, metavar="X.Y",
+                     help="TensorRT-RTX only: the GPU to build for (it needs none present)."),
+    ]
+    return functools.reduce(lambda f, option: option(f), reversed(options), command)
+
+
+def build_and_describe(onnx: Path, output: Path, fp16: bool, backend: str, **settings) -> dict:
+    """Build, write the sidecar, print a summary table; returns the sidecar."""
+    from madf.engines.build import BuildOptions, build_engine
+    from madf.engines.sidecar import build_sidecar, sidecar_path, write_sidecar
+    options = BuildOptions(fp16=fp16, plugin_libs=tuple(settings.pop("plugin_libs") or ()), **settings)
+    report = build_engine(onnx, output, options, backend=backend)
+    sidecar = build_sidecar(output, onnx, report)
+    write_sidecar(output, sidecar)
+    target = sidecar["target"]
+    rows = [["engine", f"{output} ({report.engine_bytes / 1e6:.1f} MB, {report.seconds:.1f} s)"],
+            ["sidecar", str(sidecar_path(output))],
+            ["TensorRT", f"{report.backend} {report.version}"],
+            ["target", " ".join(filter(None, [target["gpu"], f"SM {target['compute_capability']}"
+                                              if target["compute_capability"] else None])) or "this GPU"],
+            ["lowering / precision", f"{report.lowering} / {report.precision}"],
+            ["version compatible", "yes" + (f" (carries {', '.join(p['file'] for p in sidecar['plugins'])})"
+                                           if sidecar["plugins"] else "") if report.version_compatible else "no"]]
+    if report.version_compatible:
+        rows.append(["lean runtime", "excluded (load it in the app)" if report.exclude_lean_runtime
+                     else "embedded"])
+    rows += [[f"profile {name}", " .. ".join("x".join(map(str, s)) for s in shapes)]
+             for name, shapes in report.profile.items()]
+    click.echo(format_table(["", ""], rows))
+    return sidecar
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--onnx", required=True, type=click.Path(path_type=Path), help="ONNX file written by madf-export.")
+@click.option("--output", type=click.Path(path_type=Path), default=None,
+              help="Engine to write (default: the ONNX path with .plan); the sidecar goes to OUTPUT.json.")
+@click.option("--fp16", is_flag=True, help="Require an FP16 engine: the ONNX must come from madf-export --fp16 "
+                                           "(TensorRT 10 may instead cast an FP32 ONNX, with a warning).")
+@engine_options
+def main(onnx: Path, output: Optional[Path], fp16: bool, backend: str, **settings) -> None:
+    """Build a TensorRT engine (one optimization profile over N, H, W) from ONNX, written atomically."""
+    setup_logging()
+    with cli_errors():
+        build_and_describe(onnx, output or onnx.with_suffix(".plan"), fp16, backend, **settings)
+
+
+if __name__ == "__main__":
+    main()
