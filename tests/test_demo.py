@@ -26,4 +26,5 @@ def test_demo_runs_the_whole_path(tmp_path):
     assert (tmp_path / "model.onnx").is_file()
     assert sorted(p.name for p in (tmp_path / "results-onnx").iterdir()) == results
     assert "verdict" in result.output and "FAIL" not in result.output
-    assert (tmp_path / "model.plan").is_file() or "skipped engine build" in result.output
+    assert ((tmp_path / "model.plan").is_file() and (tmp_path / "model.plan.json").is_file()) \
+        or "skipped engine build" in result.output

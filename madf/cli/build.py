@@ -56,7 +56,7 @@ def build_and_describe(onnx: Path, output: Path, fp16: bool, backend: str, **set
     """Build, write the sidecar, print a summary table; returns the sidecar."""
     from madf.engines.build import BuildOptions, build_engine
     from madf.engines.sidecar import build_sidecar, sidecar_path, write_sidecar
-    options = BuildOptions(fp16=fp16, plugin_libs=tuple(settings.pop("plugin_libs") or ()), **settings)
+    options = BuildOptions(fp16=fp16, plugin_libs=tuple(settings.pop("plugin_libs", None) or ()), **settings)
     report = build_engine(onnx, output, options, backend=backend)
     sidecar = build_sidecar(output, onnx, report)
     write_sidecar(output, sidecar)

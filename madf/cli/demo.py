@@ -156,12 +156,12 @@ def _deployment(ckpt: Path, output: Path, jobs) -> None:
     click.echo(f"      madf-parity --ckpt {ckpt} --model {onnx_path}")
     if not parity_report(ckpt, onnx_path):
         raise click.ClickException("ONNX Runtime does not match PyTorch within tolerance")
+    plan = output / "model.plan"
+    click.echo(f"[6/6] madf-build --onnx {onnx_path} --output {plan} --opt 1x256x256 --max 1x1024x1024 "
+               f"(running the engine needs a GPU)")
     try:
-        from madf.engines.build import BuildOptions, build_engine
-        plan = output / "model.plan"
-        report = build_engine(onnx_path, plan, BuildOptions(opt_shape=(1, 256, 256), max_shape=(1, 1024, 1024)))
-        click.echo(f"[6/6] {report.backend} {report.version} built {plan} ({report.engine_bytes / 1e6:.1f} MB, "
-                   f"target SM {report.compute_capability or 'of this GPU'}); running it needs a GPU")
+        from .build import build_and_describe
+        build_and_describe(onnx_path, plan, False, "auto", opt_shape=(1, 256, 256), max_shape=(1, 1024, 1024))
     except MADFError as exc:
         click.echo(f"[6/6] skipped engine build: {exc}")
 
