@@ -1,31 +1,82 @@
-"""Opening a contract backend by name, for the CLIs that can run any of them (inpaint, parity, export --check)."""
+"""Opening contract backends by name, for the CLIs that run any of them (inpaint, parity, bench, export --check)."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional, Sequence
 
 import click
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+# The file each backend runs, as (option name, what it is).
+FILES = {"torch": ("--ckpt", "a checkpoint"), "onnxruntime": ("--model", "an ONNX file from madf-export"),
+         "tensorrt": ("--engine", "a plan from madf-build")}
 
 
-def choose_backend(backend: Optional[str], ckpt: Optional[Path], model: Optional[Path]) -> str:
+def model_options(command):
+    """--ckpt / --model / --engine (one per backend), --plugin-lib and --device, shared by the CLIs."""
+    options = [
+        click.option("--ckpt", type=click.Path(path_type=Path),
+                     help="Official Pytorch-MADF .pth, a state dict, or a madf-trt .safetensors (torch backend)."),
+        click.option("--model", "model_path", type=click.Path(path_type=Path),
+                     help="An ONNX file from madf-export (onnxruntime backend; no torch needed)."),
+        click.option("--engine", type=click.Path(path_type=Path),
+                     help="A TensorRT plan from madf-build, with its sidecar JSON (tensorrt backend; no torch)."),
+        click.option("--plugin-lib", "plugin_libs", multiple=True, type=click.Path(path_type=Path),
+                     help="tensorrt: the MADFDynamicFilter plugin library, for plugin-lowered engines."),
+        click.option("--device", default=None,
+                     help="torch: cpu (default), cuda, cuda:N; onnxruntime: cpu (default), cuda, tensorrt; "
+                          "tensorrt: cuda:N (default cuda:0)."),
+    ]
+    return functools.reduce(lambda f, option: option(f), reversed(options), command)
+
+
+def given_files(ckpt: Optional[Path], model: Optional[Path], engine: Optional[Path]) -> Dict[str, Path]:
+    """{backend: file} for the files given, in reference order (torch first)."""
+    files = {"torch": ckpt, "onnxruntime": model, "tensorrt": engine}
+    return {name: path for name, path in files.items() if path is not None}
+
+
+def choose_backend(backend: Optional[str], ckpt: Optional[Path], model: Optional[Path],
+                   engine: Optional[Path] = None) -> str:
     """The backend asked for, or the one the given file implies; a clear error when its file is missing."""
-    backend = backend or ("onnxruntime" if model is not None and ckpt is None else "torch")
-    if backend == "torch" and ckpt is None:
-        raise click.UsageError("--backend torch needs --ckpt (a checkpoint); for an ONNX file use --model")
-    if backend == "onnxruntime" and model is None:
-        raise click.UsageError("--backend onnxruntime needs --model (an ONNX file from madf-export)")
+    files = given_files(ckpt, model, engine)
+    if backend is None:
+        if len(files) > 1:
+            raise click.UsageError(f"give one of --ckpt, --model, --engine (got {len(files)}), or pick --backend")
+        backend = next(iter(files), "torch")
+    if backend not in files:
+        option, what = FILES[backend]
+        raise click.UsageError(f"--backend {backend} needs {option} ({what})")
     return backend
 
 
-def open_backend(backend: str, ckpt: Optional[Path] = None, model: Optional[Path] = None, device: str = "cpu",
-                 dynamic_filter: str = "rewrite"):
+def open_file(backend: str, path: Path, **kwargs):
+    """open_backend with the backend's file given positionally (the CLIs that hold {backend: file})."""
+    keyword = {"torch": "ckpt", "onnxruntime": "model", "tensorrt": "engine"}[backend]
+    return open_backend(backend, **{keyword: path}, **kwargs)
+
+
+def _gpu_index(device: Optional[str]) -> int:
+    if device in (None, "cuda"):
+        return 0
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return int(device[5:])
+    from madf.errors import DeviceError
+    raise DeviceError(f"device {device!r} for tensorrt: TensorRT runs on a GPU; use cuda or cuda:N")
+
+
+def open_backend(backend: str, ckpt: Optional[Path] = None, model: Optional[Path] = None,
+                 engine: Optional[Path] = None, device: Optional[str] = None, dynamic_filter: str = "rewrite",
+                 plugin_libs: Sequence[Path] = (), cuda_graph: bool = False):
     if backend == "torch":
         from ..checkpoint import load_checkpoint
         from ..inpaint import TorchBackend
-        return TorchBackend(load_checkpoint(ckpt, dynamic_filter=dynamic_filter), device=device)
+        return TorchBackend(load_checkpoint(ckpt, dynamic_filter=dynamic_filter), device=device or "cpu")
     if backend == "onnxruntime":
         from madf.runtime.onnxruntime import OnnxRuntimeBackend
-        return OnnxRuntimeBackend(model, device=device)
+        return OnnxRuntimeBackend(model, device=device or "cpu")
+    if backend == "tensorrt":
+        from madf.runtime.tensorrt import TensorRTBackend
+        return TensorRTBackend(engine, plugin_libs=plugin_libs, device=_gpu_index(device), cuda_graph=cuda_graph)
     raise click.UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")

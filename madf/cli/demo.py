@@ -154,7 +154,7 @@ def _deployment(ckpt: Path, output: Path, jobs) -> None:
                 for a, b in zip(jobs, onnx_jobs))
     click.echo(f"      8-bit results vs PyTorch's: max difference {worst} level(s) of 255")
     click.echo(f"      madf-parity --ckpt {ckpt} --model {onnx_path}")
-    if not parity_report(ckpt, onnx_path):
+    if not parity_report({"torch": ckpt, "onnxruntime": onnx_path}):
         raise click.ClickException("ONNX Runtime does not match PyTorch within tolerance")
     plan = output / "model.plan"
     click.echo(f"[6/6] madf-build --onnx {onnx_path} --output {plan} --opt 1x256x256 --max 1x1024x1024 "

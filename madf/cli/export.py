@@ -58,7 +58,7 @@ def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, he
         if fp16:
             _fp16_headroom(net, height or width or None)
         if check:
-            ok = parity_report(ckpt, output, size=check_size or (height if height == width else None), device="cpu")
+            ok = parity_report({"torch": ckpt, "onnxruntime": output}, size=check_size or (height if height == width else None), device="cpu")
             if not ok:
                 raise click.ClickException(f"{output} does not match PyTorch within tolerance (see table)")
         if engine is not None:

@@ -20,7 +20,7 @@ import click
 from .. import imaging
 from ..errors import InputError
 from ._common import CHUNK, cli_errors, progress, setup_logging
-from .backends import BACKENDS, choose_backend, open_backend
+from .backends import BACKENDS, choose_backend, model_options, open_backend
 
 
 @dataclass
@@ -93,40 +93,38 @@ def run_jobs(inpainter, jobs: List[Job], invert_mask: bool = False, show_progres
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--ckpt", type=click.Path(path_type=Path),
-              help="Official Pytorch-MADF .pth, a state dict, or a madf-trt .safetensors (torch backend).")
-@click.option("--model", "model_path", type=click.Path(path_type=Path),
-              help="An ONNX file from madf-export (onnxruntime backend; no torch needed).")
+@model_options
 @click.option("--backend", type=click.Choice(BACKENDS), default=None,
-              help="torch (with --ckpt) or onnxruntime (with --model); implied by the file given.")
+              help="torch (--ckpt), onnxruntime (--model) or tensorrt (--engine); implied by the file given.")
 @click.option("--image", required=True, type=click.Path(path_type=Path), help="Image file or folder of images.")
 @click.option("--mask", required=True, type=click.Path(path_type=Path),
               help="Mask file (serves every image) or folder (matched by file stem). White = hole.")
 @click.option("--output", required=True, type=click.Path(path_type=Path), help="Output PNG, or folder.")
 @click.option("--invert-mask", is_flag=True, help="Masks are white = known (official / NVIDIA irregular masks).")
-@click.option("--device", default="cpu", show_default=True,
-              help="torch: cpu, cuda or cuda:N; onnxruntime: cpu, cuda or tensorrt.")
 @click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1),
               help="Images per forward pass (images of one padded size are batched).")
 @click.option("--dynamic-filter", "dynamic_filter", default="rewrite", show_default=True,
               type=click.Choice(["rewrite", "unfold"]),
               help="torch backend: rewrite = exact conv rewrite (fast); unfold = the official computation.")
+@click.option("--cuda-graph", is_flag=True, help="tensorrt: replay a CUDA graph per input shape.")
 @click.option("--quiet", is_flag=True, help="No progress bar or info lines.")
-def main(ckpt: Optional[Path], model_path: Optional[Path], backend: Optional[str], image: Path, mask: Path,
-         output: Path, invert_mask: bool, device: str, batch_size: int, dynamic_filter: str, quiet: bool) -> None:
+def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path], plugin_libs, device: Optional[str],
+         backend: Optional[str], image: Path, mask: Path, output: Path, invert_mask: bool, batch_size: int,
+         dynamic_filter: str, cuda_graph: bool, quiet: bool) -> None:
     """Fill the holes of IMAGE (file or folder) using MASK, writing 8-bit PNGs to OUTPUT.
 
     Any image size works: inputs are reflect-padded to the network's multiple (128 for the official model) and
     cropped back. Known pixels are copied from the input unchanged.
     """
     setup_logging(quiet)
-    backend = choose_backend(backend, ckpt, model_path)
+    backend = choose_backend(backend, ckpt, model_path, engine)
     with cli_errors():
         jobs = plan_jobs(image, mask, output)
         from ..inpaint import Inpainter
-        engine = open_backend(backend, ckpt=ckpt, model=model_path, device=device, dynamic_filter=dynamic_filter)
-        inpainter = Inpainter(engine, batch_size=batch_size)
-        logging.getLogger("madf").info("%s, %d image(s)", engine.describe(), len(jobs))
+        runner = open_backend(backend, ckpt=ckpt, model=model_path, engine=engine, device=device,
+                              dynamic_filter=dynamic_filter, plugin_libs=plugin_libs, cuda_graph=cuda_graph)
+        inpainter = Inpainter(runner, batch_size=batch_size)
+        logging.getLogger("madf").info("%s, %d image(s)", runner.describe(), len(jobs))
         errors = run_jobs(inpainter, jobs, invert_mask=invert_mask, show_progress=not quiet)
     if errors and len(jobs) == 1:
         raise click.ClickException(errors[0])

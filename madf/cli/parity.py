@@ -1,72 +1,101 @@
-"""madf-parity: compare an exported model with the PyTorch reference on real photos and procedural masks.
+"""madf-parity: compare backends on real photos and procedural masks (the first given is the reference).
 
-    madf-parity --ckpt places2.pth --model places2.onnx              # tolerance from the model's precision
-    madf-parity --ckpt places2.pth --model places2-fp16.onnx --atol 0.05 --json parity.json
+    madf-parity --ckpt places2.pth --model places2.onnx              # PyTorch vs ONNX Runtime
+    madf-parity --ckpt places2.pth --engine places2.plan --plugin-lib build/plugins/libmadf_plugins.so
+    madf-parity --model places2.onnx --engine places2-fp16.plan --json parity.json   # any two (or more)
 
-polygraphy runs both (one runner per backend) and judges with its comparator; the table gives max / mean abs error
-and PSNR between outputs on [0,1]. Exit status 1 past the tolerance.
+Reference order: --ckpt, then --model, then --engine. polygraphy runs every backend (one runner each) and judges with
+its comparator; the table gives max / mean abs error and PSNR between outputs on [0,1]. The tolerance follows the
+least precise model compared (max abs 1e-4 FP32, 5e-2 FP16; --atol overrides). Exit status 1 past it.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional, Sequence
 
 import click
 
 from ._common import cli_errors, format_table, setup_logging
-from .backends import open_backend
+from .backends import given_files, model_options, open_file
 
 
-def parity_report(ckpt: Path, model: Path, size: Optional[int] = None, photos: int = 3, seed: int = 0,
-                  atol: Optional[float] = None, device: str = "cpu", json_path: Optional[Path] = None,
-                  verbose: bool = False) -> bool:
-    """Print the comparison table; return whether it passed. Raises MADFError subclasses on bad input."""
+def _precision(backend) -> str:
+    return getattr(backend, "metadata", {}).get("madf.precision", "fp32")
+
+
+def _default_size(backends, multiple: int) -> int:
+    """The first fixed size among the models, else the smallest size >= 256 that every profile admits."""
+    for b in backends:
+        if getattr(b, "fixed_size", None):
+            return b.fixed_size[0]
+    size = max(256, 2 * multiple)
+    for b in backends:
+        profile = getattr(b, "sidecar", {}).get("profile") if hasattr(b, "sidecar") else None
+        if profile:
+            size = min(size, profile["image"]["max"][2], profile["image"]["max"][3])
+    return size
+
+
+def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: int = 3, seed: int = 0,
+                  atol: Optional[float] = None, device: Optional[str] = None, json_path: Optional[Path] = None,
+                  verbose: bool = False, plugin_libs: Sequence[Path] = ()) -> bool:
+    """Print the comparison table for {backend: file}; return whether it passed. MADFError on bad input."""
     from madf.errors import InputError
     from madf.runtime.parity import TOLERANCE, compare, photo_feeds
-    reference = open_backend("torch", ckpt=ckpt, device=device)
-    other = open_backend("onnxruntime", model=model, device=device)
+    if len(files) < 2:
+        raise InputError("parity needs two models to compare: give two of --ckpt, --model, --engine")
+    backends = {name: open_file(name, path, device=device if name != "tensorrt" else None, plugin_libs=plugin_libs)
+                for name, path in files.items()}
+    (ref_name, reference), *others = backends.items()
     multiple = reference.multiple
-    if other.multiple != multiple:
-        raise InputError(f"{model} is for a {other.multiple}-multiple network, {ckpt} for {multiple}: not the same "
-                         f"model")
-    size = size or (other.fixed_size[0] if other.fixed_size else max(256, 2 * multiple))
+    for name, other in others:
+        if other.multiple != multiple:
+            raise InputError(f"{files[name]} is for a {other.multiple}-multiple network, {files[ref_name]} for "
+                             f"{multiple}: not the same model")
+    size = size or _default_size(backends.values(), multiple)
     if size % multiple:
         raise InputError(f"--size {size} is not a multiple of {multiple} (2^levels)")
-    precision = other.metadata.get("madf.precision", "fp32")
+    precision = "fp16" if any(_precision(b) == "fp16" for b in backends.values()) else "fp32"
     atol = TOLERANCE[precision] if atol is None else atol
     feeds = photo_feeds(size, count=photos, seed=seed)
-    rows, passed = compare({"torch": reference, "onnxruntime": other}, feeds, atol, verbose=verbose)
-    click.echo(f"parity: {reference.describe()}  vs  {other.describe()}; {len(feeds)} photos at {size}x{size} with "
-               f"procedural masks; tolerance max abs <= {atol:g} ({precision})")
-    click.echo(format_table(["photo", "max abs", "mean abs", "PSNR dB", "verdict"],
-                            [[r["input"], f"{r['max_abs']:.3e}", f"{r['mean_abs']:.3e}", f"{r['psnr']:.1f}",
-                              "pass" if r["passed"] else "FAIL"] for r in rows]))
+    rows, passed = compare(backends, feeds, atol, verbose=verbose)
+    click.echo(f"parity: reference {reference.describe()}; {len(feeds)} photos at {size}x{size} with procedural "
+               f"masks; tolerance max abs <= {atol:g} ({precision})")
+    for name, other in others:
+        click.echo(f"  vs {other.describe()}")
+    click.echo(format_table(["backend", "photo", "max abs", "mean abs", "PSNR dB", "verdict"],
+                            [[r["backend"], r["input"], f"{r['max_abs']:.3e}", f"{r['mean_abs']:.3e}",
+                              f"{r['psnr']:.1f}", "pass" if r["passed"] else "FAIL"] for r in rows]))
     if json_path:
         from madf.atomic import atomic_path
         with atomic_path(json_path) as tmp:
-            tmp.write_text(json.dumps({"reference": str(ckpt), "model": str(model), "size": size, "atol": atol,
-                                       "precision": precision, "passed": passed, "rows": rows}, indent=2))
+            tmp.write_text(json.dumps({"reference": {ref_name: str(files[ref_name])},
+                                       "compared": {n: str(files[n]) for n, _ in others}, "size": size,
+                                       "atol": atol, "precision": precision, "passed": passed, "rows": rows},
+                                      indent=2))
     return passed
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--ckpt", required=True, type=click.Path(path_type=Path), help="The PyTorch reference weights.")
-@click.option("--model", required=True, type=click.Path(path_type=Path), help="ONNX file from madf-export.")
-@click.option("--size", type=int, default=None, help="Photo size (default: the model's fixed size, else 256).")
+@model_options
+@click.option("--size", type=int, default=None,
+              help="Photo size (default: a model's fixed size, else 256 within every engine's profile).")
 @click.option("--photos", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, help="Seed of the procedural masks.")
 @click.option("--atol", type=float, default=None,
-              help="Max abs error allowed on [0,1] (default: 1e-4 for FP32 models, 5e-2 for FP16).")
-@click.option("--device", default="cpu", show_default=True)
+              help="Max abs error allowed on [0,1] (default: 1e-4 for FP32 models, 5e-2 if any is FP16).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write the rows here.")
 @click.option("--verbose", is_flag=True, help="Show polygraphy's own output statistics.")
-def main(ckpt, model, size, photos, seed, atol, device, json_path, verbose) -> None:
-    """Compare MODEL (ONNX Runtime) with CKPT (PyTorch) on real photos; exit 1 past the tolerance."""
+def main(ckpt, model_path, engine, plugin_libs, device, size, photos, seed, atol, json_path, verbose) -> None:
+    """Compare two or more of CKPT (PyTorch), MODEL (ONNX Runtime), ENGINE (TensorRT); exit 1 past the tolerance."""
     setup_logging()
+    files = given_files(ckpt, model_path, engine)
+    if len(files) < 2:
+        raise click.UsageError("give two of --ckpt, --model, --engine (the first in that order is the reference)")
     with cli_errors():
-        passed = parity_report(ckpt, model, size=size, photos=photos, seed=seed, atol=atol, device=device,
-                               json_path=json_path, verbose=verbose)
+        passed = parity_report(files, size=size, photos=photos, seed=seed, atol=atol, device=device,
+                               json_path=json_path, verbose=verbose, plugin_libs=plugin_libs)
     if not passed:
         raise click.ClickException("outputs differ past the tolerance (see table)")
 
