@@ -83,3 +83,22 @@ def exported(tmp_path_factory):
         export_onnx(net, folder / f"{name}.onnx", options)
         out[name] = folder / f"{name}.onnx"
     return net, out
+
+
+@pytest.fixture(scope="session")
+def plan(exported, tmp_path_factory):
+    """TINY's native export built by TensorRT-RTX (or TensorRT) on this machine, with its sidecar."""
+    from click.testing import CliRunner
+    from madf.errors import DeviceError
+    from madf.cli.build import main as build_main
+    from madf.engines.build import load_tensorrt
+    try:
+        load_tensorrt("auto")
+    except DeviceError as exc:
+        pytest.skip(str(exc))
+    _, paths = exported
+    out = tmp_path_factory.mktemp("plan") / "tiny.plan"
+    result = CliRunner().invoke(build_main, ["--onnx", str(paths["native"]), "--output", str(out),
+                                             "--min", "1x16x16", "--opt", "1x64x64", "--max", "2x128x128"])
+    assert result.exit_code == 0, result.output
+    return out

@@ -11,22 +11,6 @@ from madf.errors import DeviceError, InputError, ModelError
 from madf.runtime import tensorrt as rt
 
 
-@pytest.fixture(scope="module")
-def plan(exported, tmp_path_factory):
-    from madf.cli.build import main as build_main
-    from madf.engines.build import load_tensorrt
-    try:
-        load_tensorrt("auto")
-    except DeviceError as exc:
-        pytest.skip(str(exc))
-    _, paths = exported
-    out = tmp_path_factory.mktemp("plan") / "tiny.plan"
-    result = CliRunner().invoke(build_main, ["--onnx", str(paths["native"]), "--output", str(out),
-                                             "--min", "1x16x16", "--opt", "1x64x64", "--max", "2x128x128"])
-    assert result.exit_code == 0, result.output
-    return out
-
-
 @pytest.fixture
 def copy(plan, tmp_path):
     """A private copy of the plan and its sidecar, to damage."""

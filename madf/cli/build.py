@@ -3,6 +3,7 @@
     madf-build --onnx places2-fp16.onnx --output places2-fp16.plan --fp16 --opt 1x512x512 --max 4x1024x1024
     madf-build --onnx places2-plugin.onnx --plugin-lib build/plugins/libmadf_plugins.so --version-compatible
     madf-build --onnx demo.onnx --backend tensorrt-rtx --compute-capability 8.9      # no GPU needed
+    madf-build --onnx places2-fp16.onnx --fp16 --max 8x512x512 --triton-repo models/   # + a Triton repository
 """
 from __future__ import annotations
 
@@ -48,6 +49,11 @@ def engine_options(command):
                      show_default=True, help="auto: TensorRT if installed, else TensorRT-RTX."),
         click.option("--compute-capability", default="8.9", show_default=True, metavar="X.Y",
                      help="TensorRT-RTX only: the GPU to build for (it needs none present)."),
+        click.option("--triton-repo", type=click.Path(path_type=Path), default=None,
+                     help="Also write a Triton Inference Server model repository for the engine here."),
+        click.option("--triton-name", default="madf", show_default=True, help="The model's name in that repository."),
+        click.option("--triton-instances", default=1, show_default=True, type=click.IntRange(min=1),
+                     help="Engine instances per GPU in Triton's instance group."),
     ]
     return functools.reduce(lambda f, option: option(f), reversed(options), command)
 
@@ -56,6 +62,7 @@ def build_and_describe(onnx: Path, output: Path, fp16: bool, backend: str, **set
     """Build, write the sidecar, print a summary table; returns the sidecar."""
     from madf.engines.build import BuildOptions, build_engine
     from madf.engines.sidecar import build_sidecar, sidecar_path, write_sidecar
+    triton = {k: settings.pop(k, None) for k in ("triton_repo", "triton_name", "triton_instances")}
     options = BuildOptions(fp16=fp16, plugin_libs=tuple(settings.pop("plugin_libs", None) or ()), **settings)
     report = build_engine(onnx, output, options, backend=backend)
     sidecar = build_sidecar(output, onnx, report)
@@ -74,6 +81,11 @@ def build_and_describe(onnx: Path, output: Path, fp16: bool, backend: str, **set
                      else "embedded"])
     rows += [[f"profile {name}", " .. ".join("x".join(map(str, s)) for s in shapes)]
              for name, shapes in report.profile.items()]
+    if triton["triton_repo"]:
+        from madf.engines.triton import write_triton_repo
+        folder = write_triton_repo(triton["triton_repo"], output, name=triton["triton_name"] or "madf",
+                                   instances=triton["triton_instances"] or 1, plugin_libs=options.plugin_libs)
+        rows.append(["Triton model", f"{folder} (start: see {Path(triton['triton_repo']) / 'README.md'})"])
     click.echo(format_table(["", ""], rows))
     return sidecar
 

@@ -61,6 +61,8 @@ def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, he
             ok = parity_report({"torch": ckpt, "onnxruntime": output}, size=check_size or (height if height == width else None), device="cpu")
             if not ok:
                 raise click.ClickException(f"{output} does not match PyTorch within tolerance (see table)")
+        if engine is None and build_settings.get("triton_repo"):
+            engine = output.with_suffix(".plan")   # the repository needs an engine: build one beside the ONNX
         if engine is not None:
             build_and_describe(output, engine, fp16, backend, **build_settings)
 
