@@ -1,0 +1,134 @@
+/*
+ * madf_runtime: run MADF inpainting engines (TensorRT plans from madf-build) from C++ with no Python.
+ *
+ *     madf::Engine engine("places2.plan", {{"build/plugins/libmadf_plugins.so"}});
+ *     std::vector<madf::ImageU8> out = engine.inpaint({image}, {mask});   // any size: padded, batched, cropped back
+ *
+ * The image-level contract is the Python runtime's: 8-bit RGB in, hole mask (nonzero = hole) in, 8-bit RGB out with
+ * known pixels copied through. Errors throw madf::Error (with a code and a one-line message naming the fix); the
+ * *NoThrow functions return a madf::Status instead, for code built without exceptions at its boundary.
+ */
+#ifndef MADF_RUNTIME_H
+#define MADF_RUNTIME_H
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+struct CUstream_st;
+
+namespace madf
+{
+
+enum class ErrorCode : int32_t
+{
+    kOK = 0,
+    kINVALID_INPUT = 1,   // sizes, masks, or arguments the call cannot use
+    kFILE = 2,            // missing, unreadable, truncated files
+    kENGINE = 3,          // TensorRT refused the plan (corrupt, other TensorRT version or GPU), or not a madf plan
+    kPLUGIN = 4,          // the plugin library is missing or could not be loaded
+    kCUDA = 5,            // no GPU, out of memory, a failed launch
+    kPROFILE = 6,         // input shape outside the engine's optimization profile
+};
+
+class Error : public std::runtime_error
+{
+public:
+    Error(ErrorCode code, std::string const& message)
+        : std::runtime_error(message)
+        , mCode(code)
+    {
+    }
+    ErrorCode code() const noexcept { return mCode; }
+
+private:
+    ErrorCode mCode;
+};
+
+struct Status
+{
+    ErrorCode code{ErrorCode::kOK};
+    std::string message;
+    bool ok() const noexcept { return code == ErrorCode::kOK; }
+};
+
+// Row-major interleaved 8-bit RGB, height x width x 3.
+struct ImageU8
+{
+    int32_t width{0};
+    int32_t height{0};
+    std::vector<uint8_t> pixels;
+};
+
+// Row-major height x width; nonzero = hole (to fill), zero = known.
+struct MaskU8
+{
+    int32_t width{0};
+    int32_t height{0};
+    std::vector<uint8_t> values;
+};
+
+struct EngineOptions
+{
+    std::vector<std::string> pluginLibraries;   // libmadf_plugins.so for plugin-lowered plans
+    int32_t device{0};                          // CUDA device index
+    int32_t multiple{0};                        // 2^levels; 0 = read the plan's sidecar (PLAN.json)
+};
+
+struct Profile
+{
+    int32_t minBatch{0}, maxBatch{0};
+    int32_t minHeight{0}, maxHeight{0};
+    int32_t minWidth{0}, maxWidth{0};
+};
+
+class Engine
+{
+public:
+    explicit Engine(std::string const& planPath, EngineOptions const& options = EngineOptions{});
+    ~Engine();
+    Engine(Engine&&) noexcept;
+    Engine& operator=(Engine&&) noexcept;
+    Engine(Engine const&) = delete;
+    Engine& operator=(Engine const&) = delete;
+
+    // The contract on host NCHW float32 arrays: image (n,3,h,w) in [0,1], mask (n,1,h,w) 1 = hole ->
+    // output (n,3,h,w). h, w: multiples of multiple() inside the profile; larger n is split into profile batches.
+    void infer(float const* image, float const* mask, float* output, int32_t n, int32_t h, int32_t w);
+
+    // Image-level API: pads each image to the multiple (reflect), runs images of one padded size together,
+    // crops back and composites (known pixels exact).
+    std::vector<ImageU8> inpaint(std::vector<ImageU8> const& images, std::vector<MaskU8> const& masks);
+
+    int32_t multiple() const noexcept;
+    Profile profile() const noexcept;
+    CUstream_st* stream() const noexcept;   // the CUDA stream every call runs on
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> mImpl;
+};
+
+// Status-returning forms: no exception crosses them.
+Status createEngine(std::string const& planPath, EngineOptions const& options, std::unique_ptr<Engine>& engine) noexcept;
+Status inpaintNoThrow(Engine& engine, std::vector<ImageU8> const& images, std::vector<MaskU8> const& masks,
+    std::vector<ImageU8>& results) noexcept;
+
+// Image helpers behind Engine::inpaint (no TensorRT or GPU needed; tested on their own).
+namespace imaging
+{
+int32_t paddedSize(int32_t size, int32_t multiple);
+void checkPair(ImageU8 const& image, MaskU8 const& mask);   // throws kINVALID_INPUT naming the problem
+// Reflect-pad `count` images (all padding to one h x w) into contract arrays (resized to fit).
+void toContract(ImageU8 const* images, MaskU8 const* masks, int32_t count, int32_t multiple, std::vector<float>& image,
+    std::vector<float>& mask, int32_t& paddedHeight, int32_t& paddedWidth);
+// Crop item `index` of a contract output back to the original size, round to 8 bits, keep known pixels exact.
+ImageU8 fromContract(float const* output, int32_t index, int32_t paddedHeight, int32_t paddedWidth,
+    ImageU8 const& original, MaskU8 const& mask);
+} // namespace imaging
+
+} // namespace madf
+
+#endif // MADF_RUNTIME_H

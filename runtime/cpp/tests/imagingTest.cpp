@@ -1,0 +1,90 @@
+// The C++ image helpers agree with madf/imaging.py: tests/test_cpp_runtime.py feeds this program the same images it
+// pads with numpy and compares the printed checksums; here the hand-checkable cases.
+#include "madf/runtime.h"
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+namespace
+{
+int gFailures = 0;
+void expect(bool ok, std::string const& what)
+{
+    std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());
+    gFailures += ok ? 0 : 1;
+}
+
+madf::ImageU8 ramp(int w, int h)
+{
+    madf::ImageU8 img{w, h, std::vector<uint8_t>(static_cast<size_t>(w) * h * 3)};
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x)
+            for (int c = 0; c < 3; ++c)
+                img.pixels[(y * w + x) * 3 + c] = static_cast<uint8_t>(10 * x + y + 100 * c);
+    return img;
+}
+} // namespace
+
+int main()
+{
+    using namespace madf;
+    expect(imaging::paddedSize(13, 16) == 16 && imaging::paddedSize(32, 16) == 32, "padded sizes");
+
+    // 5 px wide padded to 8: numpy reflect gives columns 0 1 2 3 4 3 2 1
+    ImageU8 img = ramp(5, 3);
+    MaskU8 mask{5, 3, std::vector<uint8_t>(15, 0)};
+    mask.values[7] = 255;   // (x=2, y=1) is a hole
+    std::vector<float> image, hole;
+    int32_t h = 0, w = 0;
+    imaging::toContract(&img, &mask, 1, 8, image, hole, h, w);
+    expect(h == 8 && w == 8 && image.size() == 3 * 64 && hole.size() == 64, "contract shape 1x3x8x8");
+    int const expectColumns[8] = {0, 1, 2, 3, 4, 3, 2, 1};
+    int const expectRows[8] = {0, 1, 2, 1, 0, 1, 2, 1};   // 3 rows reflect with period 4
+    bool reflected = true;
+    for (int y = 0; y < 8; ++y)
+        for (int x = 0; x < 8; ++x)
+            reflected &= std::fabs(image[y * 8 + x] * 255.0F - (10 * expectColumns[x] + expectRows[y])) < 1e-3F;
+    expect(reflected, "reflect padding repeats like numpy's");
+    expect(hole[1 * 8 + 2] == 1.0F && hole[0] == 0.0F && hole[1 * 8 + 6] == 1.0F, "mask binarized and reflected");
+
+    // fromContract: hole pixels from the output (rounded half up, clamped), known pixels exact
+    std::vector<float> output(3 * 64, 0.5F);
+    output[1 * 8 + 2] = 1.7F;   // channel 0 at the hole: clamps to 255
+    ImageU8 out = imaging::fromContract(output.data(), 0, 8, 8, img, mask);
+    expect(out.pixels[7 * 3 + 0] == 255 && out.pixels[7 * 3 + 1] == 128, "hole filled, rounded and clamped");
+    expect(out.pixels[0] == img.pixels[0] && out.pixels[14 * 3 + 2] == img.pixels[14 * 3 + 2], "known pixels exact");
+
+    // one-pixel-wide images pad by edge, as Python does
+    ImageU8 line = ramp(1, 2);
+    MaskU8 lineMask{1, 2, {1, 0}};
+    imaging::toContract(&line, &lineMask, 1, 4, image, hole, h, w);
+    expect(w == 4 && std::fabs(image[3] * 255.0F - line.pixels[0]) < 1e-3F, "1-pixel side pads by edge");
+
+    // errors name the problem
+    MaskU8 wrong{4, 3, std::vector<uint8_t>(12, 0)};
+    try
+    {
+        imaging::checkPair(img, wrong);
+        expect(false, "mismatched mask refused");
+    }
+    catch (Error const& e)
+    {
+        expect(e.code() == ErrorCode::kINVALID_INPUT && std::string(e.what()).find("5x3 but its mask is 4x3")
+                != std::string::npos, "mismatched mask refused: " + std::string(e.what()));
+    }
+    ImageU8 other = ramp(9, 3);
+    ImageU8 both[2] = {img, other};
+    MaskU8 masks[2] = {mask, MaskU8{9, 3, std::vector<uint8_t>(27, 0)}};
+    try
+    {
+        imaging::toContract(both, masks, 2, 8, image, hole, h, w);
+        expect(false, "mixed padded sizes refused");
+    }
+    catch (Error const& e)
+    {
+        expect(std::string(e.what()).find("same size") != std::string::npos, "mixed padded sizes refused");
+    }
+    std::printf("%d failure(s)\n", gFailures);
+    return gFailures == 0 ? 0 : 1;
+}

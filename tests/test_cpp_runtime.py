@@ -1,0 +1,49 @@
+"""The C++ runtime (runtime/cpp) configures and builds here; its image helpers and the example's PNG I/O pass their
+tests. The TensorRT part (madf_runtime, the example app) builds where TensorRT is installed."""
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CPP = Path(__file__).resolve().parents[1] / "runtime" / "cpp"
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    if not (shutil.which("cmake") and shutil.which("c++")):
+        pytest.skip("needs cmake and a C++ compiler")
+    out = tmp_path_factory.mktemp("runtime-cpp")
+    configure = subprocess.run(["cmake", "-S", str(CPP), "-B", str(out)], capture_output=True, text=True)
+    assert configure.returncode == 0, configure.stdout + configure.stderr
+    compiled = subprocess.run(["cmake", "--build", str(out), "-j2"], capture_output=True, text=True)
+    assert compiled.returncode == 0, compiled.stdout + compiled.stderr
+    return out, configure.stdout
+
+
+def test_cpp_tests_pass(build):
+    out, _ = build
+    run = subprocess.run(["ctest", "--output-on-failure"], cwd=out, capture_output=True, text=True, timeout=120)
+    print(run.stdout)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "tests passed" in run.stdout
+    detail = subprocess.run([str(out / "madf_imaging_test")], capture_output=True, text=True).stdout
+    assert "0 failure(s)" in detail and detail.count("ok ") >= 9
+
+
+def test_cpp_padding_expectations_are_numpys():
+    # imagingTest.cpp hard-codes reflect indices; they must be what madf/imaging.py (numpy) does.
+    assert np.pad(np.arange(5), (0, 3), mode="reflect").tolist() == [0, 1, 2, 3, 4, 3, 2, 1]
+    assert np.pad(np.arange(3), (0, 5), mode="reflect").tolist() == [0, 1, 2, 1, 0, 1, 2, 1]
+    assert np.pad(np.arange(1), (0, 3), mode="edge").tolist() == [0, 0, 0, 0]
+    assert (np.clip(np.float32(0.5), 0, 1) * 255 + 0.5).astype(np.uint8) == 128
+
+
+def test_tensorrt_part_is_built_or_skipped_with_a_clear_line(build):
+    out, configure = build
+    if "TensorRT (headers + library) or CUDA not found" in configure:
+        assert "building madf_imaging and its tests only" in configure
+        assert not list(out.glob("libmadf_runtime.so*"))
+    else:
+        assert list(out.glob("libmadf_runtime.so*")) and (out / "madf_inpaint").is_file()
