@@ -1,3 +1,4 @@
+import json
 from click.testing import CliRunner
 
 from madf import imaging
@@ -28,3 +29,5 @@ def test_demo_runs_the_whole_path(tmp_path):
     assert "verdict" in result.output and "FAIL" not in result.output
     assert ((tmp_path / "model.plan").is_file() and (tmp_path / "model.plan.json").is_file()) \
         or "skipped engine build" in result.output
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    assert set(bench["results"]) == {"torch", "onnxruntime"} and "onnxruntime " in result.output

@@ -2,9 +2,10 @@
 
 checkpoint -> madf-inpaint on real photos (scikit-image's data folder) with procedural masks -> a PNG grid, the
 parity of the two dynamic-filter implementations, then the deployment path: madf-export (ONNX) -> madf-inpaint on
-ONNX Runtime -> madf-parity -> a TensorRT-RTX engine built on this CPU (running it needs a GPU). No trained checkpoint ships (the official ones
-are on Google Drive), so by default the model is a seeded random-init small MADFNet: the outputs show that the
-pipeline works (padding, compositing, I/O), not what a trained model paints. Pass --ckpt for real weights.
+ONNX Runtime -> madf-parity -> madf-build (a TensorRT-RTX engine and its sidecar, built on this CPU; running it
+needs a GPU) -> madf-bench (PyTorch and ONNX Runtime on this CPU). The default model is the small one bundled in
+madf/weights (trained on CPU on the bundled photos; the official checkpoints are on Google Drive); --random-init
+uses a seeded random network instead, --ckpt real weights.
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def _grid(rows, path: Path, cell: int = 256) -> None:
 @click.option("--device", default="cpu", show_default=True)
 def main(output: Path, ckpt, random_init: bool, seed: int, device: str) -> None:
     """Run checkpoint -> madf-inpaint -> grid on held-out photos, the dynamic filters' parity, then export,
-    ONNX Runtime, parity and an engine build."""
+    ONNX Runtime, parity, an engine build and a benchmark."""
     setup_logging()
     from ..checkpoint import load_checkpoint, save_checkpoint
     from ..config import SMALL
@@ -100,7 +101,7 @@ def main(output: Path, ckpt, random_init: bool, seed: int, device: str) -> None:
             hole = free_form_mask(image.shape[0], image.shape[1], seed=seed + i)
             imaging.write_png(masks / f"{photo.stem}.png", (hole * 255).astype(np.uint8))
 
-        click.echo(f"\n[1/6] madf-inpaint --ckpt {ckpt} --image {inputs} --mask {masks} --output {output / 'results'}")
+        click.echo(f"\n[1/7] madf-inpaint --ckpt {ckpt} --image {inputs} --mask {masks} --output {output / 'results'}")
         jobs = plan_jobs(inputs, masks, output / "results")
         inpainter = Inpainter.from_checkpoint(ckpt, device=device)
         start = time.perf_counter()
@@ -117,10 +118,10 @@ def main(output: Path, ckpt, random_init: bool, seed: int, device: str) -> None:
             exact &= bool(np.array_equal(result[~hole], image[~hole]))
             rows.append((image, hole, result))
         _grid(rows, output / "grid.png")
-        click.echo(f"[2/6] grid (input with hole, mask, result): {output / 'grid.png'}; known pixels bit-exact: "
+        click.echo(f"[2/7] grid (input with hole, mask, result): {output / 'grid.png'}; known pixels bit-exact: "
                    f"{'yes' if exact else 'NO'}")
 
-        click.echo("[3/6] dynamic filter, whole model, unfold (official) vs rewrite, float outputs in [0,1]:")
+        click.echo("[3/7] dynamic filter, whole model, unfold (official) vs rewrite, float outputs in [0,1]:")
         net = load_checkpoint(ckpt, device=device)
         table = _parity(net, [j.image for j in jobs], [j.mask for j in jobs])
         click.echo(format_table(["photo", "size", "hole", "max abs", "mean abs", "PSNR dB", "unfold s",
@@ -135,7 +136,7 @@ def _deployment(ckpt: Path, output: Path, jobs) -> None:
     try:
         from madf.export.onnx import export_onnx
     except ImportError as exc:
-        click.echo(f"[4/6] skipped: the deployment steps need the [onnx] extra ({exc})")
+        click.echo(f"[4/7] skipped: the deployment steps need the [onnx] extra ({exc})")
         return
     from madf.runtime.onnxruntime import OnnxRuntimeBackend
     from ..checkpoint import load_checkpoint
@@ -143,10 +144,10 @@ def _deployment(ckpt: Path, output: Path, jobs) -> None:
     from .parity import parity_report
 
     onnx_path = output / "model.onnx"
-    click.echo(f"[4/6] madf-export --ckpt {ckpt} --output {onnx_path}")
+    click.echo(f"[4/7] madf-export --ckpt {ckpt} --output {onnx_path}")
     export_onnx(load_checkpoint(ckpt), onnx_path)
     onnx_jobs = [type(j)(j.image, j.mask, output / "results-onnx" / j.output.name) for j in jobs]
-    click.echo(f"[5/6] madf-inpaint --model {onnx_path} (ONNX Runtime backend, needs no torch) --output {output / 'results-onnx'}")
+    click.echo(f"[5/7] madf-inpaint --model {onnx_path} (ONNX Runtime backend, needs no torch) --output {output / 'results-onnx'}")
     errors = run_jobs(Inpainter(OnnxRuntimeBackend(onnx_path)), onnx_jobs)
     if errors:
         raise click.ClickException("; ".join(errors))
@@ -157,13 +158,18 @@ def _deployment(ckpt: Path, output: Path, jobs) -> None:
     if not parity_report({"torch": ckpt, "onnxruntime": onnx_path}):
         raise click.ClickException("ONNX Runtime does not match PyTorch within tolerance")
     plan = output / "model.plan"
-    click.echo(f"[6/6] madf-build --onnx {onnx_path} --output {plan} --opt 1x256x256 --max 1x1024x1024 "
+    click.echo(f"[6/7] madf-build --onnx {onnx_path} --output {plan} --opt 1x256x256 --max 1x1024x1024 "
                f"(running the engine needs a GPU)")
     try:
         from .build import build_and_describe
         build_and_describe(onnx_path, plan, False, "auto", opt_shape=(1, 256, 256), max_shape=(1, 1024, 1024))
     except MADFError as exc:
-        click.echo(f"[6/6] skipped engine build: {exc}")
+        click.echo(f"[6/7] skipped engine build: {exc}")
+    click.echo(f"[7/7] madf-bench --ckpt {ckpt} --model {onnx_path} --size 256 --runs 10 (this CPU; an engine "
+               f"needs a GPU)")
+    from .bench import main as bench_main
+    bench_main.main(["--ckpt", str(ckpt), "--model", str(onnx_path), "--size", "256", "--runs", "10",
+                     "--warmup-s", "0.5", "--json", str(output / "bench.json")], standalone_mode=False)
 
 
 if __name__ == "__main__":
