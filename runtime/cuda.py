@@ -69,8 +69,9 @@ def memory_used_mb() -> float:
     return (total - free) / 2**20
 
 
-class DeviceBuffer:
-    """Grow-only device allocation."""
+class _GrowOnly:
+    """A grow-only allocation: reallocated only when a call needs more than it holds."""
+    allocate = release = None   # set by subclasses: cuda-python function names
 
     def __init__(self):
         self.ptr, self.nbytes = 0, 0
@@ -78,36 +79,30 @@ class DeviceBuffer:
     def ensure(self, nbytes: int) -> int:
         if nbytes > self.nbytes:
             self.free()
-            self.ptr = int(check(cudart().cudaMalloc(nbytes), f"cudaMalloc({nbytes} bytes)"))
+            self.ptr = int(check(getattr(cudart(), self.allocate)(nbytes), f"{self.allocate}({nbytes} bytes)"))
             self.nbytes = nbytes
         return self.ptr
 
     def free(self) -> None:
         if self.ptr:
-            cudart().cudaFree(self.ptr)
+            getattr(cudart(), self.release)(self.ptr)
             self.ptr, self.nbytes = 0, 0
 
 
-class PinnedBuffer:
-    """Grow-only page-locked host memory, viewed as a numpy array (fast, asynchronous copies)."""
+class DeviceBuffer(_GrowOnly):
+    allocate, release = "cudaMalloc", "cudaFree"
 
-    def __init__(self):
-        self.ptr, self.nbytes = 0, 0
+
+class PinnedBuffer(_GrowOnly):
+    """Page-locked host memory, viewed as a numpy array (fast, asynchronous copies)."""
+    allocate, release = "cudaMallocHost", "cudaFreeHost"
 
     def array(self, shape, dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
-        nbytes = int(np.prod(shape)) * dtype.itemsize
-        if nbytes > self.nbytes:
-            self.free()
-            self.ptr = int(check(cudart().cudaMallocHost(nbytes), f"cudaMallocHost({nbytes} bytes)"))
-            self.nbytes = nbytes
-        raw = (ctypes.c_byte * nbytes).from_address(self.ptr)
-        return np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
-
-    def free(self) -> None:
-        if self.ptr:
-            cudart().cudaFreeHost(self.ptr)
-            self.ptr, self.nbytes = 0, 0
+        count = int(np.prod(shape))
+        self.ensure(count * dtype.itemsize)
+        raw = (ctypes.c_byte * (count * dtype.itemsize)).from_address(self.ptr)
+        return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
 
 
 class Stream:

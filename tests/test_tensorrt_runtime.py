@@ -137,3 +137,42 @@ def test_engine_matches_pytorch_on_gpu(exported, tmp_path, cuda_graph):
         err = np.abs(got - ref).max()
         print(f"TensorRT vs PyTorch (cuda_graph={cuda_graph}): max abs {err:.2e}, GPU {backend.last_gpu_ms:.2f} ms")
         assert got.shape == ref.shape and err < 1e-3
+
+
+def test_engine_and_bench_paths_import_no_torch(plan, exported, tmp_path):
+    import os
+    import subprocess
+    import sys
+    block = "import sys; sys.modules['torch'] = None; "
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    from madf import imaging
+    imaging.write_png(tmp_path / "a.png", np.zeros((16, 16, 3), np.uint8))
+    imaging.write_png(tmp_path / "m.png", np.full((16, 16), 255, np.uint8))
+    inpaint = subprocess.run([sys.executable, "-c", block + "from madf.cli.inpaint import main; main(sys.argv[1:])",
+                              "--engine", str(plan), "--image", str(tmp_path / "a.png"), "--mask",
+                              str(tmp_path / "m.png"), "--output", str(tmp_path / "o.png")],
+                             capture_output=True, text=True, env=env)
+    from madf.runtime import cuda
+    if not cuda.device_count():   # without a GPU it gets as far as the GPU check, torch-free
+        assert inpaint.returncode == 1 and "no CUDA GPU visible" in inpaint.stderr, inpaint.stderr
+    _, paths = exported
+    bench = subprocess.run([sys.executable, "-c", block + "from madf.cli.bench import main; main(sys.argv[1:])",
+                            "--model", str(paths["native"]), "--size", "32", "--runs", "2", "--warmup-s", "0"],
+                           capture_output=True, text=True, env=env)
+    assert bench.returncode == 0 and "onnxruntime" in bench.stdout, bench.stderr
+
+
+def test_parity_needs_two_models_and_reaches_the_engine(plan, tmp_path):
+    from madf.checkpoint import save_checkpoint
+    from madf.cli.parity import main as parity_main
+    from madf.model import build_model
+    from madf.runtime import cuda
+    from conftest import TINY
+    one = CliRunner().invoke(parity_main, ["--engine", str(plan)])
+    assert one.exit_code == 2 and "give two of --ckpt, --model, --engine" in one.output
+    if cuda.device_count():
+        pytest.skip("a GPU is present: the GPU test compares for real")
+    ckpt = tmp_path / "tiny.safetensors"
+    save_checkpoint(build_model(TINY, seed=0), ckpt)
+    both = CliRunner().invoke(parity_main, ["--ckpt", str(ckpt), "--engine", str(plan), "--size", "64"])
+    assert both.exit_code == 1 and "no CUDA GPU visible" in both.output and "Traceback" not in both.output

@@ -251,6 +251,23 @@ Geometry geometry(madfDynamicFilterShape const& s)
 
 int ceilDiv(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 
+template <typename T>
+cudaError_t launchSimt(Geometry const& g, size_t smem, cudaStream_t stream, void const* x, void const* m,
+    void const* weight, void const* bias, void* y)
+{
+    if (smem > 48 * 1024)   // large Cm: opt in to more than the default 48 KiB (fails cleanly if too big)
+    {
+        cudaError_t const e
+            = cudaFuncSetAttribute(simtKernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+        if (e != cudaSuccess)
+            return e;
+    }
+    dim3 const grid(ceilDiv(g.pixels, kSimtPixels), ceilDiv(g.cout, kSimtChannels));
+    simtKernel<T><<<grid, kSimtThreads, smem, stream>>>(g, static_cast<T const*>(x), static_cast<T const*>(m),
+        static_cast<T const*>(weight), static_cast<T const*>(bias), static_cast<T*>(y));
+    return cudaGetLastError();
+}
+
 } // namespace
 
 extern "C" int32_t madfDynamicFilterOutputSize(int32_t in, int32_t kernelSize, int32_t stride, int32_t padding)
@@ -314,32 +331,7 @@ extern "C" cudaError_t madfDynamicFilterForward(const madfDynamicFilterShape* sh
         return cudaGetLastError();
     }
     size_t const smem = madfDynamicFilterSimtSharedBytes(g.cm);
-    dim3 const grid(ceilDiv(g.pixels, kSimtPixels), ceilDiv(g.cout, kSimtChannels));
     if (dtype == MADF_FLOAT32)
-    {
-        if (smem > 48 * 1024)   // large Cm: opt in to more than the default 48 KiB (fails cleanly if too big)
-        {
-            cudaError_t const e = cudaFuncSetAttribute(
-                simtKernel<float>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-            if (e != cudaSuccess)
-                return e;
-        }
-        simtKernel<float><<<grid, kSimtThreads, smem, stream>>>(g, static_cast<float const*>(features),
-            static_cast<float const*>(maskFeatures), static_cast<float const*>(weight),
-            static_cast<float const*>(bias), static_cast<float*>(output));
-    }
-    else
-    {
-        if (smem > 48 * 1024)
-        {
-            cudaError_t const e = cudaFuncSetAttribute(
-                simtKernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-            if (e != cudaSuccess)
-                return e;
-        }
-        simtKernel<__half><<<grid, kSimtThreads, smem, stream>>>(g, static_cast<__half const*>(features),
-            static_cast<__half const*>(maskFeatures), static_cast<__half const*>(weight),
-            static_cast<__half const*>(bias), static_cast<__half*>(output));
-    }
-    return cudaGetLastError();
+        return launchSimt<float>(g, smem, stream, features, maskFeatures, weight, bias, output);
+    return launchSimt<__half>(g, smem, stream, features, maskFeatures, weight, bias, output);
 }
