@@ -1,19 +1,11 @@
 """The fused CUDA kernel (engines/plugins/dynamicFilter) against the float64 CPU reference; GPU only.
-
-Tolerances (relative to the output's largest magnitude): FP32 1e-5 on both algorithms; FP16 2e-3 (inputs rounded to
-FP16 first, so the reference sees the same values; the kernel accumulates in FP32 and rounds the output once).
-"""
+Cases and tolerances: dynamic_filter_cases.py (the CPU emulation, test_kernel_emulation.py, runs the same)."""
 import pytest
 import torch
 
-from madf.config import OFFICIAL
-from madf.dynamic_filter import dynamic_filter_unfold
+from dynamic_filter_cases import OFFICIAL_SHAPES, SIZES, TOLERANCE, make_case, relative_error, shape_id, size_id
 
 pytestmark = pytest.mark.gpu
-
-OFFICIAL_SHAPES = sorted({(s["cin"], s["cout"], s["kernel"], s["padding"]) for s in OFFICIAL.level_shapes()})
-SIZES = [(1, 32, 32), (8, 16, 16), (2, 13, 9), (3, 7, 12), (1, 1, 1)]   # batch 1 and 8, odd, mixed, one pixel
-TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3}
 
 
 @pytest.fixture(scope="module")
@@ -25,33 +17,21 @@ def kernel():
     return kernel
 
 
-def _case(cin, cout, k, pad, n, h, w, dtype, seed=0, cm=16):
-    g = torch.Generator().manual_seed(seed)
-    ho, wo = (h + 2 * pad - k) // 2 + 1, (w + 2 * pad - k) // 2 + 1
-    x = torch.randn(n, cin, h, w, generator=g)
-    m = torch.relu(torch.randn(n, cm, ho, wo, generator=g))
-    weight = torch.randn(cin * k * k * cout, cm, 1, 1, generator=g) * 0.1
-    bias = torch.randn(cin * k * k * cout, generator=g) * 0.1
-    inputs = [t.to(dtype) for t in (x, m, weight, bias)]          # the values the kernel sees
-    ref = dynamic_filter_unfold(*[t.double() for t in inputs], k, 2, pad)
+def _case(*args, **kwargs):
+    inputs, ref = make_case(*args, **kwargs)
     return [t.cuda() for t in inputs], ref
-
-
-def _relative_error(out, ref):
-    err = (out.double().cpu() - ref).abs()
-    return err.max().item() / max(ref.abs().max().item(), 1e-12), err.mean().item()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
 @pytest.mark.parametrize("algo", ["simt", "tensor_core"])
-@pytest.mark.parametrize("shape", OFFICIAL_SHAPES, ids=lambda s: f"cin{s[0]}_cout{s[1]}_k{s[2]}")
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"n{s[0]}_{s[1]}x{s[2]}")
+@pytest.mark.parametrize("shape", OFFICIAL_SHAPES, ids=shape_id)
+@pytest.mark.parametrize("size", SIZES, ids=size_id)
 def test_fused_matches_reference(kernel, dtype, algo, shape, size):
     cin, cout, k, pad = shape
     inputs, ref = _case(cin, cout, k, pad, *size, dtype)
     out = kernel.dynamic_filter_fused(*inputs, k, 2, pad, algo=algo)
     ran = kernel.selected_algorithm(inputs[0], inputs[1], inputs[2], k, 2, pad, algo=algo)
-    rel, mean = _relative_error(out, ref)
+    rel, mean = relative_error(out, ref)
     print(f"{dtype} {algo}->{ran} cin={cin} cout={cout} k={k} size={size}: max rel {rel:.2e}, mean abs {mean:.2e}")
     assert out.dtype == dtype and out.shape == ref.shape
     assert ran == ("tensor_core" if (algo == "tensor_core" and dtype == torch.float16) else "simt")
@@ -63,7 +43,7 @@ def test_fused_any_mask_channels_and_partial_tiles(kernel, cm):
     # Cm > 16 has no tensor-core path (one accumulator per c): auto must fall back to SIMT and stay right.
     inputs, ref = _case(3, 5, 3, 1, 2, 11, 17, torch.float16, cm=cm)
     out = kernel.dynamic_filter_fused(*inputs, 3, 2, 1)
-    rel, _ = _relative_error(out, ref)
+    rel, _ = relative_error(out, ref)
     expect = "simt" if cm > 16 else "tensor_core"
     assert kernel.selected_algorithm(inputs[0], inputs[1], inputs[2], 3, 2, 1) == expect
     assert rel < TOLERANCE[torch.float16]

@@ -13,6 +13,12 @@
 #include <cuda_fp16.h>
 #include <mma.h>
 
+// tests/kernel_emulation runs these kernels on the CPU (MADF_EMULATE): it provides dynamic shared memory, the
+// barriers and WMMA itself, and launches the kernels without the <<<>>> launch functions at the end of this file.
+#ifndef MADF_DYNAMIC_SHARED
+#define MADF_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
+
 namespace
 {
 
@@ -89,7 +95,7 @@ template <typename T>
 __global__ void __launch_bounds__(kSimtThreads) simtKernel(Geometry g, T const* x, T const* m, T const* weight,
     T const* bias, T* y)
 {
-    extern __shared__ float smem[];
+    MADF_DYNAMIC_SHARED(float, smem);
     int32_t const c1 = g.cm + 1;
     float* xs = smem;                              // [depth][pixels]
     float* ms = xs + kSimtDepth * kSimtPixels;     // [c1][pixels]
@@ -151,7 +157,7 @@ constexpr int kTcLdX = kTcDepth + 8, kTcLdW = kTcChannels + 8;   // padded rows 
 __global__ void __launch_bounds__(32 * kTcWarps) tensorCoreKernel(Geometry g, __half const* x, __half const* m,
     __half const* weight, __half const* bias, __half* y)
 {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+#if defined(MADF_EMULATE) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700)
     using namespace nvcuda;
     __shared__ __align__(32) __half xs[kTcPixels * kTcLdX];            // [pixel][depth]
     __shared__ __align__(32) __half ws[kTcMaxC1 * kTcDepth * kTcLdW];  // [c][depth][channel]
@@ -251,23 +257,6 @@ Geometry geometry(madfDynamicFilterShape const& s)
 
 int ceilDiv(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 
-template <typename T>
-cudaError_t launchSimt(Geometry const& g, size_t smem, cudaStream_t stream, void const* x, void const* m,
-    void const* weight, void const* bias, void* y)
-{
-    if (smem > 48 * 1024)   // large Cm: opt in to more than the default 48 KiB (fails cleanly if too big)
-    {
-        cudaError_t const e
-            = cudaFuncSetAttribute(simtKernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-        if (e != cudaSuccess)
-            return e;
-    }
-    dim3 const grid(ceilDiv(g.pixels, kSimtPixels), ceilDiv(g.cout, kSimtChannels));
-    simtKernel<T><<<grid, kSimtThreads, smem, stream>>>(g, static_cast<T const*>(x), static_cast<T const*>(m),
-        static_cast<T const*>(weight), static_cast<T const*>(bias), static_cast<T*>(y));
-    return cudaGetLastError();
-}
-
 } // namespace
 
 extern "C" int32_t madfDynamicFilterOutputSize(int32_t in, int32_t kernelSize, int32_t stride, int32_t padding)
@@ -302,6 +291,28 @@ extern "C" size_t madfDynamicFilterSimtSharedBytes(int32_t maskChannels)
     return sizeof(float) * (kSimtDepth * kSimtPixels + c1 * kSimtPixels + c1 * kSimtDepth * kSimtChannels);
 }
 
+// Host code that talks to the CUDA runtime (device queries, launches); the CPU emulation has its own launcher.
+#ifndef MADF_EMULATE
+namespace
+{
+template <typename T>
+cudaError_t launchSimt(Geometry const& g, size_t smem, cudaStream_t stream, void const* x, void const* m,
+    void const* weight, void const* bias, void* y)
+{
+    if (smem > 48 * 1024)   // large Cm: opt in to more than the default 48 KiB (fails cleanly if too big)
+    {
+        cudaError_t const e
+            = cudaFuncSetAttribute(simtKernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+        if (e != cudaSuccess)
+            return e;
+    }
+    dim3 const grid(ceilDiv(g.pixels, kSimtPixels), ceilDiv(g.cout, kSimtChannels));
+    simtKernel<T><<<grid, kSimtThreads, smem, stream>>>(g, static_cast<T const*>(x), static_cast<T const*>(m),
+        static_cast<T const*>(weight), static_cast<T const*>(bias), static_cast<T*>(y));
+    return cudaGetLastError();
+}
+} // namespace
+
 extern "C" madfAlgo madfDynamicFilterSelect(const madfDynamicFilterShape* s, madfDType dtype, madfAlgo requested)
 {
     if (requested == MADF_ALGO_SIMT || dtype != MADF_FLOAT16 || s == nullptr || s->maskChannels + 1 > kTcMaxC1)
@@ -335,3 +346,4 @@ extern "C" cudaError_t madfDynamicFilterForward(const madfDynamicFilterShape* sh
         return launchSimt<float>(g, smem, stream, features, maskFeatures, weight, bias, output);
     return launchSimt<__half>(g, smem, stream, features, maskFeatures, weight, bias, output);
 }
+#endif
