@@ -1,5 +1,6 @@
 """The plugin CMake tree compiles here: the fused kernel with nvcc for sm_80/86/89/90 (so it never rots), its host
-ABI checks run, and the plugin library is skipped with one clear line where TensorRT's headers are missing."""
+ABI checks run, the torch binding compiles against torch's headers, and the plugin library is skipped with one clear
+line where TensorRT's headers are missing."""
 import os
 import shutil
 import subprocess
@@ -60,3 +61,23 @@ def test_plugin_library_is_skipped_or_built(build_dir):
         assert {"getCreators", "setLoggerFinder"} <= names and not any(n.startswith("_Z") for n in names)
         needed = subprocess.run(["readelf", "-d", str(plugin)], capture_output=True, text=True).stdout
         assert "libnvinfer" not in needed and "cublas" not in needed and "cudnn" not in needed
+
+
+def test_torch_binding_compiles_against_torchs_headers(tmp_path):
+    # The binding is built for real only on a GPU machine (madf.engines.kernel); a syntax-only compile here keeps it
+    # from rotting. CPU wheels of torch lack one generated CUDA header, which holds this single define.
+    import sysconfig
+
+    from torch.utils.cpp_extension import include_paths
+    if shutil.which("nvcc") is None:
+        pytest.skip("needs nvcc (the CUDA toolkit's headers)")
+    shim = tmp_path / "c10" / "cuda" / "impl"
+    shim.mkdir(parents=True)
+    (shim / "cuda_cmake_macros.h").write_text("#pragma once\n#define C10_CUDA_BUILD_SHARED_LIBS\n")
+    includes = [tmp_path, *include_paths(), sysconfig.get_paths()["include"], SOURCES]
+    # nvcc -x c++ runs the host compiler with CUDA's include path
+    run = subprocess.run(["nvcc", "-x", "c++", "-std=c++20", "-Xcompiler", "-fsyntax-only", "-c",
+                          "-DTORCH_EXTENSION_NAME=madf_check", *[f"-I{p}" for p in includes],
+                          str(SOURCES / "torchBinding.cpp"), "-o", str(tmp_path / "unused.o")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
