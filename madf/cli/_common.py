@@ -41,10 +41,10 @@ def cli_errors():
         raise click.ClickException(message) from None
 
 
-def format_table(headers, rows) -> str:
-    """A plain text table, columns right-aligned except the first."""
+def format_table(headers, rows, align_right: bool = True) -> str:
+    """A plain text table, columns right-aligned except the first (all left-aligned with align_right=False)."""
     cells = [list(map(str, headers))] + [list(map(str, r)) for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    fmt = lambda row: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+    fmt = lambda row: "  ".join(c.ljust(w) if i == 0 or not align_right else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
     lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)] + [fmt(r) for r in cells[1:]]
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)

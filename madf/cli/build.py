@@ -86,7 +86,7 @@ def build_and_describe(onnx: Path, output: Path, fp16: bool, backend: str, **set
         folder = write_triton_repo(triton["triton_repo"], output, name=triton["triton_name"] or "madf",
                                    instances=triton["triton_instances"] or 1, plugin_libs=options.plugin_libs)
         rows.append(["Triton model", f"{folder} (start: see {Path(triton['triton_repo']) / 'README.md'})"])
-    click.echo(format_table(["", ""], rows))
+    click.echo(format_table(["engine build", ""], rows, align_right=False))
     return sidecar
 
 
