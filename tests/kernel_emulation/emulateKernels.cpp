@@ -42,18 +42,13 @@ std::vector<float> run(std::string const& algo, Geometry const& g, std::vector<T
     std::vector<T> y(static_cast<size_t>(g.pixels) * g.cout, T(-7.0f));   // poisoned: every output must be written
     if (algo == "simt")
     {
-        dim3 const grid(ceilDiv(g.pixels, kSimtPixels), ceilDiv(g.cout, kSimtChannels));
-        emulate::launch(grid, dim3(kSimtThreads), madfDynamicFilterSimtSharedBytes(g.cm),
+        emulate::launch(simtGrid(g), dim3(kSimtThreads), madfDynamicFilterSimtSharedBytes(g.cm),
             [&] { simtKernel<T>(g, x.data(), m.data(), w.data(), b.data(), y.data()); });
     }
-    else
+    else if constexpr (std::is_same<T, __half>::value)
     {
-        if constexpr (std::is_same<T, __half>::value)
-        {
-            dim3 const grid(ceilDiv(g.pixels, kTcPixels), ceilDiv(g.cout, kTcChannels));
-            emulate::launch(grid, dim3(32 * kTcWarps), 0,
-                [&] { tensorCoreKernel(g, x.data(), m.data(), w.data(), b.data(), y.data()); });
-        }
+        emulate::launch(tensorCoreGrid(g), dim3(32 * kTcWarps), 0,
+            [&] { tensorCoreKernel(g, x.data(), m.data(), w.data(), b.data(), y.data()); });
     }
     std::vector<float> out(y.size());
     for (size_t i = 0; i < y.size(); ++i)

@@ -257,6 +257,10 @@ Geometry geometry(madfDynamicFilterShape const& s)
 
 int ceilDiv(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 
+// One block per tile of pixels x output channels; the CPU emulation launches the same grids.
+dim3 simtGrid(Geometry const& g) { return dim3(ceilDiv(g.pixels, kSimtPixels), ceilDiv(g.cout, kSimtChannels)); }
+dim3 tensorCoreGrid(Geometry const& g) { return dim3(ceilDiv(g.pixels, kTcPixels), ceilDiv(g.cout, kTcChannels)); }
+
 } // namespace
 
 extern "C" int32_t madfDynamicFilterOutputSize(int32_t in, int32_t kernelSize, int32_t stride, int32_t padding)
@@ -306,8 +310,7 @@ cudaError_t launchSimt(Geometry const& g, size_t smem, cudaStream_t stream, void
         if (e != cudaSuccess)
             return e;
     }
-    dim3 const grid(ceilDiv(g.pixels, kSimtPixels), ceilDiv(g.cout, kSimtChannels));
-    simtKernel<T><<<grid, kSimtThreads, smem, stream>>>(g, static_cast<T const*>(x), static_cast<T const*>(m),
+    simtKernel<T><<<simtGrid(g), kSimtThreads, smem, stream>>>(g, static_cast<T const*>(x), static_cast<T const*>(m),
         static_cast<T const*>(weight), static_cast<T const*>(bias), static_cast<T*>(y));
     return cudaGetLastError();
 }
@@ -335,8 +338,7 @@ extern "C" cudaError_t madfDynamicFilterForward(const madfDynamicFilterShape* sh
         return cudaSuccess;
     if (madfDynamicFilterSelect(shape, dtype, algo) == MADF_ALGO_TENSOR_CORE)
     {
-        dim3 const grid(ceilDiv(g.pixels, kTcPixels), ceilDiv(g.cout, kTcChannels));
-        tensorCoreKernel<<<grid, 32 * kTcWarps, 0, stream>>>(g, static_cast<__half const*>(features),
+        tensorCoreKernel<<<tensorCoreGrid(g), 32 * kTcWarps, 0, stream>>>(g, static_cast<__half const*>(features),
             static_cast<__half const*>(maskFeatures), static_cast<__half const*>(weight),
             static_cast<__half const*>(bias), static_cast<__half*>(output));
         return cudaGetLastError();
