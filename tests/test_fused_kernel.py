@@ -3,7 +3,8 @@ Cases and tolerances: dynamic_filter_cases.py (the CPU emulation, test_kernel_em
 import pytest
 import torch
 
-from dynamic_filter_cases import OFFICIAL_SHAPES, SIZES, TOLERANCE, make_case, relative_error, shape_id, size_id
+from dynamic_filter_cases import (OFFICIAL_SHAPES, SIZES, STRIDE, TOLERANCE, make_case, relative_error, shape_id,
+                                  size_id)
 
 pytestmark = pytest.mark.gpu
 
@@ -29,8 +30,8 @@ def _case(*args, **kwargs):
 def test_fused_matches_reference(kernel, dtype, algo, shape, size):
     cin, cout, k, pad = shape
     inputs, ref = _case(cin, cout, k, pad, *size, dtype)
-    out = kernel.dynamic_filter_fused(*inputs, k, 2, pad, algo=algo)
-    ran = kernel.selected_algorithm(inputs[0], inputs[1], inputs[2], k, 2, pad, algo=algo)
+    out = kernel.dynamic_filter_fused(*inputs, k, STRIDE, pad, algo=algo)
+    ran = kernel.selected_algorithm(inputs[0], inputs[1], inputs[2], k, STRIDE, pad, algo=algo)
     rel, mean = relative_error(out, ref)
     print(f"{dtype} {algo}->{ran} cin={cin} cout={cout} k={k} size={size}: max rel {rel:.2e}, mean abs {mean:.2e}")
     assert out.dtype == dtype and out.shape == ref.shape
@@ -42,21 +43,21 @@ def test_fused_matches_reference(kernel, dtype, algo, shape, size):
 def test_fused_any_mask_channels_and_partial_tiles(kernel, cm):
     # Cm > 16 has no tensor-core path (one accumulator per c): auto must fall back to SIMT and stay right.
     inputs, ref = _case(3, 5, 3, 1, 2, 11, 17, torch.float16, cm=cm)
-    out = kernel.dynamic_filter_fused(*inputs, 3, 2, 1)
+    out = kernel.dynamic_filter_fused(*inputs, 3, STRIDE, 1)
     rel, _ = relative_error(out, ref)
     expect = "simt" if cm > 16 else "tensor_core"
-    assert kernel.selected_algorithm(inputs[0], inputs[1], inputs[2], 3, 2, 1) == expect
+    assert kernel.selected_algorithm(inputs[0], inputs[1], inputs[2], 3, STRIDE, 1) == expect
     assert rel < TOLERANCE[torch.float16]
 
 
 def test_fused_errors_are_clear(kernel):
     inputs, _ = _case(4, 16, 7, 3, 1, 16, 16, torch.float32)
     with pytest.raises(RuntimeError, match="do not match the output grid"):
-        kernel.dynamic_filter_fused(inputs[0], inputs[1][:, :, :4], *inputs[2:], 7, 2, 3)
+        kernel.dynamic_filter_fused(inputs[0], inputs[1][:, :, :4], *inputs[2:], 7, STRIDE, 3)
     with pytest.raises(RuntimeError, match="CUDA tensors"):
-        kernel.dynamic_filter_fused(inputs[0].cpu(), *inputs[1:], 7, 2, 3)
+        kernel.dynamic_filter_fused(inputs[0].cpu(), *inputs[1:], 7, STRIDE, 3)
     with pytest.raises(ValueError, match="unknown fused-kernel algorithm"):
-        kernel.dynamic_filter_fused(*inputs, 7, 2, 3, algo="fast")
+        kernel.dynamic_filter_fused(*inputs, 7, STRIDE, 3, algo="fast")
 
 
 def test_whole_model_with_the_fused_kernel(kernel):

@@ -45,6 +45,7 @@ def format_table(headers, rows, align_right: bool = True) -> str:
     """A plain text table, columns right-aligned except the first (all left-aligned with align_right=False)."""
     cells = [list(map(str, headers))] + [list(map(str, r)) for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    fmt = lambda row: "  ".join(c.ljust(w) if i == 0 or not align_right else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+    fmt = lambda row: "  ".join(c.rjust(w) if i > 0 and align_right else c.ljust(w)
+                                for i, (c, w) in enumerate(zip(row, widths)))
     lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)] + [fmt(r) for r in cells[1:]]
     return "\n".join(line.rstrip() for line in lines)
