@@ -1,50 +1,131 @@
 """The fused dynamic-filter CUDA kernel (engines/plugins/dynamicFilter) as a torch op, for tests and benchmarks.
 
 The extension is compiled on first use with torch.utils.cpp_extension (needs a CUDA build of torch and nvcc), from
-the very sources the TensorRT plugin links, so a test of this op is a test of the plugin's math. ``register()`` adds
-it to madf.dynamic_filter.IMPLEMENTATIONS as "fused".
+the very sources the TensorRT plugin links, so a test of this op is a test of the plugin's math. The same binding
+built with MADF_EMULATE against tests/kernel_emulation takes CPU tensors and runs the kernels under the CPU
+emulation (``load_emulated_extension``), so the op's checks and the whole model on it are tested without a GPU.
+``FusedKernel(module).register()`` makes either selectable as impl="fused" in madf.dynamic_filter (and MADFNet).
 """
 from __future__ import annotations
 
 import functools
+import os
+import re
+import shutil
+import subprocess
 from pathlib import Path
+from typing import Optional
 
 from madf.errors import DeviceError
 
 SOURCES = Path(__file__).resolve().parent / "plugins" / "dynamicFilter"
 ALGOS = {"auto": 0, "simt": 1, "tensor_core": 2}
+DTYPES = ("float32", "float16")
+
+
+def cuda_home() -> Optional[Path]:
+    """The CUDA toolkit's root: $CUDA_HOME, else where nvcc says it lives (it may be a wrapper script on PATH)."""
+    if os.environ.get("CUDA_HOME"):
+        return Path(os.environ["CUDA_HOME"])
+    if shutil.which("nvcc") is None:
+        return None
+    # `nvcc --dryrun` prints its own folder as _HERE_, which a symlink or wrapper script would hide
+    out = subprocess.run(["nvcc", "--dryrun", "-x", "cu", "-c", os.devnull, "-o", os.devnull], capture_output=True, text=True).stderr
+    here = re.search(r"^#\$ _HERE_=(.+)$", out, re.MULTILINE)
+    return Path(here.group(1).strip()).parent if here else None
+
+
+def extension_spec(emulation_dir: Optional[Path] = None) -> dict:
+    """Arguments for torch.utils.cpp_extension.load: the CUDA build, or (``emulation_dir`` = tests/kernel_emulation)
+    the same binding on the CPU emulation of the kernels. The CI compiles the CUDA build from this very dict."""
+    binding = str(SOURCES / "torchBinding.cpp")
+    if emulation_dir is None:
+        return dict(name="madf_dynamic_filter_cuda", sources=[binding, str(SOURCES / "dynamicFilterKernel.cu")],
+                    extra_include_paths=[str(SOURCES)], extra_cflags=["-O3"], extra_cuda_cflags=["-O3"])
+    cuda = cuda_home()
+    if cuda is None:
+        raise DeviceError("the emulated fused kernel needs the CUDA toolkit's headers (nvcc on PATH or CUDA_HOME)")
+    # cudart (static, no GPU needed) only for cudaGetErrorString
+    return dict(name="madf_dynamic_filter_emulated",
+                sources=[binding, str(Path(emulation_dir) / "emulatedKernel.cpp")],
+                extra_include_paths=[str(SOURCES), str(emulation_dir), str(cuda / "include")],
+                extra_cflags=["-O2", "-DMADF_EMULATE=1"],
+                extra_ldflags=[f"-L{cuda / 'lib64'}", "-lcudart_static", "-ldl", "-lrt", "-lpthread"])
 
 
 @functools.lru_cache(maxsize=None)
 def load_extension(verbose: bool = False):
-    """Build (or reuse from torch's extension cache) and import the torch binding of the kernel."""
+    """Build (or reuse from torch's extension cache) and import the torch binding of the kernel, on CUDA."""
     import torch
     if not torch.cuda.is_available():
         raise DeviceError("the fused dynamic filter needs a CUDA GPU and a CUDA build of torch")
     from torch.utils.cpp_extension import load
-    return load(name="madf_dynamic_filter_cuda",
-                sources=[str(SOURCES / "torchBinding.cpp"), str(SOURCES / "dynamicFilterKernel.cu")],
-                extra_include_paths=[str(SOURCES)], extra_cflags=["-O3"],
-                extra_cuda_cflags=["-O3"], verbose=verbose)
+    return load(**extension_spec(), verbose=verbose)
 
 
-def _algo(name: str) -> int:
-    if name not in ALGOS:
-        raise ValueError(f"unknown fused-kernel algorithm {name!r}; choose one of {', '.join(ALGOS)}")
-    return ALGOS[name]
+@functools.lru_cache(maxsize=None)
+def load_emulated_extension(emulation_dir: Path, verbose: bool = False):
+    """The same binding over the CPU emulation of the kernels (tests/kernel_emulation): CPU tensors, no GPU."""
+    from torch.utils.cpp_extension import load
+    return load(**extension_spec(Path(emulation_dir)), verbose=verbose)
+
+
+class FusedKernel:
+    """The op on one build of the binding. Arguments are checked here the way madf.dynamic_filter checks them (same
+    errors as the other implementations); the binding checks them again before it touches memory."""
+
+    def __init__(self, module, device_type: str = "cuda"):
+        self.module, self.device_type = module, device_type
+
+    def _args(self, x, m, weight, bias, kernel_size, stride, padding, algo):
+        import torch
+
+        from madf.dynamic_filter import _check
+        if algo not in ALGOS:
+            raise ValueError(f"unknown fused-kernel algorithm {algo!r}; choose one of {', '.join(ALGOS)}")
+        tensors = {"features": x, "mask_features": m, "weight": weight, "bias": bias}
+        for name, t in tensors.items():
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name} must be a tensor, not {type(t).__name__}")
+            if t.device.type != self.device_type or t.device != x.device:
+                raise ValueError(f"the fused dynamic filter runs on {self.device_type} tensors, all on one device; "
+                                 f"{name} is on {t.device}, features on {x.device}")
+            if t.dtype != x.dtype or str(t.dtype).replace("torch.", "") not in DTYPES:
+                raise TypeError(f"the fused dynamic filter takes float32 or float16, one dtype for all inputs; "
+                                f"{name} is {t.dtype}, features {x.dtype}")
+        cout = _check(x, m, weight, kernel_size, stride, padding)
+        if weight.dim() != 4 or weight.shape[2:] != (1, 1) or bias.shape != (weight.shape[0],):
+            raise ValueError(f"kernel generator weight must be (Cin*k*k*Cout, Cm, 1, 1) and bias (Cin*k*k*Cout,); "
+                             f"got {tuple(weight.shape)} and {tuple(bias.shape)}")
+        if cout == 0:
+            raise ValueError("kernel generator weight has no rows (Cout = 0)")
+        return x, m, weight, bias, int(kernel_size), int(stride), int(padding), ALGOS[algo]
+
+    def __call__(self, x, m, weight, bias, kernel_size: int, stride: int, padding: int, algo: str = "auto"):
+        """Same arguments as madf.dynamic_filter.dynamic_filter_unfold; float32 or float16."""
+        return self.module.forward(*self._args(x, m, weight, bias, kernel_size, stride, padding, algo))
+
+    def selected(self, x, m, weight, bias, kernel_size: int, stride: int, padding: int, algo: str = "auto") -> str:
+        """'simt' or 'tensor_core': what a call with these inputs runs on this device."""
+        return self.module.selected(*self._args(x, m, weight, bias, kernel_size, stride, padding, algo))
+
+    def register(self, name: str = "fused") -> "FusedKernel":
+        """Make this kernel selectable as impl=name in madf.dynamic_filter (and so in MADFNet)."""
+        from madf import dynamic_filter
+        dynamic_filter.register(name)(self)
+        return self
+
+
+def cuda_kernel(verbose: bool = False) -> FusedKernel:
+    """The fused kernel on CUDA tensors (builds the extension on first use)."""
+    return FusedKernel(load_extension(verbose))
 
 
 def dynamic_filter_fused(x, m, weight, bias, kernel_size: int, stride: int, padding: int, algo: str = "auto"):
     """The op on CUDA tensors (float32 or float16), same arguments as madf.dynamic_filter.dynamic_filter_unfold."""
-    return load_extension().forward(x, m, weight, bias, kernel_size, stride, padding, _algo(algo))
-
-
-def selected_algorithm(x, m, weight, kernel_size: int, stride: int, padding: int, algo: str = "auto") -> str:
-    """'simt' or 'tensor_core': what dynamic_filter_fused would run for these inputs on this GPU."""
-    return load_extension().selected(x, m, weight, kernel_size, stride, padding, _algo(algo))
+    return cuda_kernel()(x, m, weight, bias, kernel_size, stride, padding, algo)
 
 
 def register() -> None:
-    """Make the kernel selectable as impl="fused" in madf.dynamic_filter (and so in MADFNet)."""
-    from madf import dynamic_filter
-    dynamic_filter.register("fused")(dynamic_filter_fused)
+    """Make the CUDA kernel selectable as impl="fused" in madf.dynamic_filter (and so in MADFNet)."""
+    cuda_kernel().register()

@@ -40,6 +40,9 @@ def register(name: str):
 
 def _check(x: torch.Tensor, m: torch.Tensor, weight: torch.Tensor, kernel_size: int, stride: int, padding: int) -> int:
     """Validate shapes; return Cout."""
+    if min(kernel_size, stride) < 1 or padding < 0:
+        raise ValueError(f"dynamic filter wants kernel_size and stride >= 1 and padding >= 0, got {kernel_size}, "
+                         f"{stride}, {padding}")
     if x.dim() != 4 or m.dim() != 4:
         raise ValueError(f"dynamic filter wants 4-D x and m, got {tuple(x.shape)} and {tuple(m.shape)}")
     n, cin, h, w = x.shape

@@ -68,7 +68,12 @@ class DynamicConv(nn.Module):
         # While training (or being traced for export) the permutation is part of the graph: no cache.
         if (torch.is_grad_enabled() and (w.requires_grad or b.requires_grad)) or torch.compiler.is_compiling():
             return rewrite_weight(w, b, cin, self.kernel_size)
-        key = (w._version, b._version, w.data_ptr(), b.data_ptr(), w.dtype, w.device)
+        if w.is_inference() or b.is_inference():
+            # Made under torch.inference_mode: such tensors have no version counter, so an in-place change (a
+            # load_state_dict inside inference_mode) cannot be seen; derive the weight per call (freeze() pays once).
+            return rewrite_weight(w, b, cin, self.kernel_size)
+        # A weight derived inside inference_mode is an inference tensor, unusable by autograd outside it: key on that.
+        key = (w._version, b._version, w.data_ptr(), b.data_ptr(), w.dtype, w.device, torch.is_inference_mode_enabled())
         if key != self._cached_key:
             self._cached_weight = rewrite_weight(w, b, cin, self.kernel_size).contiguous()
             self._cached_key = key

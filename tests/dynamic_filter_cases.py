@@ -1,5 +1,6 @@
-"""Cases shared by the fused-kernel tests (on a GPU: test_fused_kernel.py; emulated on the CPU:
-test_kernel_emulation.py): every official level shape, batch 1 and 8, odd sizes, and one tolerance per precision.
+"""Cases shared by the fused-kernel tests (test_fused_kernel.py: on a GPU, and on the CPU under the kernel emulation)
+and the plugin harness (test_plugin_harness.py): every official level shape, batch 1 and 8, odd sizes, and one
+tolerance per precision.
 
 Tolerances are relative to the output's largest magnitude: FP32 1e-5; FP16 2e-3 (inputs rounded to FP16 first, so
 the float64 reference sees the same values; the kernels accumulate in FP32 and round the output once).
@@ -11,6 +12,8 @@ from madf.dynamic_filter import dynamic_filter_unfold
 
 OFFICIAL_SHAPES = sorted({(s["cin"], s["cout"], s["kernel"], s["padding"]) for s in OFFICIAL.level_shapes()})
 SIZES = [(1, 32, 32), (8, 16, 16), (2, 13, 9), (3, 7, 12), (1, 1, 1)]   # batch 1 and 8, odd, mixed, one pixel
+# The emulation runs every CUDA thread in turn: batch 8 and 2, odd and mixed sizes, one pixel, several pixel tiles
+EMULATED_SIZES = [(8, 6, 6), (2, 13, 9), (1, 1, 1), (1, 23, 20)]
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3}
 STRIDE = 2
 

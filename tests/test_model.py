@@ -144,3 +144,60 @@ def test_full_official_model_matches_reference_at_128():
             err = (out - ref).abs()
             print(f"official config, {impl}: max abs {err.max():.2e}, mean abs {err.mean():.2e}")
             assert err.max().item() < 1e-4
+
+
+def _pair(seed=0, size=32):
+    g = torch.Generator().manual_seed(seed)
+    known = (torch.rand(1, 1, size, size, generator=g) > 0.3).float().expand(-1, 3, -1, -1)
+    return torch.randn(1, 3, size, size, generator=g) * known, known
+
+
+def test_models_made_or_run_inside_inference_mode(tmp_path):
+    # Servers wrap everything in torch.inference_mode: loading, .to(...), .half() and calls inside it, or loading
+    # outside and calling inside, must all give the eager answer (inference tensors have no version counter).
+    from madf.checkpoint import load_checkpoint, save_checkpoint
+    path = tmp_path / "tiny.safetensors"
+    save_checkpoint(build_model(TINY, seed=0), path)
+    x, k = _pair()
+    outside = load_checkpoint(path)
+    with torch.no_grad():
+        ref = outside(x, k)[-1]
+    with torch.inference_mode():
+        inside = load_checkpoint(path)
+        cases = {"loaded inside": inside(x, k)[-1], "loaded outside": outside(x, k)[-1],
+                 "float64 inside": inside.to(torch.float64)(x.double(), k.double())[-1].float(),
+                 "bfloat16 inside": load_checkpoint(path).to(torch.bfloat16)(x.bfloat16(), k.bfloat16())[-1].float()}
+        half = load_checkpoint(path).half()   # CPU half convolutions may not exist in every torch build
+        try:
+            cases["half inside"] = half(x.half(), k.half())[-1].float()
+        except RuntimeError as exc:
+            assert "not implemented" in str(exc), exc
+    for name, out in cases.items():
+        err = (out - ref).abs().max().item()
+        print(f"{name}: max abs {err:.2e} vs the eager model")
+        assert err < (5e-2 if ("16" in name or "half" in name) else 1e-5), name
+
+
+def test_inference_mode_weight_changes_are_seen_and_training_works_after(tmp_path):
+    x, k = _pair(1)
+    with torch.inference_mode():
+        net = build_model(TINY, seed=0)
+        before = net(x, k)[-1]
+        net.load_state_dict(build_model(TINY, seed=3).state_dict())   # in place, no version counter to bump
+        after = net(x, k)[-1]
+    expected = build_model(TINY, seed=3)
+    with torch.no_grad():
+        ref = expected(x, k)[-1]
+    assert (before - after).abs().max() > 1e-3
+    assert (after - ref).abs().max() < 1e-5
+    # a model that served inside inference_mode is then usable by autograd outside it: the weight it cached there
+    # is an inference tensor, which a backward pass may not save
+    served = build_model(TINY, seed=0)
+    served.load_state_dict(expected.state_dict())   # new weight versions: the first call below derives the weight
+    with torch.inference_mode():
+        served(x, k)
+    for p in served.parameters():
+        p.requires_grad_(False)
+    xg = x.clone().requires_grad_(True)
+    served(xg, k)[-1].sum().backward()
+    assert xg.grad is not None and torch.isfinite(xg.grad).all()

@@ -41,7 +41,7 @@ template <typename T>
 __device__ __forceinline__ T loadWindow(Geometry const& g, T const* x, int64_t p, int32_t j)
 {
     if (p >= g.pixels || j >= g.window)
-        return T(0.0f);
+        return fromFloat<T>(0.0f);
     int32_t const n = static_cast<int32_t>(p / g.howo);
     int32_t const pix = static_cast<int32_t>(p - static_cast<int64_t>(n) * g.howo);
     int32_t const oy = pix / g.wo, ox = pix - oy * g.wo;
@@ -50,7 +50,7 @@ __device__ __forceinline__ T loadWindow(Geometry const& g, T const* x, int64_t p
     int32_t const ky = r / g.k, kx = r - ky * g.k;
     int32_t const iy = oy * g.stride - g.pad + ky, ix = ox * g.stride - g.pad + kx;
     if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w)
-        return T(0.0f);
+        return fromFloat<T>(0.0f);
     return x[((static_cast<int64_t>(n) * g.cin + ci) * g.h + iy) * g.w + ix];
 }
 
@@ -59,7 +59,7 @@ template <typename T>
 __device__ __forceinline__ T loadFilter(Geometry const& g, T const* weight, T const* bias, int32_t c, int32_t j, int32_t o)
 {
     if (j >= g.window || o >= g.cout)
-        return T(0.0f);
+        return fromFloat<T>(0.0f);
     int64_t const d = static_cast<int64_t>(j) * g.cout + o;
     return c < g.cm ? weight[d * g.cm + c] : bias[d];
 }
@@ -295,6 +295,23 @@ extern "C" size_t madfDynamicFilterSimtSharedBytes(int32_t maskChannels)
     return sizeof(float) * (kSimtDepth * kSimtPixels + c1 * kSimtPixels + c1 * kSimtDepth * kSimtChannels);
 }
 
+namespace
+{
+// The tensor-core kernel takes FP16 data, at most kTcMaxC1 - 1 mask channels, and sm_70 or newer.
+madfAlgo selectAlgo(madfDynamicFilterShape const* s, madfDType dtype, madfAlgo requested, int ccMajor)
+{
+    if (requested == MADF_ALGO_SIMT || dtype != MADF_FLOAT16 || s == nullptr || s->maskChannels + 1 > kTcMaxC1
+        || ccMajor < 7)
+        return MADF_ALGO_SIMT;
+    return MADF_ALGO_TENSOR_CORE;
+}
+
+bool validArguments(madfDynamicFilterShape const* shape, madfDType dtype)
+{
+    return madfDynamicFilterCheck(shape) == nullptr && (dtype == MADF_FLOAT32 || dtype == MADF_FLOAT16);
+}
+} // namespace
+
 // Host code that talks to the CUDA runtime (device queries, launches); the CPU emulation has its own launcher.
 #ifndef MADF_EMULATE
 namespace
@@ -318,20 +335,18 @@ cudaError_t launchSimt(Geometry const& g, size_t smem, cudaStream_t stream, void
 
 extern "C" madfAlgo madfDynamicFilterSelect(const madfDynamicFilterShape* s, madfDType dtype, madfAlgo requested)
 {
-    if (requested == MADF_ALGO_SIMT || dtype != MADF_FLOAT16 || s == nullptr || s->maskChannels + 1 > kTcMaxC1)
-        return MADF_ALGO_SIMT;
     int device = 0, major = 0;
     if (cudaGetDevice(&device) != cudaSuccess
-        || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess || major < 7)
+        || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess)
         return MADF_ALGO_SIMT;
-    return MADF_ALGO_TENSOR_CORE;
+    return selectAlgo(s, dtype, requested, major);
 }
 
 extern "C" cudaError_t madfDynamicFilterForward(const madfDynamicFilterShape* shape, madfDType dtype, madfAlgo algo,
     const void* features, const void* maskFeatures, const void* weight, const void* bias, void* output,
     cudaStream_t stream)
 {
-    if (madfDynamicFilterCheck(shape) != nullptr || (dtype != MADF_FLOAT32 && dtype != MADF_FLOAT16))
+    if (!validArguments(shape, dtype))
         return cudaErrorInvalidValue;
     Geometry const g = geometry(*shape);
     if (g.pixels == 0)

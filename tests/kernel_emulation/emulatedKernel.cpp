@@ -1,0 +1,52 @@
+// The fused kernel's C ABI (dynamicFilterKernel.cuh) served on the CPU: the kernels of dynamicFilterKernel.cu, unchanged,
+// run by emulate.h on host memory, as an emulated sm_90 would. Linked in place of the CUDA object, it lets the torch
+// binding (torchBinding.cpp built with MADF_EMULATE) and the TensorRT plugin library run their real code paths, from
+// argument checks to the kernel, on machines without a GPU. Launches are synchronous; `stream` is ignored.
+#include "emulate.h"
+
+#define MADF_EMULATE 1
+#include "dynamicFilterKernel.cu"
+
+#include <mutex>
+
+namespace
+{
+std::mutex gEmulatorMutex;   // the emulator's fibers and barriers are global: one launch at a time
+constexpr int kEmulatedComputeCapability = 9;
+} // namespace
+
+extern "C" madfAlgo madfDynamicFilterSelect(const madfDynamicFilterShape* s, madfDType dtype, madfAlgo requested)
+{
+    return selectAlgo(s, dtype, requested, kEmulatedComputeCapability);
+}
+
+extern "C" cudaError_t madfDynamicFilterForward(const madfDynamicFilterShape* shape, madfDType dtype, madfAlgo algo,
+    const void* features, const void* maskFeatures, const void* weight, const void* bias, void* output, cudaStream_t)
+{
+    if (!validArguments(shape, dtype))
+        return cudaErrorInvalidValue;
+    Geometry const g = geometry(*shape);
+    if (g.pixels == 0)
+        return cudaSuccess;
+    std::lock_guard<std::mutex> lock(gEmulatorMutex);
+    if (madfDynamicFilterSelect(shape, dtype, algo) == MADF_ALGO_TENSOR_CORE)
+    {
+        emulate::launch(tensorCoreGrid(g), dim3(32 * kTcWarps), 0, [&] {
+            tensorCoreKernel(g, static_cast<__half const*>(features), static_cast<__half const*>(maskFeatures),
+                static_cast<__half const*>(weight), static_cast<__half const*>(bias), static_cast<__half*>(output));
+        });
+        return cudaSuccess;
+    }
+    auto simt = [&](auto zero) {
+        using T = decltype(zero);
+        emulate::launch(simtGrid(g), dim3(kSimtThreads), madfDynamicFilterSimtSharedBytes(g.cm), [&] {
+            simtKernel<T>(g, static_cast<T const*>(features), static_cast<T const*>(maskFeatures),
+                static_cast<T const*>(weight), static_cast<T const*>(bias), static_cast<T*>(output));
+        });
+    };
+    if (dtype == MADF_FLOAT32)
+        simt(float{});
+    else
+        simt(__half{});
+    return cudaSuccess;
+}
