@@ -3,6 +3,7 @@
 #include "../pluginLogging.h"
 #include "dynamicFilterKernel.cuh"
 
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <string>
@@ -23,19 +24,41 @@ int32_t* field(DynamicFilterParams& p, int32_t i)
     return slots[i];
 }
 
-// The ONNX parser hands integer attributes over as INT32 or INT64 depending on the TensorRT version.
-bool readInt(PluginField const& f, int32_t& value)
+// The ONNX parser hands integer attributes over as INT32 or INT64 depending on the TensorRT version. Returns nullptr
+// when `value` was read, else what is wrong with the field.
+char const* readInt(PluginField const& f, int32_t& value)
 {
-    if (f.data == nullptr || f.length < 1)
-        return false;
+    if (f.data == nullptr || f.length != 1)
+        return "must hold exactly one value";
+    int64_t v = 0;
     switch (f.type)
     {
-    case PluginFieldType::kINT32: value = *static_cast<int32_t const*>(f.data); return true;
-    case PluginFieldType::kINT64: value = static_cast<int32_t>(*static_cast<int64_t const*>(f.data)); return true;
-    case PluginFieldType::kINT16: value = *static_cast<int16_t const*>(f.data); return true;
-    case PluginFieldType::kINT8: value = *static_cast<int8_t const*>(f.data); return true;
-    default: return false;
+    case PluginFieldType::kINT32: v = *static_cast<int32_t const*>(f.data); break;
+    case PluginFieldType::kINT64: v = *static_cast<int64_t const*>(f.data); break;
+    case PluginFieldType::kINT16: v = *static_cast<int16_t const*>(f.data); break;
+    case PluginFieldType::kINT8: v = *static_cast<int8_t const*>(f.data); break;
+    default: return "must be an integer (INT32 or INT64)";
     }
+    if (v < INT32_MIN || v > INT32_MAX)
+        return "is out of the 32-bit range";
+    value = static_cast<int32_t>(v);
+    return nullptr;
+}
+
+// A string field (kCHAR), which need not be NUL-terminated.
+std::string readString(PluginField const& f)
+{
+    if (f.type != PluginFieldType::kCHAR || f.data == nullptr || f.length < 0)
+        return {};
+    char const* c = static_cast<char const*>(f.data);
+    return std::string(c, strnlen(c, static_cast<size_t>(f.length)));
+}
+
+// The ranks of the op's contract: features and mask_features (N, C, H, W), weight (D, Cm, 1, 1), bias (D).
+bool hasContractRanks(PluginTensorDesc const& x, PluginTensorDesc const& m, PluginTensorDesc const& w,
+    PluginTensorDesc const& b)
+{
+    return x.dims.nbDims == 4 && m.dims.nbDims == 4 && w.dims.nbDims == 4 && b.dims.nbDims == 1;
 }
 
 bool toDType(DataType t, madfDType& out)
@@ -134,8 +157,11 @@ bool DynamicFilterPlugin::supportsFormatCombination(
 int32_t DynamicFilterPlugin::configurePlugin(
     DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const*, int32_t nbOutputs) noexcept
 {
-    if (nbInputs != kNB_INPUTS || nbOutputs != 1)
+    if (nbInputs != kNB_INPUTS || nbOutputs != 1 || !hasContractRanks(in[0].desc, in[1].desc, in[2].desc, in[3].desc))
+    {
+        logError("MADFDynamicFilter: expects features and mask_features 4-D, weight (D, Cm, 1, 1), bias (D)");
         return -1;
+    }
     // Channel counts are static in every madf export: check the kernel generator matches the attributes now,
     // so a bad graph fails at build time rather than producing garbage.
     int64_t const cin = in[0].desc.dims.d[1], cm = in[1].desc.dims.d[1];
@@ -174,6 +200,11 @@ int32_t DynamicFilterPlugin::getValidTactics(int32_t* tactics, int32_t nbTactics
 
 int32_t DynamicFilterPlugin::setTactic(int32_t tactic) noexcept
 {
+    if (tactic < MADF_ALGO_AUTO || tactic > MADF_ALGO_TENSOR_CORE)
+    {
+        logError("MADFDynamicFilter: unknown tactic (0 auto, 1 SIMT, 2 tensor cores)");
+        return -1;
+    }
     mTactic = tactic;
     return 0;
 }
@@ -188,9 +219,16 @@ int32_t DynamicFilterPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTe
     void const* const* inputs, void* const* outputs, void*, cudaStream_t stream) noexcept
 {
     madfDType dtype;
-    if (!toDType(inputDesc[0].type, dtype))
+    if (!toDType(inputDesc[0].type, dtype) || inputDesc[1].type != inputDesc[0].type
+        || inputDesc[2].type != inputDesc[0].type || inputDesc[3].type != inputDesc[0].type
+        || outputDesc[0].type != inputDesc[0].type)
     {
-        logError("MADFDynamicFilter: only FP32 and FP16 are supported");
+        logError("MADFDynamicFilter: all tensors must be FP32, or all FP16");
+        return -1;
+    }
+    if (!hasContractRanks(inputDesc[0], inputDesc[1], inputDesc[2], inputDesc[3]) || outputDesc[0].dims.nbDims != 4)
+    {
+        logError("MADFDynamicFilter: expects features and mask_features 4-D, weight (D, Cm, 1, 1), bias (D)");
         return -1;
     }
     Dims const& x = inputDesc[0].dims;
@@ -210,11 +248,22 @@ int32_t DynamicFilterPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTe
         logError(problem);
         return -1;
     }
-    if (m.d[0] != x.d[0] || m.d[2] != madfDynamicFilterOutputSize(shape.height, shape.kernelSize, shape.stride,
-            shape.padding) || m.d[3] != madfDynamicFilterOutputSize(shape.width, shape.kernelSize, shape.stride,
-            shape.padding) || outputDesc[0].dims.d[1] != shape.outChannels)
+    int64_t const ho = madfDynamicFilterOutputSize(shape.height, shape.kernelSize, shape.stride, shape.padding);
+    int64_t const wo = madfDynamicFilterOutputSize(shape.width, shape.kernelSize, shape.stride, shape.padding);
+    Dims const& y = outputDesc[0].dims;
+    if (m.d[0] != x.d[0] || m.d[2] != ho || m.d[3] != wo || y.d[0] != x.d[0] || y.d[1] != shape.outChannels
+        || y.d[2] != ho || y.d[3] != wo)
     {
-        logError("MADFDynamicFilter: mask_features do not match the output grid of the features");
+        logError("MADFDynamicFilter: mask_features or the output do not match the output grid of the features");
+        return -1;
+    }
+    // the kernel reads weight and bias in place: their extents must be exactly what the attributes say
+    Dims const& w = inputDesc[2].dims;
+    int64_t const rows = static_cast<int64_t>(shape.inChannels) * shape.kernelSize * shape.kernelSize
+        * shape.outChannels;
+    if (w.d[0] != rows || w.d[1] != shape.maskChannels || w.d[2] != 1 || w.d[3] != 1 || inputDesc[3].dims.d[0] != rows)
+    {
+        logError("MADFDynamicFilter: weight must be (Cin * kernel_size^2 * out_channels, Cm, 1, 1) and bias its rows");
         return -1;
     }
     cudaError_t const status = madfDynamicFilterForward(&shape, dtype, static_cast<madfAlgo>(mTactic), inputs[0],
@@ -262,30 +311,42 @@ IPluginV3* DynamicFilterPluginCreator::createPlugin(
 {
     try
     {
+        auto refuse = [](std::string const& why) -> IPluginV3* {
+            logError(("MADFDynamicFilter: " + why + "; export the ONNX with madf-export --dynconv plugin").c_str());
+            return nullptr;
+        };
+        if (fc == nullptr || fc->nbFields < 0 || (fc->nbFields > 0 && fc->fields == nullptr))
+            return refuse("no plugin fields given");
         DynamicFilterParams params;
         bool seen[4] = {false, false, false, false};
-        for (int32_t f = 0; fc != nullptr && f < fc->nbFields; ++f)
+        for (int32_t f = 0; f < fc->nbFields; ++f)
         {
+            PluginField const& pf = fc->fields[f];
+            std::string const fieldName = pf.name != nullptr ? pf.name : "";
+            // Parsers that pass the ONNX node's plugin_version / plugin_namespace along must name this plugin.
+            if (fieldName == "plugin_version" && readString(pf) != kDYNAMIC_FILTER_VERSION)
+                return refuse("plugin_version '" + readString(pf) + "' is not " + kDYNAMIC_FILTER_VERSION
+                    + " (the version this library implements)");
+            if (fieldName == "plugin_namespace" && readString(pf) != kDYNAMIC_FILTER_NAMESPACE)
+                return refuse("plugin_namespace '" + readString(pf) + "' is not " + kDYNAMIC_FILTER_NAMESPACE);
             for (int32_t i = 0; i < 4; ++i)
             {
-                if (fc->fields[f].name != nullptr && std::strcmp(fc->fields[f].name, kATTRIBUTES[i]) == 0)
-                    seen[i] = readInt(fc->fields[f], *field(params, i));
+                if (fieldName != kATTRIBUTES[i])
+                    continue;
+                if (char const* problem = readInt(pf, *field(params, i)))
+                    return refuse(std::string("attribute ") + kATTRIBUTES[i] + " " + problem);
+                seen[i] = true;
             }
         }
         for (int32_t i = 0; i < 4; ++i)
         {
             if (!seen[i])
-            {
-                logError((std::string("MADFDynamicFilter: missing integer attribute ") + kATTRIBUTES[i]
-                    + "; export the ONNX with madf-export --dynconv plugin").c_str());
-                return nullptr;
-            }
+                return refuse(std::string("missing integer attribute ") + kATTRIBUTES[i]);
         }
         if (params.kernelSize <= 0 || params.stride <= 0 || params.padding < 0 || params.outChannels <= 0)
-        {
-            logError("MADFDynamicFilter: kernel_size, stride, out_channels must be positive, padding >= 0");
-            return nullptr;
-        }
+            return refuse("kernel_size, stride, out_channels must be positive and padding >= 0; got "
+                + std::to_string(params.kernelSize) + ", " + std::to_string(params.stride) + ", "
+                + std::to_string(params.outChannels) + ", " + std::to_string(params.padding));
         return new DynamicFilterPlugin(name != nullptr ? name : "", params);
     }
     catch (std::exception const& e)
