@@ -109,15 +109,11 @@ def _profile_shapes(network, options: BuildOptions, multiple: int) -> Dict[str, 
 
 
 def read_onnx_metadata(path: Path) -> Dict[str, str]:
-    """The madf.* metadata madf-export writes (config, multiple, lowering, precision, contract)."""
-    import onnx
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and friends
-        raise ModelError(f"{path}: not a readable ONNX file ({exc.__class__.__name__}); re-export it") from None
-    meta = {p.key: p.value for p in model.metadata_props}
-    if "madf.multiple" not in meta:
-        raise ModelError(f"{path}: no madf metadata; build engines from files written by madf-export")
+    """The madf.* metadata madf-export writes (config, multiple, lowering, precision, contract), validated, after
+    checking that every weight in the file is finite (an engine built from NaN weights fills holes with black)."""
+    from madf.onnx_file import check_weights, read_metadata
+    meta = read_metadata(path)
+    check_weights(path)
     return meta
 
 

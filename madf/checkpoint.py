@@ -22,7 +22,7 @@ import torch
 
 from .atomic import atomic_path
 from .config import ModelConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, check_finite
 from .model import MADFNet, build_model
 
 log = logging.getLogger("madf")
@@ -141,6 +141,7 @@ def read_checkpoint(path) -> Tuple[Dict[str, torch.Tensor], ModelConfig, dict]:
     else:
         (state, fmt), config = _read_torch(path), None
     state, dropped = normalize_keys(state)
+    check_finite(state, str(path), CheckpointError, fix="the checkpoint is damaged: download or save it again")
     try:
         config = config or infer_config(state)
     except CheckpointError as exc:

@@ -22,3 +22,23 @@ class DeviceError(MADFError, RuntimeError):
 
 class ModelError(MADFError, ValueError):
     """An exported model or engine file that cannot be used as asked."""
+
+
+class OutputError(MADFError, OSError):
+    """A result that cannot be written where asked (named by the user's path, never a temp file's)."""
+
+
+def check_finite(tensors, source: str, error=None, fix: str = "the file is damaged: download or export it again"):
+    """Raise ``error`` (ModelError by default) naming ``source`` and the first tensor holding NaN or Inf.
+
+    ``tensors``: {name: array} of numpy arrays or torch tensors (any device). The one finite-check of the project:
+    weights read from a checkpoint or an ONNX file, and the outputs of every backend, go through it."""
+    import numpy as np
+    for name, t in tensors.items():
+        if hasattr(t, "is_floating_point"):   # torch, without importing it here
+            bad = t.is_floating_point() and not bool(t.isfinite().all())
+        else:
+            arr = np.asarray(t)
+            bad = arr.dtype.kind in "fc" and not np.isfinite(arr).all()
+        if bad:
+            raise (error or ModelError)(f"{source}: {name} holds NaN or Inf; {fix}")

@@ -8,11 +8,12 @@ official / NVIDIA masks, white = known. In memory a mask is a boolean (H, W) arr
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Tuple, Union
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .atomic import atomic_path
 from .errors import InputError
@@ -23,31 +24,78 @@ MASK_THRESHOLD = 128
 PathLike = Union[str, os.PathLike]
 
 
-def _open(path: PathLike, what: str) -> Image.Image:
+# Modes Pillow converts to RGB / L exactly (8 bits per channel, or fewer).
+_EIGHT_BIT_MODES = {"1", "L", "P", "RGB", "RGBA", "RGBX", "RGBa", "LA", "La", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+
+
+def open_image(path: PathLike, what: str = "image") -> Image.Image:
+    """Open an image file as it is shown: EXIF orientation applied, the first frame of a multi-frame file, pixels
+    loaded. Every failure is one InputError naming the file (too large for Pillow's decompression-bomb guard
+    included), so a folder run can report it and go on."""
     try:
-        img = Image.open(path)
-        img.load()
-        return img
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # big photos are fine up to 2x the limit
+            img = Image.open(path)
+            img.load()
+        return ImageOps.exif_transpose(img)
     except FileNotFoundError:
         raise InputError(f"{what} {path}: no such file") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except IsADirectoryError:
+        raise InputError(f"{what} {path} is a folder; give a file") from None
+    except Image.DecompressionBombError:
+        raise InputError(f"{what} {path}: more than {2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels, "
+                         f"Pillow's decompression-bomb limit; resize it first") from None
+    except MemoryError:
+        raise InputError(f"{what} {path}: not enough memory to decode it; resize it first") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise InputError(f"{what} {path}: unreadable ({exc.__class__.__name__}: {exc}); "
-                         f"give a valid PNG/JPEG/WebP file") from None
+                         f"give a valid PNG/JPEG/WebP/TIFF file") from None
+
+
+def to_luminance_or_rgb(img: Image.Image, what: str = "image") -> np.ndarray:
+    """Any Pillow mode as uint8: (H, W, 3) for colour modes, (H, W) for single-channel ones. 16-bit and 32-bit
+    integer images are scaled from their full range, float images from [0, 1]; others are refused with a reason
+    rather than clipped into a wrong picture."""
+    mode = img.mode
+    if mode in _EIGHT_BIT_MODES:
+        if mode in ("P", "PA") and "transparency" in img.info:
+            img = img.convert("RGBA")   # palette transparency, as Pillow recommends, before dropping alpha
+        return np.asarray(img.convert("RGB" if mode not in ("1", "L", "LA", "La") else "L"))
+    arr = np.asarray(img)
+    if mode in _SIXTEEN_BIT_MODES:
+        return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    if mode == "I":   # 32-bit integers: Pillow's mode for 16-bit files on some paths; full 16-bit range assumed
+        if arr.min() < 0 or arr.max() > 65535:
+            raise InputError(f"{what}: 32-bit integer pixels in [{arr.min()}, {arr.max()}] have no known white "
+                             f"level; convert it to 8 or 16 bits per channel")
+        return ((arr.astype(np.int64) * 255 + 32767) // 65535).astype(np.uint8)
+    if mode == "F":
+        if not np.isfinite(arr).all():
+            raise InputError(f"{what}: float pixels include NaN or Inf; fix or convert the file")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise InputError(f"{what}: float pixels in [{lo:.4g}, {hi:.4g}]; madf reads float images in [0, 1]: "
+                             f"scale it or convert it to 8 bits")
+        return (np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)
+    raise InputError(f"{what}: image mode {mode!r} is not supported; convert it to 8-bit RGB")
 
 
 def read_image(path: PathLike) -> np.ndarray:
-    """RGB uint8 (H, W, 3); grayscale, palette and RGBA inputs are converted (alpha dropped)."""
-    return to_rgb_array(_open(path, "image"))
+    """RGB uint8 (H, W, 3), as the image is shown (EXIF orientation), from any mode Pillow opens (see
+    to_luminance_or_rgb); alpha is dropped."""
+    return to_rgb_array(open_image(path, "image"), f"image {path}")
 
 
 def read_mask(path: PathLike, invert: bool = False) -> np.ndarray:
-    """Boolean (H, W), True = hole (white >= 128, or black with ``invert``)."""
-    return to_hole_mask(_open(path, "mask"), invert=invert)
+    """Boolean (H, W), True = hole (white >= 128, or black with ``invert``); oriented like its image."""
+    return to_hole_mask(open_image(path, "mask"), invert=invert, what=f"mask {path}")
 
 
-def to_rgb_array(image: Union[np.ndarray, Image.Image]) -> np.ndarray:
+def to_rgb_array(image: Union[np.ndarray, Image.Image], what: str = "image") -> np.ndarray:
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
+        arr = to_luminance_or_rgb(image, what)
+        return np.repeat(arr[..., None], 3, axis=2) if arr.ndim == 2 else arr
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
@@ -59,14 +107,15 @@ def to_rgb_array(image: Union[np.ndarray, Image.Image]) -> np.ndarray:
     return np.ascontiguousarray(arr[..., :3])
 
 
-def to_hole_mask(mask: Union[np.ndarray, Image.Image], invert: bool = False) -> np.ndarray:
-    """Any mask (PIL image, bool array, uint8 0..255 array) as boolean (H, W), True = hole."""
+def to_hole_mask(mask: Union[np.ndarray, Image.Image], invert: bool = False, what: str = "mask") -> np.ndarray:
+    """Any mask (PIL image of any mode, bool array, uint8 0..255 array) as boolean (H, W), True = hole."""
     if isinstance(mask, Image.Image):
         # An RGBA mask drawn on transparency carries the stroke in alpha; elsewhere luminance decides.
-        if mask.mode in ("RGBA", "LA") and np.asarray(mask.getchannel("A")).min() < 255:
+        if mask.mode in ("RGBA", "LA", "PA", "La", "RGBa") and np.asarray(mask.getchannel("A")).min() < 255:
             arr = np.asarray(mask.getchannel("A"))
         else:
-            arr = np.asarray(mask.convert("L"))
+            arr = to_luminance_or_rgb(mask, what)
+            arr = np.asarray(Image.fromarray(arr).convert("L")) if arr.ndim == 3 else arr
     else:
         arr = np.asarray(mask)
         if arr.ndim == 3:
@@ -84,7 +133,7 @@ def to_hole_mask(mask: Union[np.ndarray, Image.Image], invert: bool = False) -> 
 
 def center_square(image: Image.Image, size: int) -> np.ndarray:
     """The central square of a photo, resized (bicubic) to size x size, as RGB uint8: evaluation inputs."""
-    image = image.convert("RGB")
+    image = Image.fromarray(to_rgb_array(image))
     side = min(image.size)
     left, top = (image.width - side) // 2, (image.height - side) // 2
     return np.asarray(image.resize((size, size), Image.BICUBIC, box=(left, top, left + side, top + side)))

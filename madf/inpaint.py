@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from . import imaging
-from .errors import DeviceError
+from .errors import ModelError, check_finite
 
 log = logging.getLogger("madf")
 
@@ -82,6 +82,8 @@ class Inpainter:
             image_t, mask_t = imaging.to_contract([items[i][0] for i in todo], [items[i][1] for i in todo],
                                                   self.multiple)
             out = np.asarray(self.backend(image_t, mask_t))
+            check_finite({"output": out}, f"{self.backend.describe()}", ModelError,
+                         fix="its weights are damaged or an FP16 engine overflowed; try the FP32 model")
             for j, i in enumerate(todo):
                 h, w = items[i][1].shape
                 filled[i] = imaging.to_uint8(out[j, :, :h, :w].transpose(1, 2, 0))
@@ -93,18 +95,9 @@ class TorchBackend:
     """The contract on a MADFNet in PyTorch (CPU or CUDA)."""
 
     def __init__(self, net, device: str = "cpu"):
-        import torch
+        from .device import torch_device
         from .pipeline import InpaintModel
-        try:
-            self.device = torch.device(device)
-        except RuntimeError:
-            raise DeviceError(f"device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
-        if self.device.type == "cuda":
-            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-            if count == 0:
-                raise DeviceError(f"device {device!r}: torch {torch.__version__} sees no CUDA GPU; use --device cpu")
-            if (self.device.index or 0) >= count:
-                raise DeviceError(f"device {device!r}: only {count} CUDA GPU(s) visible; use cuda:0..cuda:{count - 1}")
+        self.device = torch_device(device)
         self.model = InpaintModel(net).to(self.device).eval()
         self.multiple = net.config.multiple
         self.last_gpu_ms: Optional[float] = None

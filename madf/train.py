@@ -30,6 +30,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ModelConfig
 from .data.images import InpaintingDataset, ResumableSampler
 from .data.masks import MaskFolder
+from .device import torch_device
 from .errors import CheckpointError, InputError
 from .losses import InpaintingLoss, load_vgg16
 from .model import MADFNet
@@ -129,7 +130,7 @@ class Trainer:
         if config.device == "auto":
             self.device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
         else:
-            self.device = torch.device(config.device)
+            self.device = torch_device(config.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.output = Path(config.output)

@@ -56,9 +56,9 @@ class OnnxRuntimeBackend:
                                  f"TensorRT with the plugin runs; export with --dynconv native for ONNX Runtime") from None
             raise ModelError(f"{path}: onnxruntime cannot load it ({msg}); export it again with madf-export") from None
         self.path, self.device = path, device
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        if "madf.multiple" not in self.metadata:
-            raise ModelError(f"{path}: no madf metadata (madf.multiple); export the model with madf-export")
+        from madf.onnx_file import check_weights, validate_metadata
+        self.metadata = validate_metadata(dict(self.session.get_modelmeta().custom_metadata_map), path)
+        check_weights(path)
         if self.metadata.get("madf.raw_outputs") == "1":
             raise ModelError(f"{path} was exported with --raw-outputs (network outputs, no compositing); export "
                              f"without it for inpainting")

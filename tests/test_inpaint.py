@@ -76,5 +76,5 @@ def test_cuda_request_without_gpu_is_clear(tiny_net):
 
 
 def test_unknown_device_is_clear(tiny_net):
-    with pytest.raises(DeviceError, match="'tpu' is not a torch device; use cpu, cuda or cuda:N"):
+    with pytest.raises(DeviceError, match="'tpu' is not a device; use cpu, cuda or cuda:N"):
         TorchBackend(tiny_net, device="tpu")

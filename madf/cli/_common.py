@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
 import sys
+import threading
+from pathlib import Path
 
 import click
 from tqdm import tqdm
@@ -31,14 +35,57 @@ def progress(**kwargs) -> tqdm:
     return tqdm(file=sys.stderr, dynamic_ncols=True, **kwargs)
 
 
+class PathParam(click.Path):
+    """click.Path that refuses an empty value: "" (an unset shell variable) would otherwise mean the current
+    folder, and an output written there can land on the inputs."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            name = param.opts[0] if param is not None and param.opts else "path"
+            self.fail(f"{name} is empty (an unset shell variable?); give a path", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+PATH = PathParam(path_type=Path)
+OVERWRITE = click.option("--overwrite", is_flag=True, help="Replace results that exist already.")
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)   # unwinds like Ctrl-C: atomic writes remove their temp files
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
+
+
 @contextlib.contextmanager
 def cli_errors():
-    """Turn the library's user-facing errors into click's one-line 'Error: ...' and exit status 1."""
+    """Every failure as click's one-line 'Error: ...' and exit status 1, never a traceback: the library's
+    user-facing errors as they are, running out of memory with what to do, and anything unforeseen with its type
+    (MADF_DEBUG=1 shows the traceback). SIGTERM unwinds like Ctrl-C so no temp file is left behind."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         yield
+    except click.ClickException:
+        raise
     except (MADFError, OSError) as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise click.ClickException(message) from None
+        raise click.ClickException(_one_line(exc)) from None
+    except KeyboardInterrupt:
+        raise click.ClickException("interrupted; nothing half-written was left behind") from None
+    except Exception as exc:   # noqa: BLE001 - the last line of defence of a command-line tool
+        if os.environ.get("MADF_DEBUG"):
+            raise
+        if _out_of_memory(exc):
+            raise click.ClickException("out of memory; use a smaller --batch-size or image, or another --device") \
+                from None
+        raise click.ClickException(f"unexpected {exc.__class__.__name__}: {_one_line(exc)} (MADF_DEBUG=1 shows "
+                                   f"where)") from None
 
 
 def format_table(headers, rows, align_right: bool = True) -> str:

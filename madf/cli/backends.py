@@ -7,6 +7,8 @@ from typing import Dict, Optional, Sequence
 
 import click
 
+from ._common import PATH
+
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 # The file each backend runs, as (option name, what it is).
 FILES = {"torch": ("--ckpt", "a checkpoint"), "onnxruntime": ("--model", "an ONNX file from madf-export"),
@@ -16,13 +18,13 @@ FILES = {"torch": ("--ckpt", "a checkpoint"), "onnxruntime": ("--model", "an ONN
 def model_options(command):
     """--ckpt / --model / --engine (one per backend), --plugin-lib and --device, shared by the CLIs."""
     options = [
-        click.option("--ckpt", type=click.Path(path_type=Path),
+        click.option("--ckpt", type=PATH,
                      help="Official Pytorch-MADF .pth, a state dict, or a madf-trt .safetensors (torch backend)."),
-        click.option("--model", "model_path", type=click.Path(path_type=Path),
+        click.option("--model", "model_path", type=PATH,
                      help="An ONNX file from madf-export (onnxruntime backend; no torch needed)."),
-        click.option("--engine", type=click.Path(path_type=Path),
+        click.option("--engine", type=PATH,
                      help="A TensorRT plan from madf-build, with its sidecar JSON (tensorrt backend; no torch)."),
-        click.option("--plugin-lib", "plugin_libs", multiple=True, type=click.Path(path_type=Path),
+        click.option("--plugin-lib", "plugin_libs", multiple=True, type=PATH,
                      help="tensorrt: the MADFDynamicFilter plugin library, for plugin-lowered engines."),
         click.option("--device", default=None,
                      help="torch: cpu (default), cuda, cuda:N; onnxruntime: cpu (default), cuda, tensorrt; "

@@ -16,7 +16,7 @@ from typing import Optional
 
 import click
 
-from ._common import cli_errors, format_table, progress, setup_logging
+from ._common import OVERWRITE, PATH, cli_errors, format_table, progress, setup_logging
 from .backends import given_files, model_options, open_file
 
 
@@ -42,7 +42,7 @@ def _row(name: str, r: dict) -> list:
 @click.option("--cuda-graph", is_flag=True, help="tensorrt: replay a CUDA graph (fixed shapes).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch (default: torch's choice).")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+@click.option("--json", "json_path", type=PATH, default=None,
               help="Also write every statistic, the environment and the engines' build settings here.")
 def main(ckpt, model_path, engine, plugin_libs, device, batch, size, height, width, warmup_s, warmup_runs, runs,
          cuda_graph, threads, json_path: Optional[Path]) -> None:

@@ -13,7 +13,7 @@ from typing import Optional
 
 import click
 
-from ._common import cli_errors, format_table, setup_logging
+from ._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
 
 
 def _shape(ctx, param, value):
@@ -35,13 +35,13 @@ def engine_options(command):
                      help="Shape TensorRT tunes for (default 1x512x512, clipped into min..max)."),
         click.option("--max", "max_shape", callback=_shape, metavar="NxHxW",
                      help="Largest batch/size of the profile (default 4x1024x1024)."),
-        click.option("--plugin-lib", "plugin_libs", multiple=True, type=click.Path(path_type=Path),
+        click.option("--plugin-lib", "plugin_libs", multiple=True, type=PATH,
                      help="Plugin library with the MADFDynamicFilter creator (libmadf_plugins.so); repeatable."),
         click.option("--version-compatible", is_flag=True,
                      help="Plan runs on later TensorRT versions' lean runtime; serializes --plugin-lib into it."),
         click.option("--exclude-lean-runtime", is_flag=True,
                      help="With --version-compatible: leave the lean runtime out of the plan (the app loads it)."),
-        click.option("--timing-cache", type=click.Path(path_type=Path), default=None,
+        click.option("--timing-cache", type=PATH, default=None,
                      help="Timing cache file: read when present, written after the build (faster rebuilds)."),
         click.option("--workspace", "workspace_mb", type=click.IntRange(min=1), default=None, metavar="MB",
                      help="Builder workspace limit."),
@@ -49,7 +49,7 @@ def engine_options(command):
                      show_default=True, help="auto: TensorRT if installed, else TensorRT-RTX."),
         click.option("--compute-capability", default="8.9", show_default=True, metavar="X.Y",
                      help="TensorRT-RTX only: the GPU to build for (it needs none present)."),
-        click.option("--triton-repo", type=click.Path(path_type=Path), default=None,
+        click.option("--triton-repo", type=PATH, default=None,
                      help="Also write a Triton Inference Server model repository for the engine here."),
         click.option("--triton-name", default="madf", show_default=True, help="The model's name in that repository."),
         click.option("--triton-instances", default=1, show_default=True, type=click.IntRange(min=1),
@@ -91,8 +91,8 @@ def build_and_describe(onnx: Path, output: Path, fp16: bool, backend: str, **set
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--onnx", required=True, type=click.Path(path_type=Path), help="ONNX file written by madf-export.")
-@click.option("--output", type=click.Path(path_type=Path), default=None,
+@click.option("--onnx", required=True, type=PATH, help="ONNX file written by madf-export.")
+@click.option("--output", type=PATH, default=None,
               help="Engine to write (default: the ONNX path with .plan); the sidecar goes to OUTPUT.json.")
 @click.option("--fp16", is_flag=True, help="Require an FP16 engine: the ONNX must come from madf-export --fp16 "
                                            "(TensorRT 10 may instead cast an FP32 ONNX, with a warning).")

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import click
 
-from ._common import cli_errors, setup_logging
+from ._common import OVERWRITE, PATH, cli_errors, setup_logging
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--output", default="data/photos", show_default=True, type=click.Path(path_type=Path))
+@click.option("--output", default="data/photos", show_default=True, type=PATH)
 def main(output: Path) -> None:
     """Copy scikit-image's natural photos (and Debian's mate-backgrounds where installed) into OUTPUT/train and
     OUTPUT/heldout; the split is fixed per photo by a hash of its name."""

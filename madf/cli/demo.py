@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import imaging
 from ..errors import MADFError
-from ._common import cli_errors, format_table, setup_logging
+from ._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
 from .inpaint import plan_jobs, run_jobs
 
 DEMO_PHOTOS = 3
@@ -65,9 +65,9 @@ def _grid(rows, path: Path, cell: int = 256) -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--output", default="demo_out", show_default=True, type=click.Path(path_type=Path),
+@click.option("--output", default="demo_out", show_default=True, type=PATH,
               help="Folder for inputs, masks, results, the grid and the demo checkpoint.")
-@click.option("--ckpt", type=click.Path(path_type=Path), default=None,
+@click.option("--ckpt", type=PATH, default=None,
               help="Use these weights (default: the bundled small model trained on the bundled photos).")
 @click.option("--random-init", is_flag=True, help="Use a seeded random-init small model instead.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random init and the masks.")

@@ -9,21 +9,21 @@ from pathlib import Path
 
 import click
 
-from ._common import cli_errors, format_table, progress, setup_logging
+from ._common import OVERWRITE, PATH, cli_errors, format_table, progress, setup_logging
 
 BASELINES = {"telea": "TELEA", "navier-stokes": "NS"}
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--ckpt", required=True, type=click.Path(path_type=Path), help="Weights to evaluate.")
-@click.option("--images", required=True, type=click.Path(path_type=Path), help="Folder of evaluation photos.")
-@click.option("--masks", type=click.Path(path_type=Path), default=None, help="Folder of masks (bucketed by ratio).")
+@click.option("--ckpt", required=True, type=PATH, help="Weights to evaluate.")
+@click.option("--images", required=True, type=PATH, help="Folder of evaluation photos.")
+@click.option("--masks", type=PATH, default=None, help="Folder of masks (bucketed by ratio).")
 @click.option("--invert-masks", is_flag=True, help="The mask folder is white = known (the NVIDIA test masks).")
 @click.option("--procedural-masks", "seed", type=int, default=None,
               help="Seeded procedural masks, --per-bucket per bucket (the default, seed 0).")
 @click.option("--per-bucket", default=2, show_default=True, type=click.IntRange(min=1))
 @click.option("--size", default=256, show_default=True, help="Photos are centre-cropped and resized to this.")
-@click.option("--output", default="eval", show_default=True, type=click.Path(path_type=Path),
+@click.option("--output", default="eval", show_default=True, type=PATH,
               help="Folder for eval.json and eval.md.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--no-baselines", is_flag=True, help="Skip the OpenCV Telea / Navier-Stokes baselines.")

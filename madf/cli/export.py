@@ -12,15 +12,15 @@ from typing import Optional
 
 import click
 
-from ._common import cli_errors, format_table, setup_logging
+from ._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
 from .build import build_and_describe, engine_options
 from .parity import parity_report
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--ckpt", required=True, type=click.Path(path_type=Path),
+@click.option("--ckpt", required=True, type=PATH,
               help="Official Pytorch-MADF .pth, a state dict, or a madf-trt .safetensors.")
-@click.option("--output", type=click.Path(path_type=Path), default=None,
+@click.option("--output", type=PATH, default=None,
               help="ONNX file to write (default: beside the checkpoint, named for the options).")
 @click.option("--dynconv", type=click.Choice(["native", "plugin"]), default="native", show_default=True,
               help="native: standard ops (Conv+Mul+ReduceSum); plugin: one madf::MADFDynamicFilter node per level.")
@@ -34,7 +34,7 @@ from .parity import parity_report
 @click.option("--check", is_flag=True, help="Compare with PyTorch on real photos through ONNX Runtime; exit 1 "
                                             "past the tolerance (native lowering only).")
 @click.option("--check-size", default=None, type=int, help="Photo size for --check (default 2 x 2^levels, >= 256).")
-@click.option("--engine", type=click.Path(path_type=Path), default=None,
+@click.option("--engine", type=PATH, default=None,
               help="Also build a TensorRT engine here (as madf-build does, with the options below).")
 @engine_options
 def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, height, width, raw_outputs: bool,

@@ -17,9 +17,9 @@ from typing import List, Optional, Tuple
 
 import click
 
-from .. import imaging
-from ..errors import InputError
-from ._common import CHUNK, cli_errors, progress, setup_logging
+from .. import imaging, paths
+from ..errors import InputError, MADFError
+from ._common import CHUNK, OVERWRITE, PATH, cli_errors, progress, setup_logging
 from .backends import BACKENDS, choose_backend, model_options, open_backend
 
 
@@ -30,8 +30,9 @@ class Job:
     output: Path
 
 
-def plan_jobs(image: Path, mask: Path, output: Path) -> List[Job]:
-    """Pair images with masks and outputs; every problem that can be seen before running is raised here."""
+def plan_jobs(image: Path, mask: Path, output: Path, overwrite: bool = False) -> List[Job]:
+    """Pair images with masks and outputs; every problem that can be seen before running is raised here, the
+    output paths checked by madf.paths (never an input, never an existing file without --overwrite, writable)."""
     if not image.exists():
         raise click.ClickException(f"--image {image}: no such file or folder")
     if not mask.exists():
@@ -42,9 +43,9 @@ def plan_jobs(image: Path, mask: Path, output: Path) -> List[Job]:
         out = output / f"{image.stem}.png" if output.is_dir() or not output.suffix else output
         if out.suffix.lower() != ".png":
             raise click.ClickException(f"--output {output}: results are PNG files; name it {out.with_suffix('.png')}")
+        paths.check_output_file(out, "--output", inputs=[image, mask], overwrite=overwrite)
         return [Job(image, mask, out)]
-    if output.exists() and not output.is_dir():
-        raise click.ClickException(f"--output {output} is a file; give a folder when --image is a folder")
+    paths.check_output_folder(output, "--output", input_folders=[image, mask if mask.is_dir() else None])
     images = imaging.list_images(image)
     if not images:
         raise click.ClickException(f"--image {image}: no images ({', '.join(imaging.IMAGE_EXTENSIONS)}) in it")
@@ -55,18 +56,23 @@ def plan_jobs(image: Path, mask: Path, output: Path) -> List[Job]:
                                        f"{path.stem}.png; rename one")
         stems[path.stem] = path
     if mask.is_file():
-        return [Job(p, mask, output / f"{p.stem}.png") for p in images]
-    masks = {p.stem: p for p in imaging.list_images(mask)}
-    unmatched = [p.name for p in images if p.stem not in masks]
-    if unmatched:
-        shown = ", ".join(unmatched[:5]) + (f", ... {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
-        raise click.ClickException(f"no mask in {mask} with the stem of {len(unmatched)} image(s): {shown}; masks "
-                                   f"are matched by file name without extension")
-    return [Job(p, masks[p.stem], output / f"{p.stem}.png") for p in images]
+        jobs = [Job(p, mask, output / f"{p.stem}.png") for p in images]
+    else:
+        masks = {p.stem: p for p in imaging.list_images(mask)}
+        unmatched = [p.name for p in images if p.stem not in masks]
+        if unmatched:
+            shown = ", ".join(unmatched[:5]) + (f", ... {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
+            raise click.ClickException(f"no mask in {mask} with the stem of {len(unmatched)} image(s): {shown}; "
+                                       f"masks are matched by file name without extension")
+        jobs = [Job(p, masks[p.stem], output / f"{p.stem}.png") for p in images]
+    paths.check_output_files([j.output for j in jobs], "--output", inputs=[*images, *{j.mask for j in jobs}],
+                             overwrite=overwrite)
+    return jobs
 
 
 def run_jobs(inpainter, jobs: List[Job], invert_mask: bool = False, show_progress: bool = True) -> List[str]:
-    """Inpaint and write every job; returns one error line per job that failed (the others are written)."""
+    """Inpaint and write every job; returns one error line per job that failed (the others are written): one bad
+    file, or one batch the backend could not run, never stops the rest."""
     errors: List[str] = []
     bar = progress(total=len(jobs), unit="img", disable=not show_progress or len(jobs) == 1)
     mask_cache: dict = {}
@@ -83,23 +89,49 @@ def run_jobs(inpainter, jobs: List[Job], invert_mask: bool = False, show_progres
             except InputError as exc:
                 errors.append(str(exc))
                 bar.update(1)
-        results = inpainter.inpaint_many([(rgb, hole) for _, rgb, hole in ready],
-                                         names=[job.image.name for job, _, _ in ready])
+        try:
+            results = inpainter.inpaint_many([(rgb, hole) for _, rgb, hole in ready],
+                                             names=[job.image.name for job, _, _ in ready])
+        except (MADFError, RuntimeError, MemoryError) as exc:   # e.g. out of memory on one large batch
+            if len(ready) > 1:   # retry one by one, so only the image that cannot run fails
+                results = [_one(inpainter, job, rgb, hole, errors) for job, rgb, hole in ready]
+            else:
+                errors.extend(f"{job.image.name}: {_reason(exc)}" for job, _, _ in ready)
+                results = [None] * len(ready)
         for (job, _, _), result in zip(ready, results):
-            imaging.write_png(job.output, result)
+            if result is not None:
+                try:
+                    imaging.write_png(job.output, result)
+                except OSError as exc:
+                    errors.append(str(exc))
             bar.update(1)
     bar.close()
     return errors
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
+        return "out of memory; use a smaller --batch-size or image, or another --device"
+    return text
+
+
+def _one(inpainter, job: Job, rgb, hole, errors: List[str]):
+    try:
+        return inpainter.inpaint_many([(rgb, hole)], names=[job.image.name])[0]
+    except (MADFError, RuntimeError, MemoryError) as exc:
+        errors.append(f"{job.image.name}: {_reason(exc)}")
+        return None
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @model_options
 @click.option("--backend", type=click.Choice(BACKENDS), default=None,
               help="torch (--ckpt), onnxruntime (--model) or tensorrt (--engine); implied by the file given.")
-@click.option("--image", required=True, type=click.Path(path_type=Path), help="Image file or folder of images.")
-@click.option("--mask", required=True, type=click.Path(path_type=Path),
+@click.option("--image", required=True, type=PATH, help="Image file or folder of images.")
+@click.option("--mask", required=True, type=PATH,
               help="Mask file (serves every image) or folder (matched by file stem). White = hole.")
-@click.option("--output", required=True, type=click.Path(path_type=Path), help="Output PNG, or folder.")
+@click.option("--output", required=True, type=PATH, help="Output PNG, or folder.")
 @click.option("--invert-mask", is_flag=True, help="Masks are white = known (official / NVIDIA irregular masks).")
 @click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1),
               help="Images per forward pass (images of one padded size are batched).")
@@ -108,9 +140,10 @@ def run_jobs(inpainter, jobs: List[Job], invert_mask: bool = False, show_progres
               help="torch backend: rewrite = exact conv rewrite (fast); unfold = the official computation.")
 @click.option("--cuda-graph", is_flag=True, help="tensorrt: replay a CUDA graph per input shape.")
 @click.option("--quiet", is_flag=True, help="No progress bar or info lines.")
+@OVERWRITE
 def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path], plugin_libs, device: Optional[str],
          backend: Optional[str], image: Path, mask: Path, output: Path, invert_mask: bool, batch_size: int,
-         dynamic_filter: str, cuda_graph: bool, quiet: bool) -> None:
+         dynamic_filter: str, cuda_graph: bool, quiet: bool, overwrite: bool) -> None:
     """Fill the holes of IMAGE (file or folder) using MASK, writing 8-bit PNGs to OUTPUT.
 
     Any image size works: inputs are reflect-padded to the network's multiple (128 for the official model) and
@@ -119,7 +152,7 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
     setup_logging(quiet)
     backend = choose_backend(backend, ckpt, model_path, engine)
     with cli_errors():
-        jobs = plan_jobs(image, mask, output)
+        jobs = plan_jobs(image, mask, output, overwrite)
         from ..inpaint import Inpainter
         runner = open_backend(backend, ckpt=ckpt, model=model_path, engine=engine, device=device,
                               dynamic_filter=dynamic_filter, plugin_libs=plugin_libs, cuda_graph=cuda_graph)

@@ -16,7 +16,7 @@ from typing import Dict, Optional, Sequence
 
 import click
 
-from ._common import cli_errors, format_table, setup_logging
+from ._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
 from .backends import given_files, model_options, open_file
 
 
@@ -85,7 +85,7 @@ def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: in
 @click.option("--seed", default=0, show_default=True, help="Seed of the procedural masks.")
 @click.option("--atol", type=float, default=None,
               help="Max abs error allowed on [0,1] (default: 1e-4 for FP32 models, 5e-2 if any is FP16).")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write the rows here.")
+@click.option("--json", "json_path", type=PATH, default=None, help="Also write the rows here.")
 @click.option("--verbose", is_flag=True, help="Show polygraphy's own output statistics.")
 def main(ckpt, model_path, engine, plugin_libs, device, size, photos, seed, atol, json_path, verbose) -> None:
     """Compare two or more of CKPT (PyTorch), MODEL (ONNX Runtime), ENGINE (TensorRT); exit 1 past the tolerance."""

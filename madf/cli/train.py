@@ -13,20 +13,20 @@ from pathlib import Path
 
 import click
 
-from ._common import cli_errors, setup_logging
+from ._common import OVERWRITE, PATH, cli_errors, setup_logging
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--images", required=True, type=click.Path(path_type=Path), help="Folder tree of training photos.")
-@click.option("--output", required=True, type=click.Path(path_type=Path),
+@click.option("--images", required=True, type=PATH, help="Folder tree of training photos.")
+@click.option("--output", required=True, type=PATH,
               help="Run folder: train_state.pt, model.safetensors, grids/, tensorboard/.")
-@click.option("--masks", type=click.Path(path_type=Path), default=None,
+@click.option("--masks", type=PATH, default=None,
               help="Mask folder (NVIDIA irregular masks and the like); default: procedural free-form masks.")
 @click.option("--invert-masks", is_flag=True, help="The mask folder is white = known (the NVIDIA set).")
 @click.option("--levels", default=7, show_default=True, type=click.IntRange(1, 12))
 @click.option("--width", "width_mult", default=1.0, show_default=True, type=float, help="Channel width multiplier.")
 @click.option("--refinement-decoders", "-K", default=2, show_default=True, type=click.IntRange(0, 2))
-@click.option("--init", type=click.Path(path_type=Path), default=None,
+@click.option("--init", type=PATH, default=None,
               help="Fine-tune from these weights (official .pth or madf-trt); their config wins.")
 @click.option("--size", default=256, show_default=True, help="Training crop size (multiple of 2^levels).")
 @click.option("--batch-size", default=6, show_default=True, type=click.IntRange(min=1), help="Per process.")
@@ -34,7 +34,7 @@ from ._common import cli_errors, setup_logging
 @click.option("--lr", default=2e-4, show_default=True)
 @click.option("--perceptual", type=click.Choice(["vgg", "none"]), default="vgg", show_default=True,
               help="vgg: perceptual + style losses (needs --vgg-weights); none: L1 + TV only.")
-@click.option("--vgg-weights", type=click.Path(path_type=Path), default=None,
+@click.option("--vgg-weights", type=PATH, default=None,
               help="torchvision's vgg16-397923af.pth (default: torchvision's cache, when present).")
 @click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "none"]), default="auto", show_default=True,
               help="Mixed precision on GPU (auto: bf16 where supported, else fp16 with a scaler); CPU is fp32.")
