@@ -13,6 +13,7 @@ Every method is composited (known pixels from the input) before scoring, so all 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import json
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -23,6 +24,8 @@ from . import imaging
 from .atomic import atomic_path
 from .data.masks import BUCKETS, bucket_name, bucket_of
 from .errors import InputError
+
+log = logging.getLogger("madf")
 
 SSIM_SETTINGS = "skimage.metrics.structural_similarity, data_range=1, gaussian_weights=True, sigma=1.5 (11x11), " \
                 "use_sample_covariance=False, mean over RGB"
@@ -167,7 +170,11 @@ def folder_masks(paths, size: int, invert: bool):
     from PIL import Image
     out = []
     for path in paths:
-        hole = imaging.read_mask(path, invert=invert)
+        try:
+            hole = imaging.read_mask(path, invert=invert)
+        except InputError as exc:   # one unreadable mask is reported and skipped
+            log.warning("%s; skipped", exc)
+            continue
         hole = np.asarray(Image.fromarray(hole).resize((size, size), Image.NEAREST))
         bucket = bucket_of(float(hole.mean()))
         if bucket is not None:

@@ -38,12 +38,26 @@ def _same(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
+def _can_write(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def check_name(path: Path, option: str) -> Path:
+    """A name the file system takes (asked first: a too-long name makes even exists() fail)."""
+    path = Path(path)
+    limit = _name_max(_existing_ancestor(path.parent))
+    if len(path.name.encode()) > limit:
+        raise InputError(f"{option} {path.name[:40]}...: the name is {len(path.name.encode())} bytes, more than "
+                         f"the {limit} the file system allows; shorten it")
+    return path
+
+
 def check_writable_folder(folder: Path, option: str) -> None:
     """``folder`` (existing or to be made) can take new files."""
     base = _existing_ancestor(folder)
     if not base.is_dir():
         raise InputError(f"{option} {folder}: {base} is a file, not a folder")
-    if not os.access(base, os.W_OK | os.X_OK):
+    if not _can_write(base):
         raise InputError(f"{option} {folder}: no permission to write in {base}; choose another folder")
 
 
@@ -54,6 +68,7 @@ def check_output_file(path: Path, option: str, inputs: Sequence[Path] = (), over
     path = Path(path)
     if str(path) in ("", "."):
         raise InputError(f"{option} is empty (an unset shell variable?); give a file name")
+    check_name(path, option)
     for source in inputs:
         if source is not None and _same(path, Path(source)):
             raise InputError(f"{option} {path} is one of the inputs ({source}); write the result somewhere else")
@@ -61,10 +76,6 @@ def check_output_file(path: Path, option: str, inputs: Sequence[Path] = (), over
         raise InputError(f"{option} {path} is a folder; give a file name")
     if path.exists() and not overwrite and not any(_same(path, Path(m)) for m in made_here):
         raise InputError(f"{option} {path} exists; add --overwrite to replace it")
-    limit = _name_max(_existing_ancestor(path.parent))
-    if len(path.name.encode()) > limit:
-        raise InputError(f"{option} {path.name[:40]}...: the name is {len(path.name.encode())} bytes, more than "
-                         f"the {limit} the file system allows; shorten it")
     check_writable_folder(path.parent, option)
     return path
 
@@ -72,9 +83,7 @@ def check_output_file(path: Path, option: str, inputs: Sequence[Path] = (), over
 def check_output_folder(folder: Path, option: str, input_folders: Sequence[Optional[Path]] = ()) -> Path:
     """A folder a tool writes several files into: not one of its input folders (a rerun would read its own
     results as inputs, and same-named outputs would replace the sources), and writable."""
-    folder = Path(folder)
-    if str(folder) in ("", "."):
-        raise InputError(f"{option} is empty or '.' (an unset shell variable?); give a folder for the results")
+    folder = check_name(Path(folder), option)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{option} {folder} is a file; give a folder")
     for source in input_folders:

@@ -16,6 +16,7 @@ from typing import Optional
 
 import click
 
+from .. import paths
 from ._common import OVERWRITE, PATH, cli_errors, format_table, progress, setup_logging
 from .backends import given_files, model_options, open_file
 
@@ -44,8 +45,9 @@ def _row(name: str, r: dict) -> list:
               help="CPU threads for torch (default: torch's choice).")
 @click.option("--json", "json_path", type=PATH, default=None,
               help="Also write every statistic, the environment and the engines' build settings here.")
+@OVERWRITE
 def main(ckpt, model_path, engine, plugin_libs, device, batch, size, height, width, warmup_s, warmup_runs, runs,
-         cuda_graph, threads, json_path: Optional[Path]) -> None:
+         cuda_graph, threads, json_path: Optional[Path], overwrite: bool) -> None:
     """Time each given backend (--ckpt: PyTorch, --model: ONNX Runtime, --engine: TensorRT) on the same input."""
     setup_logging()
     files = given_files(ckpt, model_path, engine)
@@ -54,6 +56,8 @@ def main(ckpt, model_path, engine, plugin_libs, device, batch, size, height, wid
     if cuda_graph and "tensorrt" not in files:
         raise click.UsageError("--cuda-graph applies to the tensorrt backend (--engine)")
     with cli_errors():
+        if json_path:   # before minutes of benchmarking, not after
+            paths.check_output_file(json_path, "--json", inputs=list(files.values()), overwrite=overwrite)
         from madf.errors import InputError
         from madf.runtime.bench import BenchSettings, environment, make_inputs, run_benchmark
         if threads:

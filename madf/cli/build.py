@@ -13,6 +13,7 @@ from typing import Optional
 
 import click
 
+from .. import paths
 from ._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
 
 
@@ -90,6 +91,18 @@ def build_and_describe(onnx: Path, output: Path, fp16: bool, backend: str, **set
     return sidecar
 
 
+def check_engine_outputs(engine: Path, inputs, overwrite: bool, settings: dict) -> None:
+    """The plan, its sidecar and a Triton repository: checked before the (minutes-long) build."""
+    from madf.engines.sidecar import sidecar_path
+    inputs = [*inputs, *(settings.get("plugin_libs") or ())]
+    paths.check_output_file(engine, "--output", inputs=inputs, overwrite=overwrite)
+    paths.check_output_file(sidecar_path(engine), "--output (its sidecar)", inputs=inputs, overwrite=overwrite)
+    if settings.get("triton_repo"):
+        paths.check_output_folder(settings["triton_repo"], "--triton-repo")
+    if settings.get("timing_cache"):
+        paths.check_writable_folder(Path(settings["timing_cache"]).parent, "--timing-cache")
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--onnx", required=True, type=PATH, help="ONNX file written by madf-export.")
 @click.option("--output", type=PATH, default=None,
@@ -97,11 +110,14 @@ def build_and_describe(onnx: Path, output: Path, fp16: bool, backend: str, **set
 @click.option("--fp16", is_flag=True, help="Require an FP16 engine: the ONNX must come from madf-export --fp16 "
                                            "(TensorRT 10 may instead cast an FP32 ONNX, with a warning).")
 @engine_options
-def main(onnx: Path, output: Optional[Path], fp16: bool, backend: str, **settings) -> None:
+@OVERWRITE
+def main(onnx: Path, output: Optional[Path], fp16: bool, backend: str, overwrite: bool, **settings) -> None:
     """Build a TensorRT engine (one optimization profile over N, H, W) from ONNX, written atomically."""
     setup_logging()
     with cli_errors():
-        build_and_describe(onnx, output or onnx.with_suffix(".plan"), fp16, backend, **settings)
+        output = output or onnx.with_suffix(".plan")
+        check_engine_outputs(output, [onnx], overwrite, settings)
+        build_and_describe(onnx, output, fp16, backend, **settings)
 
 
 if __name__ == "__main__":

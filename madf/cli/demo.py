@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .. import imaging
+from .. import imaging, paths
 from ..errors import MADFError
 from ._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
 from .inpaint import plan_jobs, run_jobs
@@ -72,7 +72,8 @@ def _grid(rows, path: Path, cell: int = 256) -> None:
 @click.option("--random-init", is_flag=True, help="Use a seeded random-init small model instead.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random init and the masks.")
 @click.option("--device", default="cpu", show_default=True)
-def main(output: Path, ckpt, random_init: bool, seed: int, device: str) -> None:
+@OVERWRITE
+def main(output: Path, ckpt, random_init: bool, seed: int, device: str, overwrite: bool) -> None:
     """Run checkpoint -> madf-inpaint -> grid on held-out photos, the dynamic filters' parity, then export,
     ONNX Runtime, parity, an engine build and a benchmark."""
     setup_logging()
@@ -85,6 +86,8 @@ def main(output: Path, ckpt, random_init: bool, seed: int, device: str) -> None:
     from ..weights import BUNDLED, describe_bundled
 
     with cli_errors():
+        # the demo's own folder: a rerun replaces what an earlier demo wrote there, nothing else
+        paths.claim_folder(output, "madf-demo", overwrite=overwrite)
         if ckpt is None and not random_init and BUNDLED.is_file():
             ckpt = BUNDLED
             click.echo(f"model: {describe_bundled()}")
@@ -102,7 +105,7 @@ def main(output: Path, ckpt, random_init: bool, seed: int, device: str) -> None:
             imaging.write_png(masks / f"{photo.stem}.png", (hole * 255).astype(np.uint8))
 
         click.echo(f"\n[1/7] madf-inpaint --ckpt {ckpt} --image {inputs} --mask {masks} --output {output / 'results'}")
-        jobs = plan_jobs(inputs, masks, output / "results")
+        jobs = plan_jobs(inputs, masks, output / "results", overwrite=True)
         inpainter = Inpainter.from_checkpoint(ckpt, device=device)
         start = time.perf_counter()
         errors = run_jobs(inpainter, jobs)
@@ -169,7 +172,8 @@ def _deployment(ckpt: Path, output: Path, jobs) -> None:
                f"needs a GPU)")
     from .bench import main as bench_main
     bench_main.main(["--ckpt", str(ckpt), "--model", str(onnx_path), "--size", "256", "--runs", "10",
-                     "--warmup-s", "0.5", "--json", str(output / "bench.json")], standalone_mode=False)
+                     "--warmup-s", "0.5", "--json", str(output / "bench.json"), "--overwrite"],
+                    standalone_mode=False)
 
 
 if __name__ == "__main__":

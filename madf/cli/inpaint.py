@@ -37,6 +37,7 @@ def plan_jobs(image: Path, mask: Path, output: Path, overwrite: bool = False) ->
         raise click.ClickException(f"--image {image}: no such file or folder")
     if not mask.exists():
         raise click.ClickException(f"--mask {mask}: no such file or folder")
+    paths.check_name(output, "--output")
     if image.is_file():
         if mask.is_dir():
             raise click.ClickException(f"--image is a file but --mask {mask} is a folder; give the mask file")
@@ -90,8 +91,8 @@ def run_jobs(inpainter, jobs: List[Job], invert_mask: bool = False, show_progres
                 errors.append(str(exc))
                 bar.update(1)
         try:
-            results = inpainter.inpaint_many([(rgb, hole) for _, rgb, hole in ready],
-                                             names=[job.image.name for job, _, _ in ready])
+            results = list(inpainter.inpaint_many([(rgb, hole) for _, rgb, hole in ready],
+                                                  names=[job.image.name for job, _, _ in ready]))
         except (MADFError, RuntimeError, MemoryError) as exc:   # e.g. out of memory on one large batch
             if len(ready) > 1:   # retry one by one, so only the image that cannot run fails
                 results = [_one(inpainter, job, rgb, hole, errors) for job, rgb, hole in ready]
@@ -118,7 +119,7 @@ def _reason(exc: BaseException) -> str:
 
 def _one(inpainter, job: Job, rgb, hole, errors: List[str]):
     try:
-        return inpainter.inpaint_many([(rgb, hole)], names=[job.image.name])[0]
+        return next(iter(inpainter.inpaint_many([(rgb, hole)], names=[job.image.name])))
     except (MADFError, RuntimeError, MemoryError) as exc:
         errors.append(f"{job.image.name}: {_reason(exc)}")
         return None

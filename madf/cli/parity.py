@@ -16,6 +16,7 @@ from typing import Dict, Optional, Sequence
 
 import click
 
+from .. import paths
 from ._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
 from .backends import given_files, model_options, open_file
 
@@ -79,21 +80,25 @@ def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: in
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @model_options
-@click.option("--size", type=int, default=None,
+@click.option("--size", type=click.IntRange(min=1), default=None,
               help="Photo size (default: a model's fixed size, else 256 within every engine's profile).")
 @click.option("--photos", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, help="Seed of the procedural masks.")
-@click.option("--atol", type=float, default=None,
+@click.option("--atol", type=click.FloatRange(min=0), default=None,
               help="Max abs error allowed on [0,1] (default: 1e-4 for FP32 models, 5e-2 if any is FP16).")
 @click.option("--json", "json_path", type=PATH, default=None, help="Also write the rows here.")
 @click.option("--verbose", is_flag=True, help="Show polygraphy's own output statistics.")
-def main(ckpt, model_path, engine, plugin_libs, device, size, photos, seed, atol, json_path, verbose) -> None:
+@OVERWRITE
+def main(ckpt, model_path, engine, plugin_libs, device, size, photos, seed, atol, json_path, verbose,
+         overwrite) -> None:
     """Compare two or more of CKPT (PyTorch), MODEL (ONNX Runtime), ENGINE (TensorRT); exit 1 past the tolerance."""
     setup_logging()
     files = given_files(ckpt, model_path, engine)
     if len(files) < 2:
         raise click.UsageError("give two of --ckpt, --model, --engine (the first in that order is the reference)")
     with cli_errors():
+        if json_path:
+            paths.check_output_file(json_path, "--json", inputs=list(files.values()), overwrite=overwrite)
         passed = parity_report(files, size=size, photos=photos, seed=seed, atol=atol, device=device,
                                json_path=json_path, verbose=verbose, plugin_libs=plugin_libs)
     if not passed:

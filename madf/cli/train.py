@@ -13,7 +13,12 @@ from pathlib import Path
 
 import click
 
+from .. import paths
 from ._common import OVERWRITE, PATH, cli_errors, setup_logging
+
+
+# What a run leaves in its folder; a new run there would replace them.
+RUN_FILES = ("train_state.pt", "model.safetensors")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,14 +29,16 @@ from ._common import OVERWRITE, PATH, cli_errors, setup_logging
               help="Mask folder (NVIDIA irregular masks and the like); default: procedural free-form masks.")
 @click.option("--invert-masks", is_flag=True, help="The mask folder is white = known (the NVIDIA set).")
 @click.option("--levels", default=7, show_default=True, type=click.IntRange(1, 12))
-@click.option("--width", "width_mult", default=1.0, show_default=True, type=float, help="Channel width multiplier.")
+@click.option("--width", "width_mult", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Channel width multiplier.")
 @click.option("--refinement-decoders", "-K", default=2, show_default=True, type=click.IntRange(0, 2))
 @click.option("--init", type=PATH, default=None,
               help="Fine-tune from these weights (official .pth or madf-trt); their config wins.")
-@click.option("--size", default=256, show_default=True, help="Training crop size (multiple of 2^levels).")
+@click.option("--size", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Training crop size (multiple of 2^levels).")
 @click.option("--batch-size", default=6, show_default=True, type=click.IntRange(min=1), help="Per process.")
 @click.option("--steps", default=300000, show_default=True, type=click.IntRange(min=1))
-@click.option("--lr", default=2e-4, show_default=True)
+@click.option("--lr", default=2e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--perceptual", type=click.Choice(["vgg", "none"]), default="vgg", show_default=True,
               help="vgg: perceptual + style losses (needs --vgg-weights); none: L1 + TV only.")
 @click.option("--vgg-weights", type=PATH, default=None,
@@ -45,12 +52,18 @@ from ._common import OVERWRITE, PATH, cli_errors, setup_logging
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda (under torchrun: the local rank).")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT/train_state.pt.")
+@OVERWRITE
 def main(images, output, masks, invert_masks, levels, width_mult, refinement_decoders, init, size, batch_size,
          steps, lr, perceptual, vgg_weights, amp, save_every, grid_every, log_every, workers, seed, device,
-         resume) -> None:
+         resume, overwrite) -> None:
     """Train MADF with the paper's losses and incremental supervision; checkpoints are atomic and resumable."""
     setup_logging()
     with cli_errors():
+        paths.check_output_folder(output, "--output", input_folders=[images, masks])
+        earlier = [n for n in RUN_FILES if (output / n).exists()]
+        if earlier and not resume and not overwrite:
+            raise click.ClickException(f"--output {output} holds an earlier run ({', '.join(earlier)}); add --resume "
+                                       f"to continue it or --overwrite to start over")
         from ..config import ModelConfig
         from ..train import TrainConfig, train
         config = TrainConfig(
