@@ -132,6 +132,8 @@ def check_state_dict(net: MADFNet, state: Dict[str, torch.Tensor]) -> None:
 def read_checkpoint(path) -> Tuple[Dict[str, torch.Tensor], ModelConfig, dict]:
     """(normalized state dict, its config, info) without building a model."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; give the checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     kind = _sniff(path)

@@ -14,6 +14,7 @@ from typing import Optional
 import click
 
 from .. import paths
+from ..errors import InputError
 from ._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
 
 
@@ -91,14 +92,18 @@ def build_and_describe(onnx: Path, output: Path, fp16: bool, backend: str, **set
     return sidecar
 
 
-def check_engine_outputs(engine: Path, inputs, overwrite: bool, settings: dict) -> None:
+def check_engine_outputs(engine: Path, inputs, overwrite: bool, settings: dict, option: str = "--output") -> None:
     """The plan, its sidecar and a Triton repository: checked before the (minutes-long) build."""
     from madf.engines.sidecar import sidecar_path
     inputs = [*inputs, *(settings.get("plugin_libs") or ())]
-    paths.check_output_file(engine, "--output", inputs=inputs, overwrite=overwrite)
-    paths.check_output_file(sidecar_path(engine), "--output (its sidecar)", inputs=inputs, overwrite=overwrite)
+    paths.check_output_file(engine, option, inputs=inputs, overwrite=overwrite)
+    paths.check_output_file(sidecar_path(engine), f"{option} (its sidecar)", inputs=inputs, overwrite=overwrite)
     if settings.get("triton_repo"):
-        paths.check_output_folder(settings["triton_repo"], "--triton-repo")
+        repo = paths.check_output_folder(settings["triton_repo"], "--triton-repo")
+        model = repo / (settings.get("triton_name") or "madf")
+        if model.exists() and not overwrite:
+            raise InputError(f"--triton-repo {repo} already has a model {model.name}; add --overwrite to replace it "
+                             f"or choose --triton-name")
     if settings.get("timing_cache"):
         paths.check_writable_folder(Path(settings["timing_cache"]).parent, "--timing-cache")
 

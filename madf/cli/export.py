@@ -57,7 +57,7 @@ def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, he
         if engine is None and build_settings.get("triton_repo"):
             engine = output.with_suffix(".plan")   # the repository needs an engine: build one beside the ONNX
         if engine is not None:
-            check_engine_outputs(engine, [ckpt, output], overwrite, build_settings)
+            check_engine_outputs(engine, [ckpt, output], overwrite, build_settings, option="--engine")
         from madf.export.onnx import ExportOptions, export_onnx
         from ..checkpoint import load_checkpoint
         net = load_checkpoint(ckpt)
