@@ -285,15 +285,20 @@ def test_non_finite_outputs_are_an_error(tiny_net):
 
 # ---- 3. one line, never a traceback --------------------------------------------------------------------------------
 
+def _folder_run(tmp_path, sides):
+    """imgs/ and masks/ (all hole) with one square image per {stem: side}."""
+    imgs, masks = tmp_path / "imgs", tmp_path / "masks"
+    imgs.mkdir(), masks.mkdir()
+    for stem, side in sides.items():
+        imaging.write_png(imgs / f"{stem}.png", random_pair(side, side)[0])
+        imaging.write_png(masks / f"{stem}.png", np.full((side, side), 255, np.uint8))
+    return imgs, masks
+
+
 def test_decompression_bomb_is_one_line_and_spares_the_folder(ckpt, tmp_path, monkeypatch):
-    imgs = tmp_path / "imgs"
-    imgs.mkdir()
-    imaging.write_png(imgs / "small.png", random_pair(16, 16)[0])
-    imaging.write_png(imgs / "huge.png", random_pair(64, 64)[0])
-    mask = tmp_path / "mask.png"
-    imaging.write_png(mask, np.full((16, 16), 255, np.uint8))
+    imgs, masks = _folder_run(tmp_path, {"small": 16, "huge": 64})
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)   # 64x64 = 4096 > 2 x 1000: a "bomb"
-    result = inpaint(ckpt, imgs, mask, tmp_path / "out")
+    result = inpaint(ckpt, imgs, masks, tmp_path / "out")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "huge.png: more than 0 megapixels, Pillow's decompression-bomb limit; resize it first" in result.output
     assert (tmp_path / "out" / "small.png").is_file()
@@ -301,16 +306,7 @@ def test_decompression_bomb_is_one_line_and_spares_the_folder(ckpt, tmp_path, mo
 
 def test_out_of_memory_is_one_line_and_spares_the_folder(ckpt, tmp_path, monkeypatch):
     from madf.inpaint import TorchBackend
-    imgs = tmp_path / "imgs"
-    imgs.mkdir()
-    imaging.write_png(imgs / "a.png", random_pair(16, 16)[0])
-    imaging.write_png(imgs / "big.png", random_pair(32, 32)[0])
-    mask = tmp_path / "mask.png"
-    imaging.write_png(mask, np.full((16, 16), 255, np.uint8))
-    masks = tmp_path / "masks"
-    masks.mkdir()
-    imaging.write_png(masks / "a.png", np.full((16, 16), 255, np.uint8))
-    imaging.write_png(masks / "big.png", np.full((32, 32), 255, np.uint8))
+    imgs, masks = _folder_run(tmp_path, {"a": 16, "big": 32})
     real = TorchBackend.__call__
 
     def tight(self, image, mask):
