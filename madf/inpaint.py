@@ -33,10 +33,12 @@ class Inpainter:
         self.batch_size = batch_size
 
     @classmethod
-    def from_checkpoint(cls, path, device: str = "cpu", batch_size: int = 1, dynamic_filter: str = "rewrite"):
+    def from_checkpoint(cls, path, device: str = "cpu", batch_size: int = 1, dynamic_filter: str = "rewrite",
+                        **options):
+        """``options``: madf.acceleration.TorchOptions fields (precision, channels_last, cuda_graph, compile)."""
         from .checkpoint import load_checkpoint
         net = load_checkpoint(path, dynamic_filter=dynamic_filter)
-        return cls(TorchBackend(net, device=device), batch_size=batch_size)
+        return cls(TorchBackend(net, device=device, **options), batch_size=batch_size)
 
     @property
     def multiple(self) -> int:
@@ -92,31 +94,41 @@ class Inpainter:
 
 
 class TorchBackend:
-    """The contract on a MADFNet in PyTorch (CPU or CUDA)."""
+    """The contract on a MADFNet in PyTorch (CPU or CUDA), with the fast-inference options of
+    madf.acceleration.TorchOptions (precision, channels_last, CUDA graphs, torch.compile; defaults per device)."""
 
-    def __init__(self, net, device: str = "cpu"):
+    def __init__(self, net, device: str = "cpu", options=None, **option_values):
+        from .acceleration import TorchOptions, prepare
         from .device import torch_device
         from .pipeline import InpaintModel
         self.device = torch_device(device)
-        self.model = InpaintModel(net).to(self.device).eval()
+        self.options = (options or TorchOptions(**option_values)).resolve(self.device)
+        self.run, self.model = prepare(InpaintModel(net), self.device, self.options)
         self.multiple = net.config.multiple
+        self.metadata = {"madf.precision": self.options.precision}   # what madf-parity's tolerance follows
         self.last_gpu_ms: Optional[float] = None
 
     def describe(self) -> str:
-        return f"PyTorch, {self.model.config.describe()}, {self.device}, {self.model.net.dynamic_filter} filter"
+        return (f"PyTorch, {self.model.config.describe()}, {self.device}, {self.options.describe()}, "
+                f"{self.model.net.dynamic_filter} filter")
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         import torch
+
+        from .acceleration import precision_context
         cuda = self.device.type == "cuda"
-        with torch.inference_mode():
+        with torch.inference_mode(), precision_context(self.options, self.device):
             image_t, mask_t = torch.from_numpy(image).to(self.device), torch.from_numpy(mask).to(self.device)
+            if self.options.channels_last:
+                image_t = image_t.contiguous(memory_format=torch.channels_last)
+                mask_t = mask_t.contiguous(memory_format=torch.channels_last)
             if cuda:   # CUDA events around the network alone, as madf-bench reports GPU compute apart from copies
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
-            out = self.model(image_t, mask_t)
+            out = self.run(image_t, mask_t)
             if cuda:
                 end.record()
-            out = out.float().cpu().numpy()
+            out = out.float().contiguous().cpu().numpy()
         self.last_gpu_ms = start.elapsed_time(end) if cuda else None
         return out
 

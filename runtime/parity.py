@@ -16,7 +16,9 @@ import numpy as np
 from madf import imaging
 
 # Tolerances on [0,1] outputs against the FP32 PyTorch reference, by precision of the compared model.
-TOLERANCE = {"fp32": 1e-4, "fp16": 5e-2}
+# Max abs error on [0, 1] per precision of the least precise model compared (measured on an H200 against pure FP32 at
+# 256x256: TF32 79 dB / FP16 75 dB PSNR, FP16 max abs 0.005, BF16 57 dB and 0.024).
+TOLERANCE = {"fp32": 1e-4, "tf32": 5e-3, "fp16": 5e-2, "bf16": 5e-2}
 
 
 def _runner_class():

@@ -33,6 +33,27 @@ def model_options(command):
     return functools.reduce(lambda f, option: option(f), reversed(options), command)
 
 
+def torch_options(command):
+    """--precision, --channels-last/--no-channels-last and --compile for the torch backend (madf.acceleration),
+    handed to the command as one ``torch_options`` dict (None values: the device's defaults)."""
+    from madf.acceleration import COMPILE_MODES, PRECISIONS
+    options = [
+        click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+                     help="torch: network precision (default fp16 on CUDA, fp32 on CPU; I/O, normalization and "
+                          "compositing stay FP32)."),
+        click.option("--channels-last/--no-channels-last", default=None,
+                     help="torch: NHWC memory format (default on for CUDA)."),
+        click.option("--compile", "compile_mode", type=click.Choice(COMPILE_MODES), default="off", show_default=True,
+                     help="torch: torch.compile mode (the first call per input shape compiles)."),
+    ]
+
+    @functools.wraps(command)
+    def wrapper(*args, precision, channels_last, compile_mode, **kwargs):
+        return command(*args, torch_options={"precision": precision, "channels_last": channels_last,
+                                             "compile": compile_mode}, **kwargs)
+    return functools.reduce(lambda f, option: option(f), reversed(options), wrapper)
+
+
 def given_files(ckpt: Optional[Path], model: Optional[Path], engine: Optional[Path]) -> Dict[str, Path]:
     """{backend: file} for the files given, in reference order (torch first)."""
     files = {"torch": ckpt, "onnxruntime": model, "tensorrt": engine}
@@ -70,11 +91,16 @@ def _gpu_index(device: Optional[str]) -> int:
 
 def open_backend(backend: str, ckpt: Optional[Path] = None, model: Optional[Path] = None,
                  engine: Optional[Path] = None, device: Optional[str] = None, dynamic_filter: str = "rewrite",
-                 plugin_libs: Sequence[Path] = (), cuda_graph: bool = False):
+                 plugin_libs: Sequence[Path] = (), cuda_graph: bool = False, torch_options: Optional[dict] = None):
     if backend == "torch":
+        from ..acceleration import TorchOptions
         from ..checkpoint import load_checkpoint
+        from ..device import torch_device
         from ..inpaint import TorchBackend
-        return TorchBackend(load_checkpoint(ckpt, dynamic_filter=dynamic_filter), device=device or "cpu")
+        # options are checked before the checkpoint is read
+        options = TorchOptions(cuda_graph=cuda_graph, **(torch_options or {})).resolve(torch_device(device or "cpu"))
+        return TorchBackend(load_checkpoint(ckpt, dynamic_filter=dynamic_filter), device=device or "cpu",
+                            options=options)
     if backend == "onnxruntime":
         from madf.runtime.onnxruntime import OnnxRuntimeBackend
         return OnnxRuntimeBackend(model, device=device or "cpu")

@@ -18,7 +18,7 @@ import click
 
 from .. import paths
 from ._common import OVERWRITE, PATH, cli_errors, format_table, progress, setup_logging
-from .backends import given_files, model_options, open_file
+from .backends import given_files, model_options, open_file, torch_options
 
 
 def _row(name: str, r: dict) -> list:
@@ -40,21 +40,22 @@ def _row(name: str, r: dict) -> list:
 @click.option("--warmup-runs", default=5, show_default=True, type=click.IntRange(min=0),
               help="Minimum warm-up calls.")
 @click.option("--runs", default=50, show_default=True, type=click.IntRange(min=2), help="Timed calls.")
-@click.option("--cuda-graph", is_flag=True, help="tensorrt: replay a CUDA graph (fixed shapes).")
+@click.option("--cuda-graph", is_flag=True, help="torch (CUDA) and tensorrt: replay a CUDA graph (fixed shapes).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch (default: torch's choice).")
 @click.option("--json", "json_path", type=PATH, default=None,
               help="Also write every statistic, the environment and the engines' build settings here.")
 @OVERWRITE
+@torch_options
 def main(ckpt, model_path, engine, plugin_libs, device, batch, size, height, width, warmup_s, warmup_runs, runs,
-         cuda_graph, threads, json_path: Optional[Path], overwrite: bool) -> None:
+         cuda_graph, threads, json_path: Optional[Path], overwrite: bool, torch_options: dict) -> None:
     """Time each given backend (--ckpt: PyTorch, --model: ONNX Runtime, --engine: TensorRT) on the same input."""
     setup_logging()
     files = given_files(ckpt, model_path, engine)
     if not files:
         raise click.UsageError("give at least one of --ckpt, --model, --engine")
-    if cuda_graph and "tensorrt" not in files:
-        raise click.UsageError("--cuda-graph applies to the tensorrt backend (--engine)")
+    if cuda_graph and not {"torch", "tensorrt"} & set(files):
+        raise click.UsageError("--cuda-graph applies to the torch (on CUDA) and tensorrt backends")
     with cli_errors():
         if json_path:   # before minutes of benchmarking, not after
             paths.check_output_file(json_path, "--json", inputs=list(files.values()), overwrite=overwrite)
@@ -71,7 +72,7 @@ def main(ckpt, model_path, engine, plugin_libs, device, batch, size, height, wid
         results, rows = {}, []
         for name, path in files.items():
             backend = open_file(name, path, device=device if name != "tensorrt" else None, plugin_libs=plugin_libs,
-                                cuda_graph=cuda_graph and name == "tensorrt")
+                                cuda_graph=cuda_graph and name in ("torch", "tensorrt"), torch_options=torch_options)
             try:
                 image, mask = make_inputs(settings, backend.multiple)
             except ValueError as exc:

@@ -20,7 +20,7 @@ import click
 from .. import imaging, paths
 from ..errors import InputError, MADFError
 from ._common import CHUNK, OVERWRITE, PATH, cli_errors, progress, setup_logging
-from .backends import BACKENDS, choose_backend, model_options, open_backend
+from .backends import BACKENDS, choose_backend, model_options, open_backend, torch_options
 
 
 @dataclass
@@ -139,12 +139,13 @@ def _one(inpainter, job: Job, rgb, hole, errors: List[str]):
 @click.option("--dynamic-filter", "dynamic_filter", default="rewrite", show_default=True,
               type=click.Choice(["rewrite", "unfold"]),
               help="torch backend: rewrite = exact conv rewrite (fast); unfold = the official computation.")
-@click.option("--cuda-graph", is_flag=True, help="tensorrt: replay a CUDA graph per input shape.")
+@click.option("--cuda-graph", is_flag=True, help="torch (CUDA) and tensorrt: replay a CUDA graph per input shape.")
 @click.option("--quiet", is_flag=True, help="No progress bar or info lines.")
 @OVERWRITE
+@torch_options
 def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path], plugin_libs, device: Optional[str],
          backend: Optional[str], image: Path, mask: Path, output: Path, invert_mask: bool, batch_size: int,
-         dynamic_filter: str, cuda_graph: bool, quiet: bool, overwrite: bool) -> None:
+         dynamic_filter: str, cuda_graph: bool, quiet: bool, overwrite: bool, torch_options: dict) -> None:
     """Fill the holes of IMAGE (file or folder) using MASK, writing 8-bit PNGs to OUTPUT.
 
     Any image size works: inputs are reflect-padded to the network's multiple (128 for the official model) and
@@ -156,7 +157,8 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
         jobs = plan_jobs(image, mask, output, overwrite)
         from ..inpaint import Inpainter
         runner = open_backend(backend, ckpt=ckpt, model=model_path, engine=engine, device=device,
-                              dynamic_filter=dynamic_filter, plugin_libs=plugin_libs, cuda_graph=cuda_graph)
+                              dynamic_filter=dynamic_filter, plugin_libs=plugin_libs, cuda_graph=cuda_graph,
+                              torch_options=torch_options)
         inpainter = Inpainter(runner, batch_size=batch_size)
         logging.getLogger("madf").info("%s, %d image(s)", runner.describe(), len(jobs))
         errors = run_jobs(inpainter, jobs, invert_mask=invert_mask, show_progress=not quiet)

@@ -18,11 +18,18 @@ import click
 
 from .. import paths
 from ._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
-from .backends import given_files, model_options, open_file
+from .backends import given_files, model_options, open_file, torch_options
 
 
 def _precision(backend) -> str:
     return getattr(backend, "metadata", {}).get("madf.precision", "fp32")
+
+
+def _accelerated(torch_options: Optional[dict], cuda_graph: bool) -> bool:
+    """Whether torch options other than FP32 eager were asked for."""
+    o = torch_options or {}
+    return bool(cuda_graph or (o.get("precision") or "fp32") != "fp32" or o.get("channels_last")
+                or o.get("compile", "off") != "off")
 
 
 def _default_size(backends, multiple: int) -> int:
@@ -40,24 +47,38 @@ def _default_size(backends, multiple: int) -> int:
 
 def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: int = 3, seed: int = 0,
                   atol: Optional[float] = None, device: Optional[str] = None, json_path: Optional[Path] = None,
-                  verbose: bool = False, plugin_libs: Sequence[Path] = ()) -> bool:
+                  verbose: bool = False, plugin_libs: Sequence[Path] = (), torch_options: Optional[dict] = None,
+                  cuda_graph: bool = False) -> bool:
     """Print the comparison table for {backend: file}; return whether it passed. MADFError on bad input."""
     from madf.errors import InputError
     from madf.runtime.parity import TOLERANCE, compare, photo_feeds
-    if len(files) < 2:
-        raise InputError("parity needs two models to compare: give two of --ckpt, --model, --engine")
-    backends = {name: open_file(name, path, device=device if name != "tensorrt" else None, plugin_libs=plugin_libs)
-                for name, path in files.items()}
+    if len(files) < 2 and not ("torch" in files and _accelerated(torch_options, cuda_graph)):
+        raise InputError("parity needs two models to compare: give two of --ckpt, --model, --engine, or --ckpt "
+                         "with --precision / --compile / --channels-last / --cuda-graph")
+    backends, sources = {}, {}
+    for name, path in files.items():
+        if name == "torch" and torch_options and _accelerated(torch_options, cuda_graph):
+            # the torch options under test, judged against the FP32 eager model of the same checkpoint
+            backends["torch fp32"] = open_file(name, path, device=device,
+                                               torch_options={"precision": "fp32", "channels_last": False})
+            variant = open_file(name, path, device=device, torch_options=torch_options, cuda_graph=cuda_graph)
+            backends[f"torch {variant.options.describe()}"] = variant
+            sources.update({label: path for label in backends if label.startswith("torch")})
+            continue
+        # the torch reference is FP32 unless other options were asked for
+        backends[name] = open_file(name, path, device=device if name != "tensorrt" else None, plugin_libs=plugin_libs,
+                                   torch_options={"precision": "fp32", "channels_last": False})
+        sources[name] = path
     (ref_name, reference), *others = backends.items()
     multiple = reference.multiple
     for name, other in others:
         if other.multiple != multiple:
-            raise InputError(f"{files[name]} is for a {other.multiple}-multiple network, {files[ref_name]} for "
+            raise InputError(f"{sources[name]} is for a {other.multiple}-multiple network, {sources[ref_name]} for "
                              f"{multiple}: not the same model")
     size = size or _default_size(backends.values(), multiple)
     if size % multiple:
         raise InputError(f"--size {size} is not a multiple of {multiple} (2^levels)")
-    precision = "fp16" if any(_precision(b) == "fp16" for b in backends.values()) else "fp32"
+    precision = max((_precision(b) for b in backends.values()), key=TOLERANCE.__getitem__)
     atol = TOLERANCE[precision] if atol is None else atol
     feeds = photo_feeds(size, count=photos, seed=seed)
     rows, passed = compare(backends, feeds, atol, verbose=verbose)
@@ -71,8 +92,8 @@ def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: in
     if json_path:
         from madf.atomic import atomic_path
         with atomic_path(json_path) as tmp:
-            tmp.write_text(json.dumps({"reference": {ref_name: str(files[ref_name])},
-                                       "compared": {n: str(files[n]) for n, _ in others}, "size": size,
+            tmp.write_text(json.dumps({"reference": {ref_name: str(sources[ref_name])},
+                                       "compared": {n: str(sources[n]) for n, _ in others}, "size": size,
                                        "atol": atol, "precision": precision, "passed": passed, "rows": rows},
                                       indent=2))
     return passed
@@ -88,19 +109,23 @@ def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: in
               help="Max abs error allowed on [0,1] (default: 1e-4 for FP32 models, 5e-2 if any is FP16).")
 @click.option("--json", "json_path", type=PATH, default=None, help="Also write the rows here.")
 @click.option("--verbose", is_flag=True, help="Show polygraphy's own output statistics.")
+@click.option("--cuda-graph", is_flag=True, help="torch (CUDA): replay a CUDA graph per input shape.")
 @OVERWRITE
-def main(ckpt, model_path, engine, plugin_libs, device, size, photos, seed, atol, json_path, verbose,
-         overwrite) -> None:
+@torch_options
+def main(ckpt, model_path, engine, plugin_libs, device, size, photos, seed, atol, json_path, verbose, cuda_graph,
+         overwrite, torch_options) -> None:
     """Compare two or more of CKPT (PyTorch), MODEL (ONNX Runtime), ENGINE (TensorRT); exit 1 past the tolerance."""
     setup_logging()
     files = given_files(ckpt, model_path, engine)
-    if len(files) < 2:
-        raise click.UsageError("give two of --ckpt, --model, --engine (the first in that order is the reference)")
+    if len(files) < 2 and not (ckpt and _accelerated(torch_options, cuda_graph)):
+        raise click.UsageError("give two of --ckpt, --model, --engine (the first in that order is the reference), "
+                               "or --ckpt with --precision / --compile / --channels-last / --cuda-graph")
     with cli_errors():
         if json_path:
             paths.check_output_file(json_path, "--json", inputs=list(files.values()), overwrite=overwrite)
         passed = parity_report(files, size=size, photos=photos, seed=seed, atol=atol, device=device,
-                               json_path=json_path, verbose=verbose, plugin_libs=plugin_libs)
+                               json_path=json_path, verbose=verbose, plugin_libs=plugin_libs,
+                               torch_options=torch_options, cuda_graph=cuda_graph)
     if not passed:
         raise click.ClickException("outputs differ past the tolerance (see table)")
 
