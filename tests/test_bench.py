@@ -83,7 +83,7 @@ def test_bench_cli_on_cpu_backends(ckpt, exported, tmp_path):
 @pytest.mark.parametrize("args, message", [
     ([], "give at least one of --ckpt, --model, --engine"),
     (["--size", "40"], "not a multiple of 16"),
-    (["--cuda-graph"], "--cuda-graph applies to the tensorrt backend"),
+    (["--cuda-graph"], "CUDA graphs need --device cuda"),
 ])
 def test_bench_errors(ckpt, tmp_path, args, message):
     if args != []:
