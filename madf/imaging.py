@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -87,6 +87,15 @@ def read_image(path: PathLike) -> np.ndarray:
     return to_rgb_array(open_image(path, "image"), f"image {path}")
 
 
+def read_image_alpha(path: PathLike) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """(RGB uint8 (H, W, 3), alpha uint8 (H, W) or None): a photo's transparency, kept through inpainting."""
+    img = open_image(path, "image")
+    alpha = None
+    if img.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (img.mode == "P" and "transparency" in img.info):
+        alpha = np.asarray(img.convert("RGBA").getchannel("A"))
+    return to_rgb_array(img, f"image {path}"), alpha
+
+
 def read_mask(path: PathLike, invert: bool = False) -> np.ndarray:
     """Boolean (H, W), True = hole (white >= 128, or black with ``invert``); oriented like its image."""
     return to_hole_mask(open_image(path, "mask"), invert=invert, what=f"mask {path}")
@@ -141,8 +150,18 @@ def center_square(image: Image.Image, size: int) -> np.ndarray:
 
 def check_pair(image: np.ndarray, hole: np.ndarray, name: str = "image") -> None:
     if image.shape[:2] != hole.shape:
-        raise InputError(f"{name}: image is {image.shape[1]}x{image.shape[0]} but its mask is "
-                         f"{hole.shape[1]}x{hole.shape[0]} (WxH); give a mask of the image's size")
+        (h, w), (mh, mw) = image.shape[:2], hole.shape
+        resized = abs(w / h - mw / mh) <= 0.01 * (w / h)   # same shape, another size: a mask drawn on a preview
+        raise InputError(f"{name}: image is {w}x{h} but its mask is {mw}x{mh} (WxH); "
+                         + ("add --resize-mask to nearest-resize the mask to the image" if resized
+                            else "give a mask of the image's size"))
+
+
+def resize_mask(hole: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A boolean mask nearest-resized to (height, width) (--resize-mask)."""
+    if hole.shape == (height, width):
+        return hole
+    return np.asarray(Image.fromarray(hole.astype(np.uint8) * 255).resize((width, height), Image.NEAREST)) >= 128
 
 
 def padded_size(height: int, width: int, multiple: int) -> Tuple[int, int]:
@@ -187,6 +206,32 @@ def composite(image: np.ndarray, filled: np.ndarray, hole: np.ndarray) -> np.nda
 def to_uint8(x: np.ndarray) -> np.ndarray:
     """Float in [0, 1] to uint8, rounded and clamped."""
     return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+# What a result file's name asks for: Pillow's format name, and whether it keeps an alpha channel.
+OUTPUT_FORMATS = {".png": ("PNG", True), ".jpg": ("JPEG", False), ".jpeg": ("JPEG", False), ".webp": ("WEBP", True),
+                  ".tif": ("TIFF", True), ".tiff": ("TIFF", True)}
+
+
+def write_image(path: PathLike, rgb: np.ndarray, alpha: Optional[np.ndarray] = None, quality: int = 95) -> None:
+    """Write an 8-bit image atomically in the format its name asks for (OUTPUT_FORMATS); ``alpha`` is kept where
+    the format has one (JPEG has none: the caller is told by the return of ``keeps_alpha``)."""
+    path = Path(path)
+    fmt, has_alpha = OUTPUT_FORMATS.get(path.suffix.lower(), (None, False))
+    if fmt is None:
+        raise InputError(f"{path}: write results as {', '.join(OUTPUT_FORMATS)}")
+    img = Image.fromarray(rgb)
+    if alpha is not None and has_alpha:
+        img = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    if fmt == "TIFF":
+        options["compression"] = "tiff_deflate"
+    with atomic_path(path) as tmp:
+        img.save(tmp, format=fmt, **options)
+
+
+def keeps_alpha(path: PathLike) -> bool:
+    return OUTPUT_FORMATS.get(Path(path).suffix.lower(), (None, False))[1]
 
 
 def write_png(path: PathLike, image: np.ndarray) -> None:

@@ -11,6 +11,7 @@ cropping back, compositing at 8 bits so known pixels stay bit-exact); a backend 
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -19,6 +20,7 @@ from PIL import Image
 
 from . import imaging
 from .errors import ModelError, check_finite
+from .strategy import Strategy, paste, pieces
 
 log = logging.getLogger("madf")
 
@@ -26,19 +28,29 @@ ImageLike = Union[np.ndarray, Image.Image]
 
 
 class Inpainter:
-    def __init__(self, backend, batch_size: int = 1):
+    """``strategy`` (madf.strategy.Strategy): where the network looks; by default the whole frame up to 800 px and
+    crops around the holes beyond (or beyond the backend's largest size, an engine's profile)."""
+
+    def __init__(self, backend, batch_size: int = 1, strategy: Optional[Strategy] = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.backend = backend
         self.batch_size = batch_size
+        self.strategy = strategy or Strategy()
+        limit = getattr(backend, "max_side", None)   # an engine's profile bounds what one call can take
+        if limit:
+            limit = limit // backend.multiple * backend.multiple
+            if limit < self.strategy.max_side:
+                self.strategy = dataclasses.replace(self.strategy, max_side=limit,
+                                                    trigger=min(self.strategy.trigger, limit))
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "cpu", batch_size: int = 1, dynamic_filter: str = "rewrite",
-                        **options):
+                        strategy: Optional[Strategy] = None, **options):
         """``options``: madf.acceleration.TorchOptions fields (precision, channels_last, cuda_graph, compile)."""
         from .checkpoint import load_checkpoint
         net = load_checkpoint(path, dynamic_filter=dynamic_filter)
-        return cls(TorchBackend(net, device=device, **options), batch_size=batch_size)
+        return cls(TorchBackend(net, device=device, **options), batch_size=batch_size, strategy=strategy)
 
     @property
     def multiple(self) -> int:
@@ -54,43 +66,50 @@ class Inpainter:
 
     def inpaint_many(self, pairs: Iterable[Tuple[ImageLike, ImageLike]], invert_mask: bool = False,
                      names: Optional[Sequence[str]] = None) -> Iterator[np.ndarray]:
-        """Yield uint8 (H, W, 3) results in order; consecutive images of one padded size share a batch."""
-        pending: List[Tuple[np.ndarray, np.ndarray]] = []
+        """Yield uint8 (H, W, 3) results in order. The pieces the network sees (whole frames, crops or resized
+        frames) of all the pairs given are batched where their padded sizes agree; pass long sequences in chunks."""
+        items: List[Tuple[np.ndarray, np.ndarray]] = []
         for i, (image, mask) in enumerate(pairs):
             name = names[i] if names is not None else f"image {i}"
             rgb = imaging.to_rgb_array(image)
             hole = imaging.to_hole_mask(mask, invert=invert_mask)
             imaging.check_pair(rgb, hole, name)
-            if pending and self._padded(pending[0][0]) != self._padded(rgb):
-                yield from self._run(pending)
-                pending = []
-            pending.append((rgb, hole))
             if not hole.any():
                 log.warning("%s: the mask has no hole pixels; nothing to fill, copying the image through%s", name,
                             "" if invert_mask else " (white = hole; use --invert-mask for white = known masks)")
-            if len(pending) == self.batch_size:
-                yield from self._run(pending)
-                pending = []
-        if pending:
-            yield from self._run(pending)
+            items.append((rgb, hole))
+        todo = [piece for i, (rgb, hole) in enumerate(items) if hole.any()
+                for piece in pieces(i, rgb, hole, self._strategy_for(rgb), self.multiple)]
+        todo.sort(key=lambda p: self._padded(p.rgb))   # same padded size next to each other: one batch
+        results = [rgb.copy() for rgb, _ in items]
+        start = 0
+        while start < len(todo):
+            size = self._padded(todo[start].rgb)
+            stop = start + 1
+            while stop < len(todo) and stop - start < self.batch_size and self._padded(todo[stop].rgb) == size:
+                stop += 1
+            for piece, filled in zip(todo[start:stop], self._run(todo[start:stop])):
+                paste(results[piece.image], piece, filled, items[piece.image][1])
+            start = stop
+        yield from results
+
+    def _strategy_for(self, rgb: np.ndarray) -> Strategy:
+        """Full frames that would not fit the backend's largest size are cropped instead."""
+        limit = getattr(self.backend, "max_side", None)
+        if limit and self.strategy.name == "full" and max(self._padded(rgb)) > limit:
+            return dataclasses.replace(self.strategy, name="crop")
+        return self.strategy
 
     def _padded(self, rgb: np.ndarray) -> Tuple[int, int]:
         return imaging.padded_size(rgb.shape[0], rgb.shape[1], self.multiple)
 
-    def _run(self, items: List[Tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]:
-        todo = [i for i, (_, hole) in enumerate(items) if hole.any()]
-        filled = {}
-        if todo:
-            image_t, mask_t = imaging.to_contract([items[i][0] for i in todo], [items[i][1] for i in todo],
-                                                  self.multiple)
-            out = np.asarray(self.backend(image_t, mask_t))
-            check_finite({"output": out}, f"{self.backend.describe()}", ModelError,
-                         fix="its weights are damaged or an FP16 engine overflowed; try the FP32 model")
-            for j, i in enumerate(todo):
-                h, w = items[i][1].shape
-                filled[i] = imaging.to_uint8(out[j, :, :h, :w].transpose(1, 2, 0))
-        for i, (rgb, hole) in enumerate(items):
-            yield imaging.composite(rgb, filled[i], hole) if i in filled else rgb.copy()
+    def _run(self, batch) -> List[np.ndarray]:
+        image_t, mask_t = imaging.to_contract([p.rgb for p in batch], [p.hole for p in batch], self.multiple)
+        out = np.asarray(self.backend(image_t, mask_t))
+        check_finite({"output": out}, f"{self.backend.describe()}", ModelError,
+                     fix="its weights are damaged or an FP16 engine overflowed; try the FP32 model")
+        return [imaging.to_uint8(out[j, :, :p.hole.shape[0], :p.hole.shape[1]].transpose(1, 2, 0))
+                for j, p in enumerate(batch)]
 
 
 class TorchBackend:

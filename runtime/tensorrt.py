@@ -178,7 +178,8 @@ class TensorRTBackend:
         self.multiple = int(self.sidecar["multiple"])
         self.metadata = {"madf.precision": self.sidecar.get("precision", "fp32"),
                          "madf.lowering": self.sidecar.get("lowering", "native")}
-        (self.min_batch, *_), (self.max_batch, *_) = profile_range(self.sidecar["profile"])
+        (self.min_batch, *_), (self.max_batch, h1, w1) = profile_range(self.sidecar["profile"])
+        self.max_side = min(h1, w1)   # the Inpainter crops larger photos to fit the profile
         self.stream = cuda.Stream()
         self.buffers = {name: cuda.DeviceBuffer() for name in names}
         self.host = {name: cuda.PinnedBuffer() for name in names}

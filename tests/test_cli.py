@@ -129,7 +129,7 @@ def test_a_bad_file_in_a_folder_spares_the_rest(ckpt, tmp_path):
     ("corrupt_ckpt", "cannot be read by torch.load"),
     ("unmatched_mask", "no mask in"),
     ("missing_image", "no such file or folder"),
-    ("jpeg_output", "results are PNG files"),
+    ("gif_output", "write results as .png, .jpg"),
 ])
 def test_errors_before_any_work(ckpt, tmp_path, problem, match):
     imgs, masks = tmp_path / "imgs", tmp_path / "masks"
@@ -144,7 +144,7 @@ def test_errors_before_any_work(ckpt, tmp_path, problem, match):
     elif problem == "missing_image":
         args["image"] = tmp_path / "nope"
     else:
-        args["image"], args["mask"], args["output"] = imgs / "a.png", masks / "a.png", tmp_path / "o.jpg"
+        args["image"], args["mask"], args["output"] = imgs / "a.png", masks / "a.png", tmp_path / "o.gif"
     result = _run(*sum(([f"--{k}", v] for k, v in args.items()), []))
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
