@@ -29,10 +29,11 @@ _EIGHT_BIT_MODES = {"1", "L", "P", "RGB", "RGBA", "RGBX", "RGBa", "LA", "La", "P
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 
 
-def open_image(path: PathLike, what: str = "image") -> Image.Image:
-    """Open an image file as it is shown: EXIF orientation applied, the first frame of a multi-frame file, pixels
-    loaded. Every failure is one InputError naming the file (too large for Pillow's decompression-bomb guard
-    included), so a folder run can report it and go on."""
+def open_image(path, what: str = "image", name: Optional[str] = None) -> Image.Image:
+    """Open an image file (or a binary file object, named ``name`` in messages) as it is shown: EXIF orientation
+    applied, the first frame of a multi-frame file, pixels loaded. Every failure is one InputError naming the file
+    (too large for Pillow's decompression-bomb guard included), so a folder run can report it and go on."""
+    label = path if name is None else name
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # big photos are fine up to 2x the limit
@@ -40,17 +41,36 @@ def open_image(path: PathLike, what: str = "image") -> Image.Image:
             img.load()
         return ImageOps.exif_transpose(img)
     except FileNotFoundError:
-        raise InputError(f"{what} {path}: no such file") from None
+        raise InputError(f"{what} {label}: no such file") from None
     except IsADirectoryError:
-        raise InputError(f"{what} {path} is a folder; give a file") from None
+        raise InputError(f"{what} {label} is a folder; give a file") from None
     except Image.DecompressionBombError:
-        raise InputError(f"{what} {path}: more than {2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels, "
+        raise InputError(f"{what} {label}: more than {2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels, "
                          f"Pillow's decompression-bomb limit; resize it first") from None
     except MemoryError:
-        raise InputError(f"{what} {path}: not enough memory to decode it; resize it first") from None
+        raise InputError(f"{what} {label}: not enough memory to decode it; resize it first") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise InputError(f"{what} {path}: unreadable ({exc.__class__.__name__}: {exc}); "
-                         f"give a valid PNG/JPEG/WebP/TIFF file") from None
+        detail = ("not an image format Pillow reads" if isinstance(exc, UnidentifiedImageError)
+                  else f"{exc.__class__.__name__}: {exc}")
+        raise InputError(f"{what} {label}: unreadable ({detail}); give a valid PNG/JPEG/WebP/TIFF file") from None
+
+
+def decode_image(data: bytes, name: str = "image") -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """(RGB, alpha or None) from encoded bytes (an upload), with the same conversions as read_image_alpha."""
+    import io
+    return split_alpha(open_image(io.BytesIO(data), "image", name), name)
+
+
+def decode_mask(data: bytes, name: str = "mask", invert: bool = False) -> np.ndarray:
+    import io
+    return to_hole_mask(open_image(io.BytesIO(data), "mask", name), invert=invert, what=f"mask {name}")
+
+
+def split_alpha(img: Image.Image, name) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    alpha = None
+    if img.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (img.mode == "P" and "transparency" in img.info):
+        alpha = np.asarray(img.convert("RGBA").getchannel("A"))
+    return to_rgb_array(img, f"image {name}"), alpha
 
 
 def to_luminance_or_rgb(img: Image.Image, what: str = "image") -> np.ndarray:
@@ -89,11 +109,7 @@ def read_image(path: PathLike) -> np.ndarray:
 
 def read_image_alpha(path: PathLike) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """(RGB uint8 (H, W, 3), alpha uint8 (H, W) or None): a photo's transparency, kept through inpainting."""
-    img = open_image(path, "image")
-    alpha = None
-    if img.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (img.mode == "P" and "transparency" in img.info):
-        alpha = np.asarray(img.convert("RGBA").getchannel("A"))
-    return to_rgb_array(img, f"image {path}"), alpha
+    return split_alpha(open_image(path, "image"), path)
 
 
 def read_mask(path: PathLike, invert: bool = False) -> np.ndarray:

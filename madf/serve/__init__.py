@@ -1,0 +1,1 @@
+"""madf-serve: an HTTP inpainting service and a painting page over the shared Inpainter (any backend)."""

@@ -1,0 +1,73 @@
+"""Requests that arrive together share a forward pass: a bounded queue in front of one worker that takes what is
+waiting (up to ``max_batch``, after at most ``wait_ms``) and runs it through the shared Inpainter in a thread, so
+the event loop keeps accepting requests while the model runs. A full queue is refused at once (the caller answers
+503), never left to pile up."""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from ..errors import MADFError
+
+
+class QueueFull(Exception):
+    """More requests are waiting than the queue holds."""
+
+
+class Batcher:
+    def __init__(self, inpainter, queue_size: int = 16, max_batch: int = 4, wait_ms: float = 10.0):
+        self.inpainter, self.max_batch, self.wait = inpainter, max_batch, wait_ms / 1000
+        self.queue: "asyncio.Queue[Tuple[np.ndarray, np.ndarray, asyncio.Future]]" = asyncio.Queue(queue_size)
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="madf-model")
+        self.task: Optional[asyncio.Task] = None
+        self.batches: List[int] = []   # sizes of the batches run (for /info and the tests)
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._work())
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def submit(self, rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        future = asyncio.get_running_loop().create_future()
+        try:
+            self.queue.put_nowait((rgb, hole, future))
+        except asyncio.QueueFull:
+            raise QueueFull(f"{self.queue.maxsize} requests are waiting already; retry shortly") from None
+        return await future
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            deadline = loop.time() + self.wait
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(await asyncio.wait_for(self.queue.get(), max(0.0, deadline - loop.time())))
+                except asyncio.TimeoutError:
+                    break
+            self.batches.append(len(batch))
+            pending = [item for item in batch if not item[2].cancelled()]   # clients that left are not run
+            results = await loop.run_in_executor(self.executor, self._run, pending)
+            for (_, _, future), result in zip(pending, results):
+                if future.cancelled():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    def _run(self, batch) -> list:
+        """Results (or the exception for each request): a failing batch is retried one by one, so one bad
+        request does not fail the others."""
+        try:
+            return list(self.inpainter.inpaint_many([(rgb, hole) for rgb, hole, _ in batch]))
+        except (MADFError, RuntimeError, MemoryError, ValueError) as exc:
+            if len(batch) == 1:
+                return [exc]
+            return [self._run([item])[0] for item in batch]
