@@ -31,8 +31,9 @@ PAGE = Path(__file__).parent / "static" / "index.html"
 
 
 class UploadLimit:
-    """ASGI middleware: a request body over ``limit`` bytes is answered 413 before it is read into memory, whether
-    it announces its length or streams it."""
+    """ASGI middleware: a request body over ``limit`` bytes is answered 413, whether it announces its length (refused
+    before it is read) or streams it (refused as soon as it passes the limit). Bodies within the limit are handed to
+    the app as they came."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -44,24 +45,21 @@ class UploadLimit:
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             return await _too_large(send, self.limit)
-        seen = 0
-
-        async def counted():
-            nonlocal seen
+        messages, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge()
-            return message
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await _too_large(send, self.limit)
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                return await _too_large(send, self.limit)
+            if not message.get("more_body", False):
+                break
 
-
-class _TooLarge(Exception):
-    pass
+        async def replay():
+            return messages.pop(0) if messages else await receive()
+        await self.app(scope, replay, send)
 
 
 async def _too_large(send, limit: int) -> None:

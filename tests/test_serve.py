@@ -1,0 +1,258 @@
+"""madf-serve: the HTTP API through an HTTP client (good requests, each bad request, concurrent clients getting the
+bytes single calls get, queue overflow) and the painting page in a real headless browser (Debian's Chromium driven
+by Selenium through the system chromedriver; skipped with one reason where no browser is installed)."""
+import base64
+import io
+import shutil
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import TINY, random_pair
+from madf.inpaint import Inpainter, TorchBackend
+from madf.model import build_model
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from madf.serve.app import create_app  # noqa: E402
+
+
+def png(array) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def decode(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+@pytest.fixture(scope="module")
+def inpainter():
+    return Inpainter(TorchBackend(build_model(TINY, seed=0)), batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def client(inpainter):
+    with TestClient(create_app(inpainter, max_upload_mb=1, max_megapixels=0.05)) as c:
+        yield c
+
+
+def _pair(seed=0, h=48, w=64):
+    image, hole = random_pair(h, w, seed=seed)
+    return image, hole, png(image), png((hole * 255).astype(np.uint8))
+
+
+def test_multipart_and_json_give_the_inpainted_png(client, inpainter):
+    image, hole, image_png, mask_png = _pair()
+    expected = inpainter(image, hole)
+    response = client.post("/inpaint", files={"image": ("photo.png", image_png), "mask": ("hole.png", mask_png)})
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    out = decode(response.content)
+    assert np.array_equal(out, expected) and np.array_equal(out[~hole], image[~hole])
+    as_json = {"image": base64.b64encode(image_png).decode(),
+               "mask": "data:image/png;base64," + base64.b64encode(mask_png).decode()}
+    assert client.post("/inpaint", json=as_json).content == response.content
+
+
+def test_health_info_page_and_openapi(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    info = client.get("/info").json()
+    assert info["model"]["levels"] == TINY.levels and info["precision"] == "fp32" and "PyTorch" in info["backend"]
+    assert info["limits"]["max_upload_mb"] == 1 and info["strategy"]["name"] == "auto"
+    page = client.get("/")
+    assert page.status_code == 200 and "<canvas" in page.text
+    assert "http://" not in page.text and "https://" not in page.text   # nothing fetched from elsewhere
+    assert "/inpaint" in client.get("/openapi.json").json()["paths"]
+
+
+def test_bad_requests_get_one_line_reasons(client):
+    image, hole, image_png, mask_png = _pair()
+    small_mask = png(np.zeros((24, 32), np.uint8))
+    cases = [
+        ({"files": {"image": ("x.png", b"not an image"), "mask": ("m.png", mask_png)}}, 400,
+         "image x.png: unreadable (not an image format Pillow reads)"),
+        ({"files": {"image": ("photo.png", image_png), "mask": ("m.png", small_mask)}}, 400,
+         "photo.png: image is 64x48 but its mask is 32x24 (WxH); add --resize-mask"),
+        ({"files": {"image": ("photo.png", image_png)}}, 400, "send two files, 'image' and 'mask'"),
+        ({"content": b"{nope", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
+        ({"json": {"image": "%%%", "mask": "x"}}, 400, "JSON field 'image' is not valid base64"),
+        ({"json": [1, 2]}, 400, "send a JSON object"),
+        ({"content": b"raw", "headers": {"content-type": "text/plain"}}, 415, "multipart/form-data"),
+        ({"files": {"image": ("big.png", png(np.zeros((300, 300, 3), np.uint8))), "mask": ("m.png", mask_png)}},
+         413, "more than 0.05 megapixels"),
+        ({"content": b"x" * (2 * 2**20), "headers": {"content-type": "application/json"}}, 413,
+         "upload larger than 1 MiB"),
+    ]
+    for kwargs, status, message in cases:
+        response = client.post("/inpaint", **kwargs)
+        assert response.status_code == status, (message, response.text)
+        detail = response.json()["detail"]
+        assert isinstance(detail, str) and "\n" not in detail and message in detail, detail
+
+
+def test_streamed_upload_past_the_limit_is_413(client):
+    def chunks():
+        for _ in range(40):
+            yield b"x" * 65536   # 2.5 MiB without a Content-Length
+    response = client.post("/inpaint", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """uvicorn in a thread on a free localhost port (real sockets, real concurrency)."""
+
+    def __init__(self, app):
+        import uvicorn
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.05)
+        assert self.server.started, "uvicorn did not start"
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def test_concurrent_clients_get_the_bytes_single_calls_get(inpainter):
+    import httpx
+    pairs = [_pair(seed=i) for i in range(8)]
+    with Server(create_app(inpainter, wait_ms=50)) as url:
+        def call(p):
+            return httpx.post(f"{url}/inpaint", files={"image": ("p.png", p[2]), "mask": ("m.png", p[3])},
+                              timeout=60).content
+        single = [call(p) for p in pairs]
+        with ThreadPoolExecutor(8) as pool:
+            together = list(pool.map(call, pairs))
+        info = httpx.get(f"{url}/info").json()
+    assert together == single
+    assert info["largest_batch"] > 1, info   # the concurrent requests shared forward passes
+
+
+class Slow:
+    """A backend that takes its time, to fill the queue."""
+    multiple = 16
+
+    def describe(self):
+        return "slow"
+
+    def __call__(self, image, mask):
+        time.sleep(0.4)
+        return image
+
+
+def test_a_full_queue_answers_503_with_retry_after():
+    import httpx
+    image, hole, image_png, mask_png = _pair()
+    with Server(create_app(Inpainter(Slow()), queue_size=1, max_batch=1, wait_ms=0)) as url:
+        def call(_):
+            return httpx.post(f"{url}/inpaint", files={"image": ("p.png", image_png), "mask": ("m.png", mask_png)},
+                              timeout=60)
+        with ThreadPoolExecutor(6) as pool:
+            responses = list(pool.map(call, range(6)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes.count(200) >= 1 and codes.count(503) >= 1, codes
+    busy = next(r for r in responses if r.status_code == 503)
+    assert busy.headers["retry-after"] == "1" and "retry shortly" in busy.json()["detail"]
+
+
+# ---- the page in a real browser ------------------------------------------------------------------------------------
+
+def _browser(width=1200, height=900):
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("no browser: install Debian's chromium and chromium-driver (the CI does)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", f"--window-size={width},{height}"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+FETCH_AS_BASE64 = """
+const done = arguments[arguments.length - 1];
+const toB64 = (blob) => new Promise((ok) => { const r = new FileReader(); r.onload = () => ok(r.result.split(',')[1]);
+                                               r.readAsDataURL(blob); });
+(async () => {
+  const result = await (await fetch(document.getElementById('result').src)).blob();
+  done([await toB64(result), await toB64(await maskBlob())]);
+})();
+"""
+
+
+def test_the_page_paints_a_stroke_and_inpaints_it(inpainter, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    image = random_pair(96, 128, seed=11)[0]
+    photo = tmp_path / "photo.png"
+    Image.fromarray(image).save(photo)
+    with Server(create_app(inpainter)) as url:
+        browser = _browser()
+        try:
+            browser.get(url + "/")
+            browser.find_element(By.ID, "file").send_keys(str(photo))
+            WebDriverWait(browser, 20).until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-loaded"))
+            canvas = browser.find_element(By.ID, "mask")
+            (ActionChains(browser).move_to_element_with_offset(canvas, -100, -20).click_and_hold()
+             .move_by_offset(80, 10).move_by_offset(80, 20).release().perform())
+            browser.find_element(By.ID, "go").click()
+            WebDriverWait(browser, 60).until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-done"))
+            assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-done") == "1", \
+                browser.find_element(By.ID, "status").text
+            result_b64, mask_b64 = browser.execute_async_script(FETCH_AS_BASE64)
+            if Path.cwd().joinpath("docs").is_dir() and __import__("os").environ.get("MADF_SCREENSHOT"):
+                browser.save_screenshot(str(Path("docs") / "madf-serve.png"))
+        finally:
+            browser.quit()
+    result = decode(base64.b64decode(result_b64))[..., :3]
+    hole = decode(base64.b64decode(mask_b64))[..., 0] >= 128
+    print(f"page: stroke covers {hole.mean():.1%} of the photo; "
+          f"{int((result != image).any(axis=2).sum())} pixels changed")
+    assert result.shape == image.shape and 0.01 < hole.mean() < 0.5
+    assert np.array_equal(result[~hole], image[~hole])          # nothing outside the stroke changed
+    assert (result[hole] != image[hole]).any()                   # and the stroke was filled
+
+
+def test_the_page_fits_a_phone_screen(inpainter, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    Image.fromarray(random_pair(600, 800, seed=12)[0]).save(tmp_path / "wide.png")
+    with Server(create_app(inpainter)) as url:
+        browser = _browser(390, 844)
+        try:
+            browser.get(url + "/")
+            browser.find_element(By.ID, "file").send_keys(str(tmp_path / "wide.png"))
+            WebDriverWait(browser, 20).until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-loaded"))
+            widths = browser.execute_script(
+                "return [document.documentElement.scrollWidth, window.innerWidth, "
+                "document.getElementById('mask').getBoundingClientRect().width]")
+        finally:
+            browser.quit()
+    scroll, inner, canvas = widths
+    assert scroll <= inner and canvas <= inner, widths   # no sideways scrolling; the photo is scaled to fit
