@@ -33,6 +33,10 @@ def model_options(command):
     return functools.reduce(lambda f, option: option(f), reversed(options), command)
 
 
+CUDA_GRAPH = click.option("--cuda-graph", is_flag=True,
+                          help="torch (on CUDA) and tensorrt: replay a CUDA graph per input shape.")
+
+
 def torch_options(command):
     """--precision, --channels-last/--no-channels-last and --compile for the torch backend (madf.acceleration),
     handed to the command as one ``torch_options`` dict (None values: the device's defaults)."""

@@ -18,7 +18,7 @@ import click
 
 from .. import paths
 from ._common import OVERWRITE, PATH, cli_errors, format_table, progress, setup_logging
-from .backends import given_files, model_options, open_file, torch_options
+from .backends import CUDA_GRAPH, given_files, model_options, open_file, torch_options
 
 
 def _row(name: str, r: dict) -> list:
@@ -40,7 +40,7 @@ def _row(name: str, r: dict) -> list:
 @click.option("--warmup-runs", default=5, show_default=True, type=click.IntRange(min=0),
               help="Minimum warm-up calls.")
 @click.option("--runs", default=50, show_default=True, type=click.IntRange(min=2), help="Timed calls.")
-@click.option("--cuda-graph", is_flag=True, help="torch (CUDA) and tensorrt: replay a CUDA graph (fixed shapes).")
+@CUDA_GRAPH
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch (default: torch's choice).")
 @click.option("--json", "json_path", type=PATH, default=None,

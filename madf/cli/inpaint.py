@@ -21,7 +21,7 @@ from .. import imaging, paths
 from ..errors import InputError, MADFError
 from ..strategy import STRATEGIES, Strategy
 from ._common import CHUNK, OVERWRITE, PATH, cli_errors, progress, setup_logging
-from .backends import BACKENDS, choose_backend, model_options, open_backend, torch_options
+from .backends import CUDA_GRAPH, BACKENDS, choose_backend, model_options, open_backend, torch_options
 
 
 log = logging.getLogger("madf")
@@ -152,7 +152,7 @@ def _one(inpainter, job: Job, rgb, hole, errors: List[str]):
 @click.option("--dynamic-filter", "dynamic_filter", default="rewrite", show_default=True,
               type=click.Choice(["rewrite", "unfold"]),
               help="torch backend: rewrite = exact conv rewrite (fast); unfold = the official computation.")
-@click.option("--cuda-graph", is_flag=True, help="torch (CUDA) and tensorrt: replay a CUDA graph per input shape.")
+@CUDA_GRAPH
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="auto", show_default=True,
               help="full: the whole frame; crop: boxes around the holes; resize: a downscaled frame; auto: crop "
                    "past --crop-trigger px, else full.")

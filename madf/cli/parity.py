@@ -18,7 +18,7 @@ import click
 
 from .. import paths
 from ._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
-from .backends import given_files, model_options, open_file, torch_options
+from .backends import CUDA_GRAPH, given_files, model_options, open_file, torch_options
 
 
 def _precision(backend) -> str:
@@ -109,7 +109,7 @@ def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: in
               help="Max abs error allowed on [0,1] (default: 1e-4 for FP32 models, 5e-2 if any is FP16).")
 @click.option("--json", "json_path", type=PATH, default=None, help="Also write the rows here.")
 @click.option("--verbose", is_flag=True, help="Show polygraphy's own output statistics.")
-@click.option("--cuda-graph", is_flag=True, help="torch (CUDA): replay a CUDA graph per input shape.")
+@CUDA_GRAPH
 @OVERWRITE
 @torch_options
 def main(ckpt, model_path, engine, plugin_libs, device, size, photos, seed, atol, json_path, verbose, cuda_graph,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import click
 
 from ._common import cli_errors, setup_logging
-from .backends import choose_backend, model_options, open_backend, torch_options
+from .backends import CUDA_GRAPH, choose_backend, model_options, open_backend, torch_options
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,7 +28,7 @@ from .backends import choose_backend, model_options, open_backend, torch_options
               help="Larger request bodies are answered 413.")
 @click.option("--max-megapixels", default=40.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Larger images are answered 413.")
-@click.option("--cuda-graph", is_flag=True, help="torch (CUDA) and tensorrt: replay a CUDA graph per input shape.")
+@CUDA_GRAPH
 @torch_options
 def main(ckpt, model_path, engine, plugin_libs, device, host, port, batch_size, batch_wait_ms, queue_size,
          max_upload_mb, max_megapixels, cuda_graph, torch_options) -> None:
