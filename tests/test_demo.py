@@ -2,7 +2,7 @@ import json
 from click.testing import CliRunner
 
 from madf import imaging
-from madf.cli.demo import main as demo_main
+from madf.cli.demo import DEMO_PHOTOS, main as demo_main
 
 
 def test_random_init_demo_says_so(tmp_path):
@@ -17,12 +17,12 @@ def test_demo_runs_the_whole_path(tmp_path):
     assert "known pixels bit-exact: yes" in result.output
     assert "model: bundled madf-small-photos.safetensors" in result.output or "seeded random-init" in result.output
     results = sorted(p.name for p in (tmp_path / "results").iterdir())
-    assert len(results) == 3
+    assert len(results) == DEMO_PHOTOS
     grid = imaging.read_image(tmp_path / "grid.png")
-    assert grid.shape == (3 * 256, 3 * 256, 3)
-    # the parity table: three photos, max abs error of the rewrite vs the official unfold well below 8-bit steps
+    assert grid.shape == (DEMO_PHOTOS * 256, 3 * 256, 3)
+    # the parity table: one row per photo, max abs error of the rewrite vs the official unfold well below 8 bits
     rows = [line.split() for line in result.output.splitlines() if line.split()[:1] and line.split()[0] in results]
-    assert len(rows) == 3 and all(float(r[3]) < 1e-4 for r in rows)
+    assert len(rows) == DEMO_PHOTOS and all(float(r[3]) < 1e-4 for r in rows)
     # the deployment half: ONNX export, ONNX Runtime results beside PyTorch's, parity, the engine
     assert (tmp_path / "model.onnx").is_file()
     assert sorted(p.name for p in (tmp_path / "results-onnx").iterdir()) == results
