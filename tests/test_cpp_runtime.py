@@ -47,3 +47,24 @@ def test_tensorrt_part_is_built_or_skipped_with_a_clear_line(build):
         assert not list(out.glob("libmadf_runtime.so*"))
     else:
         assert list(out.glob("libmadf_runtime.so*")) and (out / "madf_inpaint").is_file()
+
+
+def test_cpp_crop_boxes_are_pythons(build, tmp_path):
+    """madf::imaging::cropBoxes and madf.strategy.crop_boxes give the same boxes on random stroke masks."""
+    from madf.strategy import crop_boxes
+    out, _ = build
+    rng = np.random.default_rng(0)
+    for case in range(12):
+        h, w = int(rng.integers(40, 900)), int(rng.integers(40, 900))
+        hole = np.zeros((h, w), bool)
+        for _ in range(int(rng.integers(1, 6))):
+            y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+            hole[y:y + int(rng.integers(1, 60)), x:x + int(rng.integers(1, 60))] = True
+        multiple, margin, cap = [(16, 32, 256), (128, 128, 1024), (8, 0, 64)][case % 3]
+        path = tmp_path / f"mask{case}.bin"
+        (hole.astype(np.uint8) * 255).tofile(path)
+        run = subprocess.run([str(out / "madf_imaging_test"), "boxes", str(path), str(h), str(w), str(multiple),
+                              str(margin), str(cap)], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        cpp = [tuple(map(int, line.split())) for line in run.stdout.splitlines()]
+        assert cpp == crop_boxes(hole, multiple, margin, cap), (case, h, w)

@@ -96,6 +96,7 @@ struct Engine::Impl
     DeviceBuffer image, mask, output;
     int32_t multiple{0};
     Profile profile;
+    CropOptions crop;
 
     ~Impl()
     {
@@ -138,6 +139,7 @@ Engine::Engine(std::string const& planPath, EngineOptions const& options)
 {
     Impl& m = *mImpl;
     m.path = planPath;
+    m.crop = options.crop;
     std::string const plan = readFile(planPath, "the engine (build one with madf-build)");
     std::string sidecar;
     {
@@ -270,26 +272,66 @@ std::vector<ImageU8> Engine::inpaint(std::vector<ImageU8> const& images, std::ve
     if (images.size() != masks.size())
         throw Error(ErrorCode::kINVALID_INPUT, std::to_string(images.size()) + " images but "
                 + std::to_string(masks.size()) + " masks");
+    // What the network sees: whole images, or crops around the holes of large ones (CropOptions), as Python's
+    // Inpainter does; the profile's largest size caps the crops.
+    struct Piece
+    {
+        size_t image;
+        imaging::Box box;
+        ImageU8 rgb;
+        MaskU8 hole;
+    };
+    CropOptions const& crop = mImpl->crop;
+    Profile const& p = profile();
+    int32_t const limit = std::max(multiple(), std::min(p.maxHeight, p.maxWidth) / multiple() * multiple());
     std::vector<ImageU8> results;
-    results.reserve(images.size());
+    std::vector<Piece> pieces;
+    for (size_t i = 0; i < images.size(); ++i)
+    {
+        imaging::checkPair(images[i], masks[i]);
+        results.push_back(images[i]);
+        ImageU8 const& img = images[i];
+        if (std::none_of(masks[i].values.begin(), masks[i].values.end(), [](uint8_t v) { return v != 0; }))
+            continue;   // nothing to fill
+        bool const large = std::max(img.height, img.width) > crop.trigger
+            || imaging::paddedSize(img.height, multiple()) > p.maxHeight
+            || imaging::paddedSize(img.width, multiple()) > p.maxWidth;
+        if (!crop.enabled || !large)
+        {
+            pieces.push_back({i, {0, 0, img.height, img.width}, img, masks[i]});
+            continue;
+        }
+        for (imaging::Box const& box : imaging::cropBoxes(masks[i], multiple(), crop.margin, std::min(crop.maxSide, limit)))
+            pieces.push_back({i, box, imaging::crop(img, box), imaging::crop(masks[i], box)});
+    }
+    auto padded = [&](Piece const& piece) {
+        return std::make_pair(imaging::paddedSize(piece.rgb.height, multiple()),
+            imaging::paddedSize(piece.rgb.width, multiple()));
+    };
+    std::stable_sort(pieces.begin(), pieces.end(), [&](Piece const& a, Piece const& b) { return padded(a) < padded(b); });
+    std::vector<ImageU8> rgbs;
+    std::vector<MaskU8> holes;
     std::vector<float> image, mask, output;
     size_t start = 0;
-    while (start < images.size())
+    while (start < pieces.size())
     {
-        // consecutive images of one padded size run together
-        int32_t const ph = imaging::paddedSize(images[start].height, multiple());
-        int32_t const pw = imaging::paddedSize(images[start].width, multiple());
-        size_t end = start + 1;
-        while (end < images.size() && imaging::paddedSize(images[end].height, multiple()) == ph
-            && imaging::paddedSize(images[end].width, multiple()) == pw)
+        size_t end = start + 1;   // pieces of one padded size run together
+        while (end < pieces.size() && padded(pieces[end]) == padded(pieces[start]))
             ++end;
+        rgbs.clear(), holes.clear();
+        for (size_t k = start; k < end; ++k)
+            rgbs.push_back(pieces[k].rgb), holes.push_back(pieces[k].hole);
         int32_t h = 0, w = 0;
         int32_t const count = static_cast<int32_t>(end - start);
-        imaging::toContract(&images[start], &masks[start], count, multiple(), image, mask, h, w);
+        imaging::toContract(rgbs.data(), holes.data(), count, multiple(), image, mask, h, w);
         output.resize(image.size());
         infer(image.data(), mask.data(), output.data(), count, h, w);
-        for (int32_t i = 0; i < count; ++i)
-            results.push_back(imaging::fromContract(output.data(), i, h, w, images[start + i], masks[start + i]));
+        for (int32_t k = 0; k < count; ++k)
+        {
+            Piece const& piece = pieces[start + k];
+            ImageU8 const filled = imaging::fromContract(output.data(), k, h, w, piece.rgb, piece.hole);
+            imaging::pasteHoles(results[piece.image], filled, masks[piece.image], piece.box);
+        }
         start = end;
     }
     return results;

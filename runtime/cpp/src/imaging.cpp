@@ -107,5 +107,165 @@ ImageU8 fromContract(float const* output, int32_t index, int32_t paddedHeight, i
     return result;
 }
 
+namespace
+{
+constexpr int32_t kCell = 8;   // hole regions are found on a grid of 8x8 blocks, as in madf/strategy.py
+
+int32_t roundUp(int32_t size, int32_t multiple, int32_t limit)
+{
+    return std::min((size + multiple - 1) / multiple * multiple, limit);
+}
+
+int32_t floorHalf(int32_t v) { return v >= 0 ? v / 2 : -((1 - v) / 2); }   // Python's v // 2
+
+// A window of `size` centred on [start, end), shifted inward to lie within [0, length).
+void place(int32_t start, int32_t end, int32_t size, int32_t length, int32_t& begin, int32_t& finish)
+{
+    size = std::min(size, length);
+    begin = std::min(std::max(floorHalf(start + end - size), 0), length - size);
+    finish = begin + size;
+}
+
+bool overlap(Box const& a, Box const& b)
+{
+    return a.top < b.bottom && b.top < a.bottom && a.left < b.right && b.left < a.right;
+}
+
+// The bounding box of the hole pixels inside `box` (which holds at least one).
+Box tight(MaskU8 const& mask, Box const& box)
+{
+    Box t{box.bottom, box.right, box.top, box.left};
+    for (int32_t y = box.top; y < box.bottom; ++y)
+        for (int32_t x = box.left; x < box.right; ++x)
+            if (mask.values[static_cast<size_t>(y) * mask.width + x])
+            {
+                t.top = std::min(t.top, y), t.left = std::min(t.left, x);
+                t.bottom = std::max(t.bottom, y + 1), t.right = std::max(t.right, x + 1);
+            }
+    return t;
+}
+} // namespace
+
+std::vector<Box> cropBoxes(MaskU8 const& mask, int32_t multiple, int32_t margin, int32_t maxSide)
+{
+    if (mask.values.size() != static_cast<size_t>(mask.width) * mask.height)
+        throw Error(ErrorCode::kINVALID_INPUT, "mask buffer is not width x height bytes");
+    if (multiple <= 0 || margin < 0 || maxSide <= 0)
+        throw Error(ErrorCode::kINVALID_INPUT, "crop settings must be positive");
+    int32_t const h = mask.height, w = mask.width;
+    int32_t const gh = (h + kCell - 1) / kCell, gw = (w + kCell - 1) / kCell;
+    std::vector<uint8_t> grid(static_cast<size_t>(gh) * gw, 0);
+    for (int32_t y = 0; y < h; ++y)
+        for (int32_t x = 0; x < w; ++x)
+            if (mask.values[static_cast<size_t>(y) * w + x])
+                grid[static_cast<size_t>(y / kCell) * gw + x / kCell] = 1;
+    // 8-connected regions of the grid (flood fill), each as the tight box of its hole pixels
+    std::vector<Box> boxes;
+    std::vector<int32_t> stack;
+    for (int32_t start = 0; start < gh * gw; ++start)
+    {
+        if (grid[start] != 1)
+            continue;
+        Box cells{gh, gw, -1, -1};
+        grid[start] = 2;
+        stack.assign(1, start);
+        while (!stack.empty())
+        {
+            int32_t const c = stack.back();
+            stack.pop_back();
+            int32_t const cy = c / gw, cx = c % gw;
+            cells.top = std::min(cells.top, cy), cells.left = std::min(cells.left, cx);
+            cells.bottom = std::max(cells.bottom, cy + 1), cells.right = std::max(cells.right, cx + 1);
+            for (int32_t dy = -1; dy <= 1; ++dy)
+                for (int32_t dx = -1; dx <= 1; ++dx)
+                {
+                    int32_t const ny = cy + dy, nx = cx + dx;
+                    if (ny >= 0 && ny < gh && nx >= 0 && nx < gw && grid[static_cast<size_t>(ny) * gw + nx] == 1)
+                    {
+                        grid[static_cast<size_t>(ny) * gw + nx] = 2;
+                        stack.push_back(ny * gw + nx);
+                    }
+                }
+        }
+        boxes.push_back(tight(mask, {cells.top * kCell, cells.left * kCell, std::min(h, cells.bottom * kCell),
+                                        std::min(w, cells.right * kCell)}));
+    }
+    int32_t const cap = std::max(multiple, maxSide / multiple * multiple);
+    for (bool merged = !boxes.empty(); merged;)
+    {
+        std::vector<Box> grown;
+        for (Box const& b : boxes)
+        {
+            int32_t const height = std::max(std::min(roundUp(b.bottom - b.top + 2 * margin, multiple, h), cap),
+                b.bottom - b.top);
+            int32_t const width = std::max(std::min(roundUp(b.right - b.left + 2 * margin, multiple, w), cap),
+                b.right - b.left);
+            Box g{};
+            place(b.top, b.bottom, height, h, g.top, g.bottom);
+            place(b.left, b.right, width, w, g.left, g.right);
+            grown.push_back(g);
+        }
+        merged = false;
+        std::vector<Box> out;
+        for (Box const& g : grown)
+        {
+            auto other = std::find_if(out.begin(), out.end(), [&](Box const& o) { return overlap(g, o); });
+            if (other == out.end())
+            {
+                out.push_back(g);
+                continue;
+            }
+            *other = {std::min(g.top, other->top), std::min(g.left, other->left), std::max(g.bottom, other->bottom),
+                std::max(g.right, other->right)};
+            merged = true;
+        }
+        if (merged)
+        {
+            boxes.clear();
+            for (Box const& o : out)
+                boxes.push_back(tight(mask, o));
+        }
+        else
+            boxes = out;
+    }
+    std::sort(boxes.begin(), boxes.end(), [](Box const& a, Box const& b) {
+        return a.top != b.top ? a.top < b.top : a.left != b.left ? a.left < b.left : a.bottom < b.bottom;
+    });
+    return boxes;
+}
+
+ImageU8 crop(ImageU8 const& image, Box const& box)
+{
+    ImageU8 out{box.right - box.left, box.bottom - box.top, {}};
+    out.pixels.resize(static_cast<size_t>(out.width) * out.height * 3);
+    for (int32_t y = 0; y < out.height; ++y)
+        std::copy_n(&image.pixels[(static_cast<size_t>(box.top + y) * image.width + box.left) * 3],
+            static_cast<size_t>(out.width) * 3, &out.pixels[static_cast<size_t>(y) * out.width * 3]);
+    return out;
+}
+
+MaskU8 crop(MaskU8 const& mask, Box const& box)
+{
+    MaskU8 out{box.right - box.left, box.bottom - box.top, {}};
+    out.values.resize(static_cast<size_t>(out.width) * out.height);
+    for (int32_t y = 0; y < out.height; ++y)
+        std::copy_n(&mask.values[static_cast<size_t>(box.top + y) * mask.width + box.left],
+            static_cast<size_t>(out.width), &out.values[static_cast<size_t>(y) * out.width]);
+    return out;
+}
+
+void pasteHoles(ImageU8& result, ImageU8 const& filled, MaskU8 const& mask, Box const& box)
+{
+    for (int32_t y = box.top; y < box.bottom; ++y)
+        for (int32_t x = box.left; x < box.right; ++x)
+        {
+            size_t const p = static_cast<size_t>(y) * mask.width + x;
+            if (!mask.values[p])
+                continue;
+            size_t const q = (static_cast<size_t>(y - box.top) * filled.width + (x - box.left)) * 3;
+            std::copy_n(&filled.pixels[q], 3, &result.pixels[p * 3]);
+        }
+}
+
 } // namespace imaging
 } // namespace madf

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 namespace
@@ -26,9 +27,26 @@ madf::ImageU8 ramp(int w, int h)
 }
 } // namespace
 
-int main()
+// `madf_imaging_test boxes MASK H W MULTIPLE MARGIN MAXSIDE`: the crop boxes of a raw H x W byte mask, one per line
+// (top left bottom right), for tests/test_cpp_runtime.py to compare with madf/strategy.py.
+int printBoxes(char** argv)
+{
+    int const h = std::atoi(argv[3]), w = std::atoi(argv[4]);
+    madf::MaskU8 mask{w, h, std::vector<uint8_t>(static_cast<size_t>(w) * h)};
+    std::FILE* f = std::fopen(argv[2], "rb");
+    if (f == nullptr || std::fread(mask.values.data(), 1, mask.values.size(), f) != mask.values.size())
+        return 2;
+    std::fclose(f);
+    for (auto const& b : madf::imaging::cropBoxes(mask, std::atoi(argv[5]), std::atoi(argv[6]), std::atoi(argv[7])))
+        std::printf("%d %d %d %d\n", b.top, b.left, b.bottom, b.right);
+    return 0;
+}
+
+int main(int argc, char** argv)
 {
     using namespace madf;
+    if (argc == 8 && std::string(argv[1]) == "boxes")
+        return printBoxes(argv);
     expect(imaging::paddedSize(13, 16) == 16 && imaging::paddedSize(32, 16) == 32, "padded sizes");
 
     // 5 px wide padded to 8: numpy reflect gives columns 0 1 2 3 4 3 2 1
@@ -85,6 +103,36 @@ int main()
     {
         expect(std::string(e.what()).find("same size") != std::string::npos, "mixed padded sizes refused");
     }
+    // crop boxes: the cases of tests/test_strategy.py, number for number
+    auto holes = [](int w, int h, std::vector<imaging::Box> const& rects) {
+        MaskU8 m{w, h, std::vector<uint8_t>(static_cast<size_t>(w) * h, 0)};
+        for (auto const& r : rects)
+            for (int y = r.top; y < r.bottom; ++y)
+                for (int x = r.left; x < r.right; ++x)
+                    m.values[static_cast<size_t>(y) * w + x] = 255;
+        return m;
+    };
+    auto boxes = imaging::cropBoxes(holes(1200, 1000, {{100, 100, 110, 120}, {600, 900, 640, 930}}), 16, 32, 1024);
+    expect(boxes.size() == 2 && boxes[0].top == 65 && boxes[0].left == 62 && boxes[0].bottom == 145
+            && boxes[0].right == 158, "crop boxes: one per region, grown, rounded up, centred");
+    boxes = imaging::cropBoxes(holes(500, 500, {{0, 490, 4, 500}}), 16, 64, 1024);
+    expect(boxes.size() == 1 && boxes[0].top == 0 && boxes[0].right == 500 && boxes[0].bottom == 144
+            && boxes[0].left == 356, "crop boxes: shifted inward at the border");
+    boxes = imaging::cropBoxes(holes(800, 800, {{100, 100, 110, 110}, {100, 200, 110, 210}, {700, 700, 710, 710}}),
+        16, 64, 1024);
+    expect(boxes.size() == 2 && boxes[0].left <= 100 && boxes[0].right >= 210, "crop boxes: overlapping ones merge");
+    ImageU8 photo = ramp(8, 6), filled = ramp(8, 6);
+    for (auto& v : filled.pixels)
+        v = 7;
+    MaskU8 stroke = holes(8, 6, {{2, 2, 4, 5}});
+    imaging::Box all{1, 1, 5, 7};
+    ImageU8 pasted = photo;
+    imaging::pasteHoles(pasted, imaging::crop(filled, all), stroke, all);
+    bool exact = true;
+    for (int p = 0; p < 48; ++p)
+        exact &= stroke.values[p] ? pasted.pixels[p * 3] == 7 : pasted.pixels[p * 3] == photo.pixels[p * 3];
+    expect(exact && imaging::crop(stroke, all).width == 6, "crop and paste: hole pixels only");
+
     std::printf("%d failure(s)\n", gFailures);
     return gFailures == 0 ? 0 : 1;
 }

@@ -70,11 +70,24 @@ struct MaskU8
     std::vector<uint8_t> values;
 };
 
+// Large photos are inpainted in crops around their holes (madf/strategy.py's "crop"): photos whose longer side is
+// above `trigger`, or whose padded size is beyond the engine's profile, go through boxes grown by `margin` around each
+// connected hole region, merged where they overlap, rounded to the multiple and capped at `maxSide` (and at the
+// profile). Only hole pixels are pasted back.
+struct CropOptions
+{
+    bool enabled{true};
+    int32_t trigger{800};
+    int32_t margin{128};
+    int32_t maxSide{1024};
+};
+
 struct EngineOptions
 {
     std::vector<std::string> pluginLibraries;   // libmadf_plugins.so for plugin-lowered plans
     int32_t device{0};                          // CUDA device index
     int32_t multiple{0};                        // 2^levels; 0 = read the plan's sidecar (PLAN.json)
+    CropOptions crop{};
 };
 
 struct Profile
@@ -99,7 +112,8 @@ public:
     void infer(float const* image, float const* mask, float* output, int32_t n, int32_t h, int32_t w);
 
     // Image-level API: pads each image to the multiple (reflect), runs images of one padded size together,
-    // crops back and composites (known pixels exact).
+    // crops back and composites (known pixels exact); large photos run in crops around their holes
+    // (EngineOptions::crop, capped by the profile), so a photo larger than the profile is still served.
     std::vector<ImageU8> inpaint(std::vector<ImageU8> const& images, std::vector<MaskU8> const& masks);
 
     int32_t multiple() const noexcept;
@@ -127,6 +141,18 @@ void toContract(ImageU8 const* images, MaskU8 const* masks, int32_t count, int32
 // Crop item `index` of a contract output back to the original size, round to 8 bits, keep known pixels exact.
 ImageU8 fromContract(float const* output, int32_t index, int32_t paddedHeight, int32_t paddedWidth,
     ImageU8 const& original, MaskU8 const& mask);
+
+// The crop strategy of madf/strategy.py, box for box: every hole pixel in exactly one box, boxes disjoint, each
+// rounded up to `multiple` and capped at `maxSide` unless one hole region is larger.
+struct Box
+{
+    int32_t top{0}, left{0}, bottom{0}, right{0};   // bottom, right exclusive
+};
+std::vector<Box> cropBoxes(MaskU8 const& mask, int32_t multiple, int32_t margin, int32_t maxSide);
+ImageU8 crop(ImageU8 const& image, Box const& box);
+MaskU8 crop(MaskU8 const& mask, Box const& box);
+// Write `filled` (the box's inpainted crop) into `result` where `mask` (the whole image's) is a hole.
+void pasteHoles(ImageU8& result, ImageU8 const& filled, MaskU8 const& mask, Box const& box);
 } // namespace imaging
 
 } // namespace madf
