@@ -45,17 +45,22 @@ class TorchOptions:
             raise InputError(f"compile {self.compile!r}: choose one of {', '.join(COMPILE_MODES)}")
         if self.cuda_graph and not cuda:
             raise DeviceError("CUDA graphs need --device cuda")
-        if self.cuda_graph and self.compile == "reduce-overhead":
-            raise InputError("--compile reduce-overhead already replays CUDA graphs; drop --cuda-graph")
+        cuda_graph = self.cuda_graph
+        if cuda_graph and self.compile == "reduce-overhead":
+            # torch.compile's reduce-overhead mode captures and replays CUDA graphs itself: wrapping it in another
+            # capture would fail, so the request is met by its graphs
+            log.info("--compile reduce-overhead replays CUDA graphs itself; --cuda-graph adds nothing to it")
+            cuda_graph = False
         if self.graph_cache < 1:
             raise InputError(f"graph_cache must be at least 1, got {self.graph_cache}")
         channels_last = cuda if self.channels_last is None else self.channels_last
-        return dataclasses.replace(self, precision=precision, channels_last=channels_last)
+        return dataclasses.replace(self, precision=precision, channels_last=channels_last, cuda_graph=cuda_graph)
 
     def describe(self) -> str:
         parts = [self.precision]
         parts += ["channels_last"] if self.channels_last else []
-        parts += [f"compile {self.compile}"] if self.compile != "off" else []
+        parts += [f"compile {self.compile}" + (" (CUDA graphs)" if self.compile == "reduce-overhead" else "")] \
+            if self.compile != "off" else []
         parts += ["CUDA graph"] if self.cuda_graph else []
         return ", ".join(parts)
 

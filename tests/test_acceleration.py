@@ -73,6 +73,11 @@ def test_the_callers_model_is_left_as_it_was(net):
     assert net.enc_conv_1.frozen_weight is None
 
 
+def test_cuda_graph_with_reduce_overhead_is_met_by_its_graphs():
+    resolved = TorchOptions(cuda_graph=True, compile="reduce-overhead").resolve(torch.device("cuda"))
+    assert resolved.cuda_graph is False and "compile reduce-overhead (CUDA graphs)" in resolved.describe()
+
+
 def test_defaults_per_device():
     cpu = TorchOptions().resolve(torch.device("cpu"))
     cuda = TorchOptions().resolve(torch.device("cuda"))   # a device object; no GPU needed to resolve
@@ -84,7 +89,6 @@ def test_defaults_per_device():
 @pytest.mark.parametrize("options, device, error, match", [
     ({"precision": "tf32"}, "cpu", DeviceError, "tf32 is a CUDA tensor-core mode"),
     ({"cuda_graph": True}, "cpu", DeviceError, "CUDA graphs need --device cuda"),
-    ({"cuda_graph": True, "compile": "reduce-overhead"}, "cuda", InputError, "already replays CUDA graphs"),
     ({"compile": "fast"}, "cpu", InputError, "choose one of off, default"),
     ({"precision": "int8"}, "cpu", InputError, "choose one of fp32, tf32, fp16, bf16"),
 ])
