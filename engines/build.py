@@ -111,10 +111,8 @@ def _profile_shapes(network, options: BuildOptions, multiple: int) -> Dict[str, 
 def read_onnx_metadata(path: Path) -> Dict[str, str]:
     """The madf.* metadata madf-export writes (config, multiple, lowering, precision, contract), validated, after
     checking that every weight in the file is finite (an engine built from NaN weights fills holes with black)."""
-    from madf.onnx_file import check_weights, read_metadata
-    meta = read_metadata(path)
-    check_weights(path)
-    return meta
+    from madf.onnx_file import read_checked
+    return read_checked(path)
 
 
 def load_plugin_libraries(trt, paths: Sequence[Path]) -> List[str]:

@@ -27,6 +27,7 @@ PathLike = Union[str, os.PathLike]
 # Modes Pillow converts to RGB / L exactly (8 bits per channel, or fewer).
 _EIGHT_BIT_MODES = {"1", "L", "P", "RGB", "RGBA", "RGBX", "RGBa", "LA", "La", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+_ALPHA_MODES = {"RGBA", "LA", "La", "RGBa", "PA"}
 
 
 def open_image(path, what: str = "image", name: Optional[str] = None) -> Image.Image:
@@ -68,7 +69,7 @@ def decode_mask(data: bytes, name: str = "mask", invert: bool = False) -> np.nda
 
 def split_alpha(img: Image.Image, name) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     alpha = None
-    if img.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (img.mode == "P" and "transparency" in img.info):
+    if img.mode in _ALPHA_MODES or (img.mode == "P" and "transparency" in img.info):
         alpha = np.asarray(img.convert("RGBA").getchannel("A"))
     return to_rgb_array(img, f"image {name}"), alpha
 
@@ -136,7 +137,7 @@ def to_hole_mask(mask: Union[np.ndarray, Image.Image], invert: bool = False, wha
     """Any mask (PIL image of any mode, bool array, uint8 0..255 array) as boolean (H, W), True = hole."""
     if isinstance(mask, Image.Image):
         # An RGBA mask drawn on transparency carries the stroke in alpha; elsewhere luminance decides.
-        if mask.mode in ("RGBA", "LA", "PA", "La", "RGBa") and np.asarray(mask.getchannel("A")).min() < 255:
+        if mask.mode in _ALPHA_MODES and np.asarray(mask.getchannel("A")).min() < 255:
             arr = np.asarray(mask.getchannel("A"))
         else:
             arr = to_luminance_or_rgb(mask, what)

@@ -13,10 +13,10 @@ LOWERINGS = ("native", "plugin")
 PRECISIONS = ("fp32", "fp16")
 
 
-def load_model(path: Path, weights: bool = True):
+def load_model(path: Path):
     import onnx
     try:
-        return onnx.load(str(path), load_external_data=weights)
+        return onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and friends
         raise ModelError(f"{path}: not a readable ONNX file ({exc.__class__.__name__}); export it again with "
                          f"madf-export") from None
@@ -47,15 +47,17 @@ def validate_metadata(meta: Dict[str, str], path) -> Dict[str, str]:
     return meta
 
 
-def read_metadata(path: Path) -> Dict[str, str]:
-    """The validated madf.* metadata of an ONNX file, without loading its weights."""
-    model = load_model(path, weights=False)
-    return validate_metadata({p.key: p.value for p in model.metadata_props}, path)
-
-
-def check_weights(path: Path) -> None:
+def check_weights(path: Path, model=None) -> None:
     """Every initializer finite: a damaged file must not become an engine or fill holes with black."""
     from onnx import numpy_helper
-    model = load_model(path)
+    model = model if model is not None else load_model(path)
     check_finite({i.name: numpy_helper.to_array(i) for i in model.graph.initializer}, str(path), ModelError,
                  fix="the file is damaged: export it again with madf-export")
+
+
+def read_checked(path: Path) -> Dict[str, str]:
+    """The validated metadata of an ONNX file whose weights are all finite, from one read of the file."""
+    model = load_model(path)
+    meta = validate_metadata({p.key: p.value for p in model.metadata_props}, path)
+    check_weights(path, model)
+    return meta

@@ -20,6 +20,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 from PIL import Image
 
+from . import imaging
 from .errors import InputError
 
 STRATEGIES = ("auto", "full", "crop", "resize")
@@ -141,9 +142,9 @@ def resize_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def resize_hole(hole: np.ndarray, height: int, width: int) -> np.ndarray:
     """Downscaled, a pixel is a hole if any hole pixel fell into it (no hole shrinks away); upscaled, nearest."""
-    grey = Image.fromarray(hole.astype(np.uint8) * 255)
-    shrinking = height * width < hole.size
-    return np.asarray(grey.resize((width, height), Image.BOX if shrinking else Image.NEAREST)) > 0
+    if height * width >= hole.size:
+        return imaging.resize_mask(hole, height, width)
+    return np.asarray(Image.fromarray(hole.astype(np.uint8) * 255).resize((width, height), Image.BOX)) > 0
 
 
 @dataclasses.dataclass

@@ -63,6 +63,15 @@ def _out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
 
 
+OUT_OF_MEMORY = "out of memory; use a smaller --batch-size or image, or another --device"
+
+
+def reason(exc: BaseException) -> str:
+    """One line for a failure a run reports and goes on past: what to do when it ran out of memory, else the
+    error's first line."""
+    return OUT_OF_MEMORY if _out_of_memory(exc) else _one_line(exc)
+
+
 @contextlib.contextmanager
 def cli_errors():
     """Every failure as click's one-line 'Error: ...' and exit status 1, never a traceback: the library's
@@ -82,8 +91,7 @@ def cli_errors():
         if os.environ.get("MADF_DEBUG"):
             raise
         if _out_of_memory(exc):
-            raise click.ClickException("out of memory; use a smaller --batch-size or image, or another --device") \
-                from None
+            raise click.ClickException(OUT_OF_MEMORY) from None
         raise click.ClickException(f"unexpected {exc.__class__.__name__}: {_one_line(exc)} (MADF_DEBUG=1 shows "
                                    f"where)") from None
 

@@ -20,7 +20,7 @@ import click
 from .. import imaging, paths
 from ..errors import InputError, MADFError
 from ..strategy import STRATEGIES, Strategy
-from ._common import CHUNK, OVERWRITE, PATH, cli_errors, progress, setup_logging
+from ._common import CHUNK, OVERWRITE, PATH, cli_errors, progress, reason, setup_logging
 from .backends import CUDA_GRAPH, BACKENDS, choose_backend, model_options, open_backend, torch_options
 
 
@@ -106,7 +106,7 @@ def run_jobs(inpainter, jobs: List[Job], invert_mask: bool = False, show_progres
             if len(ready) > 1:   # retry one by one, so only the image that cannot run fails
                 results = [_one(inpainter, job, rgb, hole, errors) for job, rgb, hole in ready]
             else:
-                errors.extend(f"{job.image.name}: {_reason(exc)}" for job, _, _ in ready)
+                errors.extend(f"{job.image.name}: {reason(exc)}" for job, _, _ in ready)
                 results = [None] * len(ready)
         for (job, _, _), result in zip(ready, results):
             if result is not None:
@@ -123,18 +123,11 @@ def run_jobs(inpainter, jobs: List[Job], invert_mask: bool = False, show_progres
     return errors
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
-        return "out of memory; use a smaller --batch-size or image, or another --device"
-    return text
-
-
 def _one(inpainter, job: Job, rgb, hole, errors: List[str]):
     try:
         return next(iter(inpainter.inpaint_many([(rgb, hole)], names=[job.image.name])))
     except (MADFError, RuntimeError, MemoryError) as exc:
-        errors.append(f"{job.image.name}: {_reason(exc)}")
+        errors.append(f"{job.image.name}: {reason(exc)}")
         return None
 
 
