@@ -6,13 +6,12 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import click
 
 from ..errors import MADFError
 
-from ._common import OVERWRITE, PATH, cli_errors, format_table, progress, setup_logging
+from ._common import OVERWRITE, PATH, cli_errors, progress, setup_logging
 from .backends import choose_backend, model_options, open_backend
 
 BASELINES = {"telea": "TELEA", "navier-stokes": "NS"}
