@@ -1,0 +1,94 @@
+"""Photographs shipped in Debian's wallpaper and game-data packages: found where installed, else fetched with
+``apt-get download`` and unpacked with ``dpkg -x`` into a cache (no root, nothing installed system-wide).
+
+The file lists are curated by eye from contact sheets of every image in these packages (2026-11-27): photographs
+are kept; renders, abstract art, logos and screenshots are not. Licenses are the packages' (debian/copyright).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+log = logging.getLogger("madf")
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    path: Path
+    package: str
+    license: str
+
+
+# package: (license, [files inside the package])
+PACKAGES: Dict[str, Tuple[str, List[str]]] = {
+    "lomiri-wallpapers-16.04": ("CC-BY-SA-4.0 / CC-BY-4.0 / CC0 (per file)", [
+        f"usr/share/backgrounds/{n}.jpg" for n in (
+            "Bridge_by_Sander_Klootwijk", "Dragonfly_by_Bolly", "Picture_0B_by_freespace", "Picture_1A_by_freespace",
+            "Wine_by_Jakkub_Mede", "aitzgorri_by_Aitzol_Berasategi", "free_by_Peter_Nerlich",
+            "friends_by_Aitzol_Berasategi", "greentock_by_Peter_Nerlich", "life_by_Aitzol_Berasategi",
+            "picosdeeuropa_by_Aitzol_Berasategi", "seeding_by_Clements_Engelhardt", "sunset_by_Aitzol_Berasategi")]),
+    "lomiri-wallpapers-20.04": ("CC-BY-SA-4.0 / CC-BY-4.0 / CC0 (per file)",
+                                ["usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg"]),
+    "mate-backgrounds": ("GPL-2+", [
+        f"usr/share/backgrounds/mate/nature/{n}.jpg" for n in (
+            "Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops", "Storm",
+            "TwoWings", "Wood", "YellowFlower")]),
+    "plasma-workspace-wallpapers": ("GPL-2+ / LGPL (per wallpaper)", [
+        f"usr/share/wallpapers/{n}/contents/images/1920x1080.jpg" for n in (
+            "BytheWater", "ColdRipple", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey", "OneStandsOut", "Path",
+            "summer_1am")] + ["usr/share/wallpapers/ColorfulCups/contents/images/2560x1600.jpg"]),
+    "lxqt-themes": ("LGPL-2.1+ / CC-BY-SA (per file)", [
+        f"usr/share/lxqt/wallpapers/{n}" for n in (
+            "Butterfly-Kenneth-Wimer.jpg", "Valendas.png", "after-the-rain.jpg", "appleflower.png", "beam.png",
+            "butterfly.png", "cloud.png", "drop.png", "flowers.png", "fog.jpg", "this-is-not-windows.jpg")]),
+    "palapeli-data": ("GPL-2+ (photos: CC-BY-SA / public domain, per file)", [
+        f"usr/share/palapeli/collection/{n}.jpg" for n in (
+            "castle-maintenon", "cincinnati-bridge", "citrus-fruits", "european-honey-bee",
+            "panther-chameleon-female")]),
+    "tuxpaint-data": ("GPL-2+", [
+        f"usr/share/tuxpaint/templates/{n}.jpg" for n in (
+            "burnt_bark", "cliff", "corn_maze", "jellyfish", "lighthouse", "mossy_bark", "mossy_log", "mudstone",
+            "ocean_splash", "ocean_waves", "redwoods_above", "rocks", "sheep", "spiders_web", "sun_behind_clouds",
+            "sun_behind_leaves", "trees_above", "trees_at_dusk", "wool_mill_machine")]),
+}
+
+
+def _unpacked(package: str, cache: Path, download: bool) -> Path:
+    """The root holding the package's files: / where it is installed, else its unpacked copy in the cache."""
+    first = PACKAGES[package][1][0]
+    if (Path("/") / first).is_file():
+        return Path("/")
+    root = cache / "root" / package
+    if (root / first).is_file():
+        return root
+    if not download:
+        return root
+    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+        log.warning("%s: apt-get and dpkg are needed to fetch it; skipped", package)
+        return root
+    debs = cache / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    got = subprocess.run(["apt-get", "download", package], cwd=debs, capture_output=True, text=True)
+    found = sorted(debs.glob(f"{package}_*.deb"))
+    if got.returncode != 0 or not found:
+        log.warning("%s: apt-get download failed (%s); skipped", package, (got.stderr.strip().splitlines() or ["?"])[-1])
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["dpkg", "-x", str(found[-1]), str(root)], check=True, capture_output=True)
+    return root
+
+
+def debian_photos(cache: Path, download: bool = True) -> List[Source]:
+    """Every curated photo of PACKAGES available here (installed, cached, or fetched when ``download``)."""
+    out = []
+    for package, (license_, files) in PACKAGES.items():
+        root = _unpacked(package, Path(cache), download)
+        present = [root / f for f in files if (root / f).is_file()]
+        out += [Source(p, package, license_) for p in present]
+        if present and len(present) < len(files):
+            log.warning("%s: %d of %d photos found", package, len(present), len(files))
+    return out
