@@ -116,6 +116,25 @@ class FusedKernel:
         return self
 
 
+@functools.lru_cache(maxsize=None)
+def compilable(fused: FusedKernel, name: str = "madf::dynamic_filter_fused"):
+    """``fused`` as a torch custom op (same arguments), so torch.compile keeps it in one graph instead of breaking
+    the graph at the extension call; register the result as an impl (``dynamic_filter.register("fused")(op)``)."""
+    import torch
+
+    schema = "(Tensor x, Tensor m, Tensor weight, Tensor bias, int kernel_size, int stride, int padding) -> Tensor"
+
+    @torch.library.custom_op(name, mutates_args=(), schema=schema)
+    def op(x, m, weight, bias, kernel_size, stride, padding):
+        return fused(x, m, weight, bias, kernel_size, stride, padding)
+
+    @op.register_fake
+    def _(x, m, weight, bias, kernel_size, stride, padding):
+        cout = weight.shape[0] // (x.shape[1] * kernel_size * kernel_size)
+        return x.new_empty(m.shape[0], cout, m.shape[2], m.shape[3])
+    return op
+
+
 def cuda_kernel(verbose: bool = False) -> FusedKernel:
     """The fused kernel on CUDA tensors (builds the extension on first use)."""
     return FusedKernel(load_extension(verbose))

@@ -173,11 +173,12 @@ void fill_fragment(fragment<Use, M, N, K, T, L>& f, float v)
 template <typename Use, int M, int N, int K, typename T, typename L>
 void load_matrix_sync(fragment<Use, M, N, K, T, L>& f, T const* p, unsigned ldm)
 {
-    static_assert(std::is_same<L, row_major>::value, "the kernels load row-major tiles");
+    constexpr bool rowMajor = std::is_same<L, row_major>::value;
+    static_assert(rowMajor || std::is_same<L, col_major>::value, "a fragment is loaded row- or column-major");
     if (leader())
         for (int r = 0; r < f.rows; ++r)
             for (int c = 0; c < f.cols; ++c)
-                f.x[r * f.cols + c] = static_cast<float>(p[r * ldm + c]);
+                f.x[r * f.cols + c] = static_cast<float>(rowMajor ? p[r * ldm + c] : p[c * ldm + r]);
 }
 
 template <int M, int N, int K, typename TA, typename LA, typename TB, typename LB>

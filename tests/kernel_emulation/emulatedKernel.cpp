@@ -13,11 +13,12 @@ namespace
 {
 std::mutex gEmulatorMutex;   // the emulator's fibers and barriers are global: one launch at a time
 constexpr int kEmulatedComputeCapability = 9;
+constexpr size_t kEmulatedSharedLimit = 227 * 1024;   // an H100's opt-in maximum per block
 } // namespace
 
 extern "C" madfAlgo madfDynamicFilterSelect(const madfDynamicFilterShape* s, madfDType dtype, madfAlgo requested)
 {
-    return selectAlgo(s, dtype, requested, kEmulatedComputeCapability);
+    return selectAlgo(s, dtype, requested, kEmulatedComputeCapability, kEmulatedSharedLimit);
 }
 
 extern "C" cudaError_t madfDynamicFilterForward(const madfDynamicFilterShape* shape, madfDType dtype, madfAlgo algo,
@@ -31,9 +32,10 @@ extern "C" cudaError_t madfDynamicFilterForward(const madfDynamicFilterShape* sh
     std::lock_guard<std::mutex> lock(gEmulatorMutex);
     if (madfDynamicFilterSelect(shape, dtype, algo) == MADF_ALGO_TENSOR_CORE)
     {
-        emulate::launch(tensorCoreGrid(g), dim3(32 * kTcWarps), 0, [&] {
+        emulate::launch(tensorCoreGrid(g), dim3(kTcThreads), tensorCoreSharedBytes(g.window), [&] {
             tensorCoreKernel(g, static_cast<__half const*>(features), static_cast<__half const*>(maskFeatures),
-                static_cast<__half const*>(weight), static_cast<__half const*>(bias), static_cast<__half*>(output));
+                static_cast<__half const*>(weight), static_cast<__half const*>(bias), static_cast<__half*>(output),
+                vectorFilter(g, weight, bias));
         });
         return cudaSuccess;
     }

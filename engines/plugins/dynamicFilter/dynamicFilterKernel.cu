@@ -13,6 +13,8 @@
 #include <cuda_fp16.h>
 #include <mma.h>
 
+#include <cstring>
+
 // tests/kernel_emulation runs these kernels on the CPU (MADF_EMULATE): it provides dynamic shared memory, the
 // barriers and WMMA itself, and launches the kernels without the <<<>>> launch functions at the end of this file.
 #ifndef MADF_DYNAMIC_SHARED
@@ -95,7 +97,8 @@ template <typename T>
 __global__ void __launch_bounds__(kSimtThreads) simtKernel(Geometry g, T const* x, T const* m, T const* weight,
     T const* bias, T* y)
 {
-    MADF_DYNAMIC_SHARED(float, smem);
+    MADF_DYNAMIC_SHARED(float, simtShared);
+    float* const smem = simtShared;   // (each kernel names its extern array differently: they must not clash)
     int32_t const c1 = g.cm + 1;
     float* xs = smem;                              // [depth][pixels]
     float* ms = xs + kSimtDepth * kSimtPixels;     // [c1][pixels]
@@ -150,89 +153,241 @@ __global__ void __launch_bounds__(kSimtThreads) simtKernel(Geometry g, T const* 
             storeOutput(g, y, p0 + tp + a, o0 + to + b, acc[a][b]);
 }
 
-// ---- Tensor cores: FP16 in, FP32 accumulate. Block 8 warps x 16 pixels, 16 channels; one accumulator per c. -------
-constexpr int kTcWarps = 8, kTcPixels = 16 * kTcWarps, kTcChannels = 16, kTcDepth = 16, kTcMaxC1 = 17;
-constexpr int kTcLdX = kTcDepth + 8, kTcLdW = kTcChannels + 8;   // padded rows (multiples of 8 halves) spread banks
+// ---- Tensor cores: FP16 in, FP32 accumulate -------------------------------------------------------------------------
+// An implicit GEMM: M = pixels (16 per warp), N = 16 output channels x 16 mask slots + 16 bias columns (17 WMMA
+// accumulators per warp), K = the window in stages of 32. B column o*16 + c holds W[c, j, o] (mask channels padded to
+// 16), column 256 + o the bias: for the official Cm = 16 a row of B is one contiguous run of the generator's weight,
+// so it streams with 16-byte cp.async straight into shared memory. A (the im2col window) is gathered through a
+// per-block table of window offsets (no divisions in the loop) into registers one stage ahead, so global latency
+// hides behind the current stage's MMAs; one barrier per stage.
+#ifndef MADF_TC_WARPS
+#define MADF_TC_WARPS 8
+#endif
+constexpr int kTcWarps = MADF_TC_WARPS, kTcThreads = 32 * kTcWarps, kTcPixels = 16 * kTcWarps;
+constexpr int kTcChannels = 16, kTcMaskSlots = 16, kTcFrags = kTcChannels + 1, kTcMaxC1 = kTcMaskSlots + 1;
+constexpr int kTcCols = 16 * kTcFrags;   // 272
+constexpr int kTcDepth = 32;
+constexpr int kTcLdA = kTcPixels + 8, kTcLdB = kTcCols + 8;   // padded rows (16-byte multiples) spread banks
+constexpr int kTcRowsPerPass = kTcThreads / kTcPixels;       // 2: A rows each thread gathers are this far apart
+constexpr int kTcGather = kTcDepth / kTcRowsPerPass;         // A elements per thread per stage
+constexpr int kTcChunks = kTcCols / 8;                       // 16-byte chunks per B row (34)
+constexpr size_t kTcStaticBytes = sizeof(__half) * 2 * kTcDepth * (kTcLdA + kTcLdB) + sizeof(float) * kTcMaskSlots * kTcPixels;
 
-__global__ void __launch_bounds__(32 * kTcWarps) tensorCoreKernel(Geometry g, __half const* x, __half const* m,
-    __half const* weight, __half const* bias, __half* y)
+// The tensor-core kernel's dynamic shared memory: two stages of A and B, the mask tile, and the window table.
+__host__ __device__ constexpr size_t tensorCoreSharedBytes(int32_t window)
+{
+    return kTcStaticBytes + sizeof(int2) * static_cast<size_t>(window);
+}
+
+__device__ __forceinline__ void copyAsync16(void* dst, void const* src, bool valid)
+{
+#if defined(MADF_EMULATE)
+    if (valid)
+        std::memcpy(dst, src, 16);
+    else
+        std::memset(dst, 0, 16);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    unsigned const s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0));
+#else
+    *static_cast<uint4*>(dst) = valid ? *static_cast<uint4 const*>(src) : make_uint4(0, 0, 0, 0);
+#endif
+}
+
+__device__ __forceinline__ void copyAsyncCommit()
+{
+#if !defined(MADF_EMULATE) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+
+__device__ __forceinline__ void copyAsyncWaitAll()
+{
+#if !defined(MADF_EMULATE) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+#endif
+}
+
+// One stage of B (rows j0 .. j0 + kTcDepth) into bs. vectorB: Cm == 16, Cout % 16 == 0 and 16-byte aligned pointers.
+__device__ __forceinline__ void loadFilterStage(Geometry const& g, __half const* weight, __half const* bias,
+    bool vectorB, int32_t j0, int32_t o0, __half* bs)
+{
+    if (vectorB)
+    {
+        for (int i = threadIdx.x; i < kTcDepth * kTcChunks; i += kTcThreads)
+        {
+            int const row = i / kTcChunks, chunk = i - row * kTcChunks;
+            int32_t const j = j0 + row;
+            bool const valid = j < g.window;
+            int64_t const d = static_cast<int64_t>(valid ? j : 0) * g.cout + o0;
+            __half const* src = chunk < 2 * kTcChannels ? weight + d * kTcMaskSlots + chunk * 8
+                                                        : bias + d + (chunk - 2 * kTcChannels) * 8;
+            copyAsync16(bs + row * kTcLdB + chunk * 8, src, valid);
+        }
+        copyAsyncCommit();
+        return;
+    }
+    for (int i = threadIdx.x; i < kTcDepth * kTcCols; i += kTcThreads)
+    {
+        int const row = i / kTcCols, col = i - row * kTcCols;
+        bool const isBias = col >= kTcChannels * kTcMaskSlots;
+        int32_t const o = isBias ? col - kTcChannels * kTcMaskSlots : col / kTcMaskSlots;
+        int32_t const c = isBias ? g.cm : col % kTcMaskSlots;   // slots past Cm stay zero
+        bs[row * kTcLdB + col] = isBias || c < g.cm ? loadFilter(g, weight, bias, c, j0 + row, o0 + o)
+                                                    : fromFloat<__half>(0.0f);
+    }
+}
+
+__global__ void __launch_bounds__(kTcThreads, 1) tensorCoreKernel(Geometry g, __half const* x, __half const* m,
+    __half const* weight, __half const* bias, __half* y, bool vectorB)
 {
 #if defined(MADF_EMULATE) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700)
     using namespace nvcuda;
-    __shared__ __align__(32) __half xs[kTcPixels * kTcLdX];            // [pixel][depth]
-    __shared__ __align__(32) __half ws[kTcMaxC1 * kTcDepth * kTcLdW];  // [c][depth][channel]
-    __shared__ __align__(32) float cs[kTcWarps * 16 * 16];             // per-warp accumulator scratch
-    __shared__ float ms[kTcMaxC1 * kTcPixels];                         // [c][pixel]
+    MADF_DYNAMIC_SHARED(uint4, tcShared);   // uint4: 16-byte aligned for cp.async
+    unsigned char* const smem = reinterpret_cast<unsigned char*>(tcShared);
+    __half* const bsBase = reinterpret_cast<__half*>(smem);         // [stage][depth][kTcLdB]
+    __half* const asBase = bsBase + 2 * kTcDepth * kTcLdB;            // [stage][depth][kTcLdA] (A column-major)
+    float* const ms = reinterpret_cast<float*>(asBase + 2 * kTcDepth * kTcLdA);   // [mask slot][pixel]
+    int2* const table = reinterpret_cast<int2*>(ms + kTcMaskSlots * kTcPixels);   // window j -> (offset, ky|kx)
 
-    int32_t const c1 = g.cm + 1;
     int const tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     int64_t const p0 = static_cast<int64_t>(blockIdx.x) * kTcPixels;
     int32_t const o0 = blockIdx.y * kTcChannels;
 
-    for (int i = tid; i < c1 * kTcPixels; i += 32 * kTcWarps)
-        ms[i] = loadMask(g, m, p0 + i % kTcPixels, i / kTcPixels);
-
-    // One 16x16 accumulator per c: the GEMM result Y[p, (c, o)] stays in registers until the epilogue contracts it.
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kTcMaxC1];
-#pragma unroll
-    for (int c = 0; c < kTcMaxC1; ++c)
-        wmma::fill_fragment(acc[c], 0.0f);
-
-    for (int32_t j0 = 0; j0 < g.window; j0 += kTcDepth)
+    int32_t const kk = g.k * g.k, plane = g.h * g.w;
+    for (int32_t j = tid; j < g.window; j += kTcThreads)
     {
-        __syncthreads();
-        for (int i = tid; i < kTcPixels * kTcDepth; i += 32 * kTcWarps)
-        {
-            int const r = i / kTcDepth, jj = i % kTcDepth;
-            xs[r * kTcLdX + jj] = loadWindow(g, x, p0 + r, j0 + jj);
-        }
-        for (int i = tid; i < c1 * kTcDepth * kTcChannels; i += 32 * kTcWarps)
-        {
-            int const c = i % c1, rest = i / c1, o = rest % kTcChannels, jj = rest / kTcChannels;
-            ws[(c * kTcDepth + jj) * kTcLdW + o] = loadFilter(g, weight, bias, c, j0 + jj, o0 + o);
-        }
-        __syncthreads();
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
-        wmma::load_matrix_sync(a, xs + warp * 16 * kTcLdX, kTcLdX);
+        int32_t const ci = j / kk, r = j - ci * kk, ky = r / g.k, kx = r - ky * g.k;
+        table[j] = make_int2(ci * plane + ky * g.w + kx, (ky << 16) | kx);
+    }
+    for (int i = tid; i < kTcMaskSlots * kTcPixels; i += kTcThreads)
+    {
+        int const c = i / kTcPixels;
+        ms[i] = c < g.cm ? loadMask(g, m, p0 + i % kTcPixels, c) : 0.0f;
+    }
+
+    // This thread gathers A for pixel `row` at window rows `first + kTcRowsPerPass * i` of every stage.
+    int const row = tid % kTcPixels, first = tid / kTcPixels;
+    int64_t const p = p0 + row;
+    bool const pixelValid = p < g.pixels;
+    int32_t iy0 = 0, ix0 = 0;
+    int64_t pixelBase = 0;
+    if (pixelValid)
+    {
+        int32_t const n = static_cast<int32_t>(p / g.howo), pix = static_cast<int32_t>(p - static_cast<int64_t>(n) * g.howo);
+        int32_t const oy = pix / g.wo, ox = pix - oy * g.wo;
+        iy0 = oy * g.stride - g.pad;
+        ix0 = ox * g.stride - g.pad;
+        pixelBase = static_cast<int64_t>(n) * g.cin * plane + static_cast<int64_t>(iy0) * g.w + ix0;
+    }
+    __half gathered[kTcGather];
+    auto gather = [&](int32_t j0) {
 #pragma unroll
-        for (int c = 0; c < kTcMaxC1; ++c)
+        for (int i = 0; i < kTcGather; ++i)
         {
-            if (c < c1)
+            int32_t const j = j0 + first + kTcRowsPerPass * i;
+            bool valid = pixelValid && j < g.window;
+            int2 const t = table[valid ? j : 0];
+            int32_t const iy = iy0 + (t.y >> 16), ix = ix0 + (t.y & 0xffff);
+            valid = valid && static_cast<uint32_t>(iy) < static_cast<uint32_t>(g.h)
+                && static_cast<uint32_t>(ix) < static_cast<uint32_t>(g.w);
+            gathered[i] = valid ? x[pixelBase + t.x] : fromFloat<__half>(0.0f);
+        }
+    };
+    auto storeGathered = [&](__half* as) {
+#pragma unroll
+        for (int i = 0; i < kTcGather; ++i)
+            as[(first + kTcRowsPerPass * i) * kTcLdA + row] = gathered[i];
+    };
+
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kTcFrags];
+#pragma unroll
+    for (int f = 0; f < kTcFrags; ++f)
+        wmma::fill_fragment(acc[f], 0.0f);
+
+    __syncthreads();   // the window table is written
+    int32_t const stages = (g.window + kTcDepth - 1) / kTcDepth;
+    loadFilterStage(g, weight, bias, vectorB, 0, o0, bsBase);
+    gather(0);
+    storeGathered(asBase);
+    copyAsyncWaitAll();
+    __syncthreads();
+    for (int32_t s = 0; s < stages; ++s)
+    {
+        int const cur = s & 1;
+        bool const more = s + 1 < stages;
+        if (more)   // next stage in flight while this one multiplies
+        {
+            loadFilterStage(g, weight, bias, vectorB, (s + 1) * kTcDepth, o0, bsBase + (cur ^ 1) * kTcDepth * kTcLdB);
+            gather((s + 1) * kTcDepth);
+        }
+        __half const* as = asBase + cur * kTcDepth * kTcLdA;
+        __half const* bs = bsBase + cur * kTcDepth * kTcLdB;
+#pragma unroll
+        for (int k0 = 0; k0 < kTcDepth; k0 += 16)
+        {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::col_major> a;
+            wmma::load_matrix_sync(a, as + k0 * kTcLdA + warp * 16, kTcLdA);
+#pragma unroll
+            for (int f = 0; f < kTcFrags; ++f)
             {
                 wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> b;
-                wmma::load_matrix_sync(b, ws + c * kTcDepth * kTcLdW, kTcLdW);
-                wmma::mma_sync(acc[c], a, b, acc[c]);
+                wmma::load_matrix_sync(b, bs + k0 * kTcLdB + f * 16, kTcLdB);
+                wmma::mma_sync(acc[f], a, b, acc[f]);
             }
         }
+        if (more)
+        {
+            storeGathered(asBase + (cur ^ 1) * kTcDepth * kTcLdA);
+            copyAsyncWaitAll();
+        }
+        __syncthreads();
     }
 
-    // Epilogue: y[p, o] = sum_c mv[p, c] * Y[p, (c, o)]. Lane e-mapping keeps 16 consecutive pixels per half-warp,
-    // so stores to NCHW are coalesced; the scratch is column-major so those reads are conflict-free.
-    float* scratch = cs + warp * 256;
-    float out[8] = {};
+    // Epilogue: y[p, o] = sum_c m[p, c] * acc_o[p, c] + acc_bias[p, o], through a per-warp scratch (B's space, now
+    // free). Lane (r, h) contracts the fragments of output channels o = 2i + h for pixel r: 16 consecutive pixels per
+    // half-warp, so the NCHW stores are coalesced; the scratch is column-major so its reads are conflict-free.
+    float* const scratch = reinterpret_cast<float*>(bsBase) + warp * 256;
+    int const r = lane & 15, h = lane >> 4;
+    float out[kTcChannels / 2];
 #pragma unroll
-    for (int c = 0; c < kTcMaxC1; ++c)
+    for (int f = 0; f < kTcChannels; ++f)
     {
-        if (c < c1)
+        wmma::store_matrix_sync(scratch, acc[f], 16, wmma::mem_col_major);
+        __syncwarp();
+        if ((f & 1) == h)
         {
-            wmma::store_matrix_sync(scratch, acc[c], 16, wmma::mem_col_major);
-            __syncwarp();
+            float sum = 0.0f;
 #pragma unroll
-            for (int i = 0; i < 8; ++i)
-            {
-                int const e = i * 32 + lane, r = e & 15, o = e >> 4;
-                out[i] += ms[c * kTcPixels + warp * 16 + r] * scratch[o * 16 + r];
-            }
-            __syncwarp();
+            for (int c = 0; c < kTcMaskSlots; ++c)
+                sum += ms[c * kTcPixels + warp * 16 + r] * scratch[c * 16 + r];
+            out[f / 2] = sum;
+        }
+        __syncwarp();
+    }
+    wmma::store_matrix_sync(scratch, acc[kTcChannels], 16, wmma::mem_col_major);
+    __syncwarp();
+    int64_t const q = p0 + warp * 16 + r;
+    if (q < g.pixels)
+    {
+        int32_t const n = static_cast<int32_t>(q / g.howo), pix = static_cast<int32_t>(q - static_cast<int64_t>(n) * g.howo);
+        __half* const yq = y + static_cast<int64_t>(n) * g.cout * g.howo + pix;
+#pragma unroll
+        for (int i = 0; i < kTcChannels / 2; ++i)
+        {
+            int32_t const o = o0 + 2 * i + h;
+            if (o < g.cout)
+                yq[static_cast<int64_t>(o) * g.howo] = fromFloat<__half>(out[i] + scratch[(2 * i + h) * 16 + r]);
         }
     }
-#pragma unroll
-    for (int i = 0; i < 8; ++i)
-    {
-        int const e = i * 32 + lane, r = e & 15, o = e >> 4;
-        storeOutput(g, y, p0 + warp * 16 + r, o0 + o, out[i]);
-    }
 #endif
+}
+
+// The B tiles stream as 16-byte copies when each generator row is whole 16-byte runs: official Cm, full channel tiles.
+bool vectorFilter(Geometry const& g, void const* weight, void const* bias)
+{
+    return g.cm == kTcMaskSlots && g.cout % kTcChannels == 0 && reinterpret_cast<uintptr_t>(weight) % 16 == 0
+        && reinterpret_cast<uintptr_t>(bias) % 16 == 0;
 }
 
 Geometry geometry(madfDynamicFilterShape const& s)
@@ -297,11 +452,12 @@ extern "C" size_t madfDynamicFilterSimtSharedBytes(int32_t maskChannels)
 
 namespace
 {
-// The tensor-core kernel takes FP16 data, at most kTcMaxC1 - 1 mask channels, and sm_70 or newer.
-madfAlgo selectAlgo(madfDynamicFilterShape const* s, madfDType dtype, madfAlgo requested, int ccMajor)
+// The tensor-core kernel takes FP16 data, at most 16 mask channels, sm_70 or newer, and a window whose offset table
+// fits the block's shared memory (`sharedLimit`, the device's opt-in maximum).
+madfAlgo selectAlgo(madfDynamicFilterShape const* s, madfDType dtype, madfAlgo requested, int ccMajor, size_t sharedLimit)
 {
     if (requested == MADF_ALGO_SIMT || dtype != MADF_FLOAT16 || s == nullptr || s->maskChannels + 1 > kTcMaxC1
-        || ccMajor < 7)
+        || ccMajor < 7 || tensorCoreSharedBytes(s->inChannels * s->kernelSize * s->kernelSize) > sharedLimit)
         return MADF_ALGO_SIMT;
     return MADF_ALGO_TENSOR_CORE;
 }
@@ -335,11 +491,12 @@ cudaError_t launchSimt(Geometry const& g, size_t smem, cudaStream_t stream, void
 
 extern "C" madfAlgo madfDynamicFilterSelect(const madfDynamicFilterShape* s, madfDType dtype, madfAlgo requested)
 {
-    int device = 0, major = 0;
+    int device = 0, major = 0, sharedLimit = 0;
     if (cudaGetDevice(&device) != cudaSuccess
-        || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess)
+        || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess
+        || cudaDeviceGetAttribute(&sharedLimit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess)
         return MADF_ALGO_SIMT;
-    return selectAlgo(s, dtype, requested, major);
+    return selectAlgo(s, dtype, requested, major, static_cast<size_t>(sharedLimit));
 }
 
 extern "C" cudaError_t madfDynamicFilterForward(const madfDynamicFilterShape* shape, madfDType dtype, madfAlgo algo,
@@ -353,9 +510,14 @@ extern "C" cudaError_t madfDynamicFilterForward(const madfDynamicFilterShape* sh
         return cudaSuccess;
     if (madfDynamicFilterSelect(shape, dtype, algo) == MADF_ALGO_TENSOR_CORE)
     {
-        tensorCoreKernel<<<tensorCoreGrid(g), 32 * kTcWarps, 0, stream>>>(g, static_cast<__half const*>(features),
+        size_t const smem = tensorCoreSharedBytes(g.window);   // over 48 KiB: opt in (select checked the limit)
+        cudaError_t const e = cudaFuncSetAttribute(tensorCoreKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+            static_cast<int>(smem));
+        if (e != cudaSuccess)
+            return e;
+        tensorCoreKernel<<<tensorCoreGrid(g), kTcThreads, smem, stream>>>(g, static_cast<__half const*>(features),
             static_cast<__half const*>(maskFeatures), static_cast<__half const*>(weight),
-            static_cast<__half const*>(bias), static_cast<__half*>(output));
+            static_cast<__half const*>(bias), static_cast<__half*>(output), vectorFilter(g, weight, bias));
         return cudaGetLastError();
     }
     size_t const smem = madfDynamicFilterSimtSharedBytes(g.cm);

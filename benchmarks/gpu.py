@@ -1,0 +1,435 @@
+"""One GPU, one process: the whole model and the dynamic filter alone, every implementation, timed the same way.
+
+    python benchmarks/gpu.py --out benchmarks/RESULTS.md              # the full run (H100 / H200: about 5 minutes)
+    python benchmarks/gpu.py --device cpu --levels 3 --width 0.125 --sizes 32 --batches 1 2 --out /tmp/r.md  # smoke
+
+Sections (each printed as it finishes, all written to --out as Markdown with the environment and the command):
+1. Dynamic filter alone, per official level (256x256 input), batch 32 and 1: official-style unfold FP32, the
+   rewrite in FP16 (cuDNN convolution + contraction, NCHW and channels_last: the faster counts), and the fused
+   kernel (FP16 tensor cores; every build in --fused-variants); ms, TFLOP/s, speed-up over the rewrite, and the
+   kernel's error against a float64 reference (a wrong kernel is reported as wrong, never timed as a win).
+2. Whole model at each --sizes x --batches: official-style unfold FP32 and the rewrite FP32 (PyTorch's defaults:
+   TF32 convolutions), the rewrite FP16, the fused kernel FP16, and the best configuration found (FP16,
+   channels_last, torch.compile, CUDA graphs at batch 1, with either filter): images/s, p50 / p99 latency, peak
+   extra memory, TFLOP/s and fraction of the dense FP16 tensor-core peak. FLOPs are the model's useful work (the
+   rewrite's convolutions, counted by torch's FlopCounterMode), the same for every row.
+3. Accuracy against pure FP32 (TF32 off) on a real photo with a free-form hole: PSNR and max abs error of the
+   composited [0, 1] output.
+
+Timing: CUDA events around each call after a warm-up, median (p50) and p99 over the calls; peak extra memory is
+torch's peak allocation during the calls above what was allocated before them.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from madf import acceleration, dynamic_filter as df  # noqa: E402
+from madf.config import OFFICIAL, ModelConfig  # noqa: E402
+from madf.model import build_model  # noqa: E402
+from madf.pipeline import InpaintModel  # noqa: E402
+
+# Dense FP16 tensor-core peaks (FP32 accumulation) from NVIDIA's datasheets, TFLOP/s; --peak-tflops for others.
+PEAKS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.0,
+         "L4": 121.0, "RTX 4090": 165.2}
+
+
+# ---- timing ---------------------------------------------------------------------------------------------------------
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(fn, device, min_runs: int = 10, max_runs: int = 200, budget_s: float = 1.5, warmup: int = 3):
+    """Per-call milliseconds of ``fn()`` (CUDA events on a GPU, wall clock on the CPU) and the peak extra MB."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    ms, start = [], time.perf_counter()
+    while len(ms) < min_runs or (len(ms) < max_runs and time.perf_counter() - start < budget_s):
+        if device.type == "cuda":
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            ms.append((a, b))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            ms.append((time.perf_counter() - t0) * 1e3)
+    sync(device)
+    if device.type == "cuda":
+        ms = [a.elapsed_time(b) for a, b in ms]
+        peak = (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20
+    else:
+        peak = float("nan")
+    return np.asarray(ms), peak
+
+
+def stats(ms):
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+# ---- output ---------------------------------------------------------------------------------------------------------
+class Report:
+    """Prints each table as it is made and keeps the Markdown for --out."""
+
+    def __init__(self):
+        self.parts = []
+
+    def text(self, s: str = ""):
+        print(s, flush=True)
+        self.parts.append(s)
+
+    def table(self, header, rows):
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+        lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+        self.text("\n".join(lines))
+        self.text()
+
+    def markdown(self) -> str:
+        return "\n".join(self.parts) + "\n"
+
+
+def fmt(v, digits=2):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:,.{digits}f}"
+
+
+def environment(device) -> str:
+    lines = [f"- date (UTC): {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}",
+             f"- command: `python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}`",
+             f"- torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, "
+             f"Python {platform.python_version()}"]
+    try:
+        import triton
+        lines[-1] += f", Triton {triton.__version__}"
+    except ImportError:
+        pass
+    if device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        driver = "?"
+        with contextlib.suppress(Exception):
+            driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                    capture_output=True, text=True, timeout=20).stdout.strip()
+        lines.insert(0, f"- GPU: {p.name}, {p.multi_processor_count} SMs, {p.total_memory / 2 ** 30:.0f} GiB, "
+                        f"compute capability {p.major}.{p.minor}, driver {driver}")
+    else:
+        lines.insert(0, f"- device: CPU ({os.cpu_count()} cores), a smoke run: no GPU numbers")
+    return "\n".join(lines)
+
+
+def peak_tflops(device, given):
+    if given:
+        return given, "given"
+    if device.type != "cuda":
+        return None, "no GPU"
+    name = torch.cuda.get_device_name(device)
+    for key, value in PEAKS.items():   # longest names first in the dict where they share a prefix
+        if key in name:
+            return value, f"{name} datasheet"
+    return None, f"{name}: unknown, pass --peak-tflops"
+
+
+def measured_matmul_tflops(device):
+    """The FP16 ceiling one library reaches on this GPU: an 8192^3 product on random data."""
+    a = torch.randn(8192, 8192, device=device, dtype=torch.float16)
+    b = torch.randn(8192, 8192, device=device, dtype=torch.float16)
+    ms, _ = time_calls(lambda: a @ b, device, min_runs=10, max_runs=30, budget_s=1.0)
+    return 2 * 8192 ** 3 / (np.median(ms) * 1e-3) / 1e12
+
+
+# ---- the fused kernel -----------------------------------------------------------------------------------------------
+def variant_spec(variant: str) -> dict:
+    """cpp_extension.load arguments of one build: "wN" = N warps (16 N pixels) per tensor-core block. The same
+    flags every time, so a build made earlier (benchmarks/gpu_session.sh builds them in parallel) is reused."""
+    from madf.engines import kernel
+    if not (variant.startswith("w") and variant[1:].isdigit()):
+        raise ValueError(f"fused variant {variant!r}: write wN, N warps per block (w4, w8)")
+    spec = kernel.extension_spec()
+    spec["name"] += f"_{variant}"
+    spec["extra_cuda_cflags"] = spec["extra_cuda_cflags"] + [f"-DMADF_TC_WARPS={variant[1:]}", "-lineinfo",
+                                                             "-Xptxas", "-v"]
+    return spec
+
+
+def fused_builds(variants, device):
+    """{name: FusedKernel} for each requested build of the extension ("w8": 8 warps per block, "w4": 4)."""
+    if device.type != "cuda":
+        return {}
+    from torch.utils.cpp_extension import load
+
+    from madf.engines import kernel
+    builds = {}
+    for v in variants:
+        try:
+            builds[v] = kernel.FusedKernel(load(**variant_spec(v)))
+        except Exception as exc:  # noqa: BLE001 - a build that fails is reported, the rest still runs
+            print(f"fused build {v} failed: {exc}", flush=True)
+    return builds
+
+
+# ---- 1. the dynamic filter per level --------------------------------------------------------------------------------
+def level_inputs(shape, batch, size, dtype, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    side = size // 2 ** (shape["level"] - 1)
+    k, p = shape["kernel"], shape["padding"]
+    out = (side + 2 * p - k) // 2 + 1
+    x = torch.randn(batch, shape["cin"], side, side, generator=g)
+    m = torch.relu(torch.randn(batch, shape["mask_channels"], out, out, generator=g))
+    w = torch.randn(shape["cin"] * k * k * shape["cout"], shape["mask_channels"], 1, 1, generator=g) * 0.05
+    b = torch.randn(w.shape[0], generator=g) * 0.05
+    return [t.to(device=device, dtype=dtype) for t in (x, m, w, b)]
+
+
+def level_section(report, device, batches, size, builds, levels):
+    report.text(f"## 1. Dynamic filter alone, per official level ({size}x{size} input)\n")
+    report.text("ms = p50 of CUDA-event-timed calls; TFLOP/s = 2 x multiply-accumulates / time; rewrite = cuDNN "
+                "convolution + contraction in FP16, the faster of NCHW and channels_last; err = the fused kernel's "
+                "max abs error / max |reference| against float64.\n")
+    best_variant, totals = None, {v: 0.0 for v in builds}
+    for batch in batches:
+        rows = []
+        for shape in [s for s in OFFICIAL.level_shapes() if s["level"] <= levels]:
+            k, p, c1 = shape["kernel"], shape["padding"], shape["mask_channels"] + 1
+            x, m, w, b = level_inputs(shape, batch, size, torch.float16, device)
+            macs = m.shape[0] * m.shape[2] * m.shape[3] * x.shape[1] * k * k * c1 * shape["cout"]
+            tf = lambda ms: 2 * macs / (ms * 1e-3) / 1e12
+            row = [shape["level"], f"{shape['cin']}->{shape['cout']}, k{k}", f"{macs / 1e9:.2f}"]
+            try:
+                xf, mf, wf, bf = (t.float() for t in (x, m, w, b))
+                ms, peak = time_calls(lambda: df.dynamic_filter_unfold(xf, mf, wf, bf, k, 2, p), device, min_runs=3,
+                                      max_runs=20)
+                row += [fmt(stats(ms)[0], 3), fmt(peak, 0)]
+                del xf, mf, wf, bf
+            except torch.cuda.OutOfMemoryError:
+                row += ["OOM", "-"]
+            torch.cuda.empty_cache() if device.type == "cuda" else None
+            cw = df.rewrite_weight(w, b, x.shape[1], k).contiguous()
+            rewrite_ms = []
+            for layout in (torch.contiguous_format, torch.channels_last):
+                xl, cl = x.contiguous(memory_format=layout), cw.contiguous(memory_format=layout)
+                ms, _ = time_calls(lambda: df.dynamic_filter_rewrite(xl, m, w, b, k, 2, p, conv_weight=cl), device,
+                                   budget_s=0.4)
+                rewrite_ms.append(stats(ms)[0])
+            r_ms = min(rewrite_ms)
+            row += [fmt(r_ms, 3), fmt(tf(r_ms), 1)]
+            if builds:
+                ref = df.dynamic_filter_rewrite(*(t.double() for t in (x, m, w, b)), k, 2, p)
+                scale = ref.abs().max().item()
+            for name, fused in builds.items():
+                out = fused(x, m, w, b, k, 2, p, algo="tensor_core")
+                err = (out.double() - ref).abs().max().item() / scale
+                if not (err < 2e-3):   # a wrong kernel is never timed as a win
+                    row += [f"WRONG ({err:.1e})", "-", "-", "-"]
+                    totals[name] = float("inf")
+                    continue
+                ms, _ = time_calls(lambda: fused(x, m, w, b, k, 2, p, algo="tensor_core"), device, budget_s=0.4)
+                f_ms = stats(ms)[0]
+                totals[name] += f_ms if batch == max(batches) else 0.0
+                row += [fmt(f_ms, 3), fmt(tf(f_ms), 1), f"{r_ms / f_ms:.2f}x", f"{err:.1e}"]
+            rows.append(row)
+        header = ["level", "shape", "G MAC", "unfold FP32 ms", "unfold peak MB", "rewrite FP16 ms", "rewrite TFLOP/s"]
+        for name in builds:
+            header += [f"fused {name} ms", f"fused {name} TFLOP/s", f"fused {name} speed-up", f"fused {name} err"]
+        report.text(f"### batch {batch}\n")
+        report.table(header, rows)
+    if totals:
+        best_variant = min(totals, key=totals.get)
+        report.text(f"Fused build used below: {best_variant} (least total time at batch {max(batches)}).\n")
+    return best_variant
+
+
+# ---- 2. the whole model ---------------------------------------------------------------------------------------------
+def model_flops(config, size, device):
+    """FLOPs of one image through the rewrite (convolutions and matrix products, as FlopCounterMode counts them)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    net = build_model(config, seed=0).to(device)
+    model = InpaintModel(net).to(device).eval()
+    image = torch.rand(1, 3, size, size, device=device)
+    mask = (torch.rand(1, 1, size, size, device=device) > 0.7).float()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(image, mask)
+    return counter.get_total_flops()
+
+
+def make_runner(config, device, impl, options, pytorch_defaults=False):
+    """A callable (image, mask) -> output on the project's own inference path (madf.acceleration.prepare)."""
+    net = build_model(config, seed=0)
+    model = InpaintModel(net)
+    run, module = acceleration.prepare(model, device, options)
+    module.net.dynamic_filter = impl
+    def call(image, mask):
+        ctx = contextlib.nullcontext() if pytorch_defaults else acceleration.precision_context(options, device)
+        with torch.no_grad(), ctx:
+            return run(image, mask)
+    return call
+
+
+def whole_model_inputs(size, batch, device, multiple):
+    from madf.runtime.bench import BenchSettings, make_inputs
+    image, mask = make_inputs(BenchSettings(batch=batch, height=size, width=size), multiple)
+    return torch.from_numpy(image).to(device), torch.from_numpy(mask).to(device)
+
+
+def whole_model_section(report, device, config, sizes, batches, fused_ok, peak, compile_best):
+    report.text("## 2. Whole model\n")
+    configs = [("official-style unfold, FP32 (PyTorch defaults)", "unfold", acceleration.TorchOptions("fp32", False), True),
+               ("rewrite, FP32 (PyTorch defaults: TF32 convolutions)", "rewrite", acceleration.TorchOptions("fp32", False), True),
+               ("rewrite, FP16", "rewrite", acceleration.TorchOptions("fp16", False), False)]
+    if fused_ok:
+        configs.append(("fused kernel, FP16", "fused", acceleration.TorchOptions("fp16", False), False))
+    best_candidates = []
+    if device.type == "cuda":
+        for impl in ["rewrite"] + (["fused_op"] if fused_ok else []):
+            best_candidates.append(impl)
+    results, best_impl = {}, {}
+    for size in sizes:
+        best_ms, best_impl_here = {}, {}
+        flops = model_flops(config, size, device)
+        report.text(f"### {size}x{size}: {flops / 1e9:.1f} GFLOP per image\n")
+        rows = []
+        for batch in batches:
+            image, mask = whole_model_inputs(size, batch, device, config.multiple)
+            entries = list(configs)
+            # the first size tries every candidate; later sizes only the winner there (each compile costs ~20 s)
+            winner = best_impl.get(batch)
+            for impl in best_candidates if winner is None else [winner]:
+                # batch 1 is launch-bound: CUDA graphs (compile's reduce-overhead); batch 32 is compute-bound
+                mode = "reduce-overhead" if batch == 1 else "default"
+                label = f"best: FP16, channels_last, compile {mode}, {'fused' if impl == 'fused_op' else 'rewrite'}"
+                if compile_best:
+                    entries.append((label, impl, acceleration.TorchOptions("fp16", True, compile=mode), False))
+                else:
+                    entries.append((label.replace(f"compile {mode}", "CUDA graph"), impl,
+                                    acceleration.TorchOptions("fp16", True, cuda_graph=True), False))
+            for label, impl, options, defaults in entries:
+                t0 = time.perf_counter()
+                try:
+                    run = make_runner(config, device, impl, options, defaults)
+                    ms, mem = time_calls(lambda: run(image, mask), device, min_runs=5 if batch > 1 else 20,
+                                         max_runs=100 if batch > 1 else 300, budget_s=1.5 if batch > 1 else 1.0)
+                except torch.cuda.OutOfMemoryError:
+                    rows.append([label, batch, "OOM", "-", "-", "-", "-", "-"])
+                    continue
+                except Exception as exc:  # noqa: BLE001 - one failing configuration must not hide the others
+                    traceback.print_exc()
+                    rows.append([label, batch, f"failed: {type(exc).__name__}", "-", "-", "-", "-", "-"])
+                    continue
+                finally:
+                    run = None
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+                p50, p99 = stats(ms)
+                tflops = flops * batch / (p50 * 1e-3) / 1e12
+                results[(size, batch, label)] = p50
+                if label.startswith("best") and winner is None and p50 < best_ms.get(batch, float("inf")):
+                    best_ms[batch], best_impl_here[batch] = p50, impl
+                rows.append([label, batch, fmt(batch / p50 * 1e3, 0), fmt(p50, 2), fmt(p99, 2), fmt(mem, 0),
+                             fmt(tflops, 1), f"{tflops / peak:.1%}" if peak else "-"])
+                print(f"  ({time.perf_counter() - t0:.0f} s incl. build/compile) {rows[-1]}", flush=True)
+        best_impl = best_impl or best_impl_here
+        report.table(["configuration", "batch", "images/s", "p50 ms", "p99 ms", "peak extra MB", "TFLOP/s",
+                      "of FP16 peak"], rows)
+    return results
+
+
+# ---- 3. accuracy ----------------------------------------------------------------------------------------------------
+def psnr(a, b):
+    mse = torch.mean((a.double() - b.double()) ** 2).item()
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def accuracy_section(report, device, config, sizes, fused_ok):
+    report.text("## 3. Accuracy against pure FP32 (TF32 off)\n")
+    report.text("Composited output in [0, 1], a real photo with a free-form hole, batch 2.\n")
+    rows = []
+    for size in sizes:
+        image, mask = whole_model_inputs(size, 2, device, config.multiple)
+        ref = make_runner(config, device, "rewrite", acceleration.TorchOptions("fp32", False))(image, mask)
+        entries = [("official-style unfold, FP32", "unfold", acceleration.TorchOptions("fp32", False)),
+                   ("rewrite, TF32" if device.type == "cuda" else "rewrite, BF16", "rewrite",
+                    acceleration.TorchOptions("tf32" if device.type == "cuda" else "bf16", False)),
+                   ("rewrite, FP16", "rewrite", acceleration.TorchOptions("fp16", False)),
+                   ("rewrite, FP16, channels_last", "rewrite", acceleration.TorchOptions("fp16", True))]
+        if fused_ok:
+            entries.append(("fused kernel, FP16", "fused", acceleration.TorchOptions("fp16", False)))
+        for label, impl, options in entries:
+            out = make_runner(config, device, impl, options)(image, mask)
+            rows.append([label, f"{size}x{size}", fmt(psnr(out, ref), 1), f"{(out - ref).abs().max().item():.2e}"])
+    report.table(["configuration", "size", "PSNR dB", "max abs"], rows)
+
+
+# ---- main -----------------------------------------------------------------------------------------------------------
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    ap.add_argument("--levels", type=int, default=7, help="model levels (7: the official network)")
+    ap.add_argument("--width", type=float, default=1.0, help="channel width (1: the official network)")
+    ap.add_argument("--fused-variants", nargs="+", default=["w8", "w4"],
+                    help="builds of the fused kernel to time: wN = N warps (16 N pixels) per block")
+    ap.add_argument("--no-compile", action="store_true", help="best configuration without torch.compile")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["levels", "model", "accuracy"])
+    ap.add_argument("--peak-tflops", type=float, default=None, help="dense FP16 tensor-core peak of this GPU")
+    ap.add_argument("--out", type=Path, default=None, help="write the Markdown report here (atomically)")
+    args = ap.parse_args(argv)
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("no CUDA GPU visible to torch: run on a GPU machine, or --device cpu for a smoke run")
+    config = ModelConfig(levels=args.levels, width=args.width)
+    report = Report()
+    report.text(f"# GPU benchmark results\n\n{environment(device)}")
+    peak, source = peak_tflops(device, args.peak_tflops)
+    line = f"- dense FP16 tensor-core peak: {fmt(peak, 1)} TFLOP/s ({source})"
+    if device.type == "cuda":
+        line += f"; an 8192^3 FP16 matmul here: {measured_matmul_tflops(device):.0f} TFLOP/s"
+    report.text(line + "\n")
+
+    builds = fused_builds(args.fused_variants, device)
+    fused = None
+    if "levels" not in args.skip:
+        variant = level_section(report, device, args.batches, 256 if device.type == "cuda" else min(args.sizes),
+                                builds, args.levels)
+        fused = builds.get(variant)
+    elif builds:
+        fused = next(iter(builds.values()))
+    if fused is not None:
+        from madf.engines import kernel
+        df.register("fused")(fused)
+        df.register("fused_op")(kernel.compilable(fused))
+    if "model" not in args.skip:
+        whole_model_section(report, device, config, args.sizes, args.batches, fused is not None, peak,
+                            not args.no_compile)
+    if "accuracy" not in args.skip:
+        accuracy_section(report, device, config, args.sizes, fused is not None)
+    if args.out:
+        from madf.atomic import atomic_path
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(report.markdown())
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
