@@ -6,8 +6,8 @@
 Sections (each printed as it finishes, all written to --out as Markdown with the environment and the command):
 1. Dynamic filter alone, per official level (256x256 input), batch 32 and 1: official-style unfold FP32, the
    rewrite in FP16 (cuDNN convolution + contraction, NCHW and channels_last: the faster counts), and the fused
-   kernel (FP16 tensor cores; every build in --fused-variants); ms, TFLOP/s, speed-up over the rewrite, and the
-   kernel's error against a float64 reference (a wrong kernel is reported as wrong, never timed as a win).
+   kernel (FP16 tensor cores); GPU ms per call (CUDA graphs of repeated calls), TFLOP/s, speed-up over the rewrite,
+   and the kernel's error against a float64 reference (a wrong kernel is reported as wrong, never timed as a win).
 2. Whole model at each --sizes x --batches: official-style unfold FP32 and the rewrite FP32 (PyTorch's defaults:
    TF32 convolutions), the rewrite FP16, the fused kernel FP16, and the best configuration found (FP16,
    channels_last, torch.compile, CUDA graphs at batch 1, with either filter): images/s, p50 / p99 latency, peak
@@ -159,33 +159,35 @@ def measured_matmul_tflops(device):
 
 
 # ---- the fused kernel -----------------------------------------------------------------------------------------------
-def variant_spec(variant: str) -> dict:
-    """cpp_extension.load arguments of one build: "wN" = N warps (16 N pixels) per tensor-core block. The same
-    flags every time, so a build made earlier (benchmarks/gpu_session.sh builds them in parallel) is reused."""
-    from madf.engines import kernel
-    if not (variant.startswith("w") and variant[1:].isdigit()):
-        raise ValueError(f"fused variant {variant!r}: write wN, N warps per block (w4, w8)")
-    spec = kernel.extension_spec()
-    spec["name"] += f"_{variant}"
-    spec["extra_cuda_cflags"] = spec["extra_cuda_cflags"] + [f"-DMADF_TC_WARPS={variant[1:]}", "-lineinfo",
-                                                             "-Xptxas", "-v"]
-    return spec
-
-
-def fused_builds(variants, device):
-    """{name: FusedKernel} for each requested build of the extension ("w8": 8 warps per block, "w4": 4)."""
+def fused_build(device):
+    """The fused kernel (engines/plugins/dynamicFilter) on this GPU, or None on the CPU or when it does not build."""
     if device.type != "cuda":
-        return {}
-    from torch.utils.cpp_extension import load
-
+        return None
     from madf.engines import kernel
-    builds = {}
-    for v in variants:
-        try:
-            builds[v] = kernel.FusedKernel(load(**variant_spec(v)))
-        except Exception as exc:  # noqa: BLE001 - a build that fails is reported, the rest still runs
-            print(f"fused build {v} failed: {exc}", flush=True)
-    return builds
+    try:
+        return kernel.cuda_kernel()
+    except Exception as exc:  # noqa: BLE001 - a build that fails is reported, the rest still runs
+        print(f"the fused kernel did not build: {exc}", flush=True)
+        return None
+
+
+def time_graph(fn, device, calls: int = 20, replays: int = 15):
+    """GPU milliseconds per call of ``fn`` with the host out of the way: ``calls`` calls captured in one CUDA graph,
+    replayed; p50 over the replays. (A Python call costs tens of microseconds, more than a small level's kernel.)"""
+    if device.type != "cuda":
+        return stats(time_calls(fn, device, budget_s=0.4)[0])[0]
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            fn()
+    ms, _ = time_calls(graph.replay, device, min_runs=replays, max_runs=replays, warmup=2)
+    return stats(ms)[0] / calls
 
 
 # ---- 1. the dynamic filter per level --------------------------------------------------------------------------------
@@ -201,12 +203,12 @@ def level_inputs(shape, batch, size, dtype, device, seed=0):
     return [t.to(device=device, dtype=dtype) for t in (x, m, w, b)]
 
 
-def level_section(report, device, batches, size, builds, levels):
+def level_section(report, device, batches, size, fused, levels):
     report.text(f"## 1. Dynamic filter alone, per official level ({size}x{size} input)\n")
-    report.text("ms = p50 of CUDA-event-timed calls; TFLOP/s = 2 x multiply-accumulates / time; rewrite = cuDNN "
-                "convolution + contraction in FP16, the faster of NCHW and channels_last; err = the fused kernel's "
+    report.text("GPU ms per call: 20 calls captured in one CUDA graph, p50 of the replays (the host's launch cost out "
+                "of the way); unfold: eager calls. TFLOP/s = 2 x multiply-accumulates / time. rewrite = cuDNN "
+                "convolution + contraction in FP16, the faster of NCHW and channels_last. err = the fused kernel's "
                 "max abs error / max |reference| against float64.\n")
-    best_variant, totals = None, {v: 0.0 for v in builds}
     for batch in batches:
         rows = []
         for shape in [s for s in OFFICIAL.level_shapes() if s["level"] <= levels]:
@@ -218,45 +220,36 @@ def level_section(report, device, batches, size, builds, levels):
             try:
                 xf, mf, wf, bf = (t.float() for t in (x, m, w, b))
                 ms, peak = time_calls(lambda: df.dynamic_filter_unfold(xf, mf, wf, bf, k, 2, p), device, min_runs=3,
-                                      max_runs=20)
+                                      max_runs=20, budget_s=0.5)
                 row += [fmt(stats(ms)[0], 3), fmt(peak, 0)]
                 del xf, mf, wf, bf
             except torch.cuda.OutOfMemoryError:
                 row += ["OOM", "-"]
-            torch.cuda.empty_cache() if device.type == "cuda" else None
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
             cw = df.rewrite_weight(w, b, x.shape[1], k).contiguous()
             rewrite_ms = []
             for layout in (torch.contiguous_format, torch.channels_last):
                 xl, cl = x.contiguous(memory_format=layout), cw.contiguous(memory_format=layout)
-                ms, _ = time_calls(lambda: df.dynamic_filter_rewrite(xl, m, w, b, k, 2, p, conv_weight=cl), device,
-                                   budget_s=0.4)
-                rewrite_ms.append(stats(ms)[0])
+                rewrite_ms.append(time_graph(lambda: df.dynamic_filter_rewrite(xl, m, w, b, k, 2, p, conv_weight=cl),
+                                             device))
             r_ms = min(rewrite_ms)
-            row += [fmt(r_ms, 3), fmt(tf(r_ms), 1)]
-            if builds:
+            row += [fmt(r_ms, 4), fmt(tf(r_ms), 1)]
+            if fused is not None:
                 ref = df.dynamic_filter_rewrite(*(t.double() for t in (x, m, w, b)), k, 2, p)
-                scale = ref.abs().max().item()
-            for name, fused in builds.items():
                 out = fused(x, m, w, b, k, 2, p, algo="tensor_core")
-                err = (out.double() - ref).abs().max().item() / scale
-                if not (err < 2e-3):   # a wrong kernel is never timed as a win
+                err = (out.double() - ref).abs().max().item() / ref.abs().max().item()
+                if not err < 2e-3:   # a wrong kernel is never timed as a win
                     row += [f"WRONG ({err:.1e})", "-", "-", "-"]
-                    totals[name] = float("inf")
-                    continue
-                ms, _ = time_calls(lambda: fused(x, m, w, b, k, 2, p, algo="tensor_core"), device, budget_s=0.4)
-                f_ms = stats(ms)[0]
-                totals[name] += f_ms if batch == max(batches) else 0.0
-                row += [fmt(f_ms, 3), fmt(tf(f_ms), 1), f"{r_ms / f_ms:.2f}x", f"{err:.1e}"]
+                else:
+                    f_ms = time_graph(lambda: fused(x, m, w, b, k, 2, p, algo="tensor_core"), device)
+                    row += [fmt(f_ms, 4), fmt(tf(f_ms), 1), f"{r_ms / f_ms:.2f}x", f"{err:.1e}"]
             rows.append(row)
         header = ["level", "shape", "G MAC", "unfold FP32 ms", "unfold peak MB", "rewrite FP16 ms", "rewrite TFLOP/s"]
-        for name in builds:
-            header += [f"fused {name} ms", f"fused {name} TFLOP/s", f"fused {name} speed-up", f"fused {name} err"]
+        if fused is not None:
+            header += ["fused FP16 ms", "fused TFLOP/s", "fused speed-up", "fused err"]
         report.text(f"### batch {batch}\n")
         report.table(header, rows)
-    if totals:
-        best_variant = min(totals, key=totals.get)
-        report.text(f"Fused build used below: {best_variant} (least total time at batch {max(batches)}).\n")
-    return best_variant
 
 
 # ---- 2. the whole model ---------------------------------------------------------------------------------------------
@@ -387,8 +380,6 @@ def main(argv=None):
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     ap.add_argument("--levels", type=int, default=7, help="model levels (7: the official network)")
     ap.add_argument("--width", type=float, default=1.0, help="channel width (1: the official network)")
-    ap.add_argument("--fused-variants", nargs="+", default=["w8", "w4"],
-                    help="builds of the fused kernel to time: wN = N warps (16 N pixels) per block")
     ap.add_argument("--no-compile", action="store_true", help="best configuration without torch.compile")
     ap.add_argument("--skip", nargs="*", default=[], choices=["levels", "model", "accuracy"])
     ap.add_argument("--peak-tflops", type=float, default=None, help="dense FP16 tensor-core peak of this GPU")
@@ -407,14 +398,10 @@ def main(argv=None):
         line += f"; an 8192^3 FP16 matmul here: {measured_matmul_tflops(device):.0f} TFLOP/s"
     report.text(line + "\n")
 
-    builds = fused_builds(args.fused_variants, device)
-    fused = None
+    fused = fused_build(device)
     if "levels" not in args.skip:
-        variant = level_section(report, device, args.batches, 256 if device.type == "cuda" else min(args.sizes),
-                                builds, args.levels)
-        fused = builds.get(variant)
-    elif builds:
-        fused = next(iter(builds.values()))
+        level_section(report, device, args.batches, 256 if device.type == "cuda" else min(args.sizes), fused,
+                      args.levels)
     if fused is not None:
         from madf.engines import kernel
         df.register("fused")(fused)

@@ -28,34 +28,44 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.g
   --format=csv | tee "$OUT/gpu.txt"
 python3 -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1 || echo "pip install -e failed"
 
-# The test build (madf_dynamic_filter_cuda) and the benchmark's variants, compiled at once on the 16 cores.
+# The CUDA build (madf_dynamic_filter_cuda) and, for comparison, the CPU-emulated one, compiled at once.
 cat >"$OUT/build.py" <<'EOF'
 import sys
-from torch.utils.cpp_extension import load
-sys.path.insert(0, "benchmarks")
-from gpu import variant_spec
+from pathlib import Path
 from madf.engines import kernel
-load(**(kernel.extension_spec() if sys.argv[1] == "test" else variant_spec(sys.argv[1])), verbose=True)
+if sys.argv[1] == "cuda":
+    kernel.load_extension(verbose=True)
+else:
+    kernel.load_emulated_extension(Path("tests/kernel_emulation"), verbose=True)
 print("built", sys.argv[1])
 EOF
-for v in test w8 w4; do (timeout 240 python3 "$OUT/build.py" $v >"$OUT/build_$v.log" 2>&1; echo "build $v: exit $?") & done
+for v in cuda emulated; do (timeout 240 python3 "$OUT/build.py" $v >"$OUT/build_$v.log" 2>&1; echo "build $v: exit $?") & done
 wait
-grep -h -A3 "tensorCoreKernel" "$OUT"/build_w*.log | grep -h "registers\|spill" | sort | uniq -c
-for v in w8 w4; do   # which instructions the tensor-core kernel really uses
-  so=$(ls "$TORCH_EXTENSIONS_DIR"/madf_dynamic_filter_cuda_$v/*.so 2>/dev/null | head -1)
-  [ -n "$so" ] && cuobjdump -sass "$so" 2>/dev/null | awk '/Function : .*tensorCoreKernel/{f=1;next} /Function :/{f=0} f' \
-    | grep -oE "(HMMA|HGMMA|LDGSTS|LDSM|LDS|LDG|STS|BAR|LDL|STL)(\.[A-Z0-9_]+)*" | sort | uniq -c \
-    | awk -v v=$v '{printf "%s %s=%s  ", v, $2, $1} END {print ""}' | tee -a "$OUT/sass.txt"
-done
+so=$(ls "$TORCH_EXTENSIONS_DIR"/madf_dynamic_filter_cuda/*.so 2>/dev/null | head -1)
+[ -n "$so" ] && cuobjdump -sass "$so" 2>/dev/null | awk '/Function : .*tensorCoreKernel/{f=1; print; next} /Function :/{f=0} f' \
+  | grep -oE "Function : .*|(HMMA|HGMMA|LDGSTS|LDSM|LDS|LDG|STS|BAR|LDL|STL)(\.[A-Z0-9_]+)*" | sort | uniq -c \
+  | tee "$OUT/sass.txt" | grep -v Function | head -30
 
 if [ "$stage" = check ]; then
-  step fused_tests 120 python3 -m pytest -m gpu -q -x -p no:cacheprovider tests/test_fused_kernel.py
-  tail -3 "$OUT/fused_tests.log"
-  step levels 150 python3 benchmarks/gpu.py --sizes 256 --batches 1 32 --no-compile --skip accuracy \
-    --out "$OUT/check.md"
-  grep -A12 "^### batch\|^| configuration" "$OUT/check.md" 2>/dev/null || tail -30 "$OUT/levels.log"
-  step plugin_gpu 90 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_plugin_harness.py
-  tail -3 "$OUT/plugin_gpu.log"
+  # the binding's error path: which case, where (Python and native stack), on the CUDA build and the emulated one
+  python3 - "$OUT" <<'EOF'
+import sys
+sys.path.insert(0, "tests")
+import test_fused_kernel as t
+for backend in ("cuda", "emulated"):
+    script = t.BINDING_CASES.format(tests="tests", backend=backend, emulation=str(t.EMULATION))
+    open(f"{sys.argv[1]}/child_{backend}.py", "w").write(t.textwrap.dedent(script))
+EOF
+  for b in cuda emulated; do
+    step child_$b 60 python3 -X faulthandler -u "$OUT/child_$b.py"
+    tail -15 "$OUT/child_$b.log"
+  done
+  step child_gdb 90 cuda-gdb -batch -ex run -ex bt -ex "info sharedlibrary" --args python3 -u "$OUT/child_cuda.py"
+  grep -A30 "SIGSEGV\|signal" "$OUT/child_gdb.log" | head -45
+  step fused_tests 100 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_fused_kernel.py
+  tail -4 "$OUT/fused_tests.log"
+  step levels 100 python3 benchmarks/gpu.py --sizes 256 --batches 1 32 --skip model accuracy --out "$OUT/check.md"
+  grep -A12 "^### batch" "$OUT/check.md" 2>/dev/null || tail -30 "$OUT/levels.log"
 else
   step results 420 python3 benchmarks/gpu.py --out "$OUT/RESULTS.md"
   tail -60 "$OUT/results.log"

@@ -153,10 +153,12 @@ BINDING_EXPECT = {"grid": "do not match the output grid", "device": "runs on", "
 def test_binding_checks_raise_and_never_crash(backend, case):
     load_module(backend)   # build (or skip) here, so the child only loads it
     script = BINDING_CASES.format(tests=str(Path(__file__).parent), backend=backend, emulation=str(EMULATION))
-    run = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=300)
+    # -u: every case is printed before the next runs; faulthandler: a crash names the Python line it died on
+    run = subprocess.run([sys.executable, "-X", "faulthandler", "-u", "-c", textwrap.dedent(script)],
+                         capture_output=True, text=True, timeout=300)
     print(run.stdout)
     assert run.returncode == 0 and run.stdout.rstrip().endswith("done"), \
-        f"the binding crashed (exit {run.returncode}): {run.stderr[-2000:]}"
+        f"the binding crashed (exit {run.returncode}) after:\n{run.stdout[-1000:]}\n{run.stderr[-3000:]}"
     lines = run.stdout.splitlines()
     for name, message in BINDING_EXPECT.items():
         mine = [line for line in lines if line.split()[0] == name]
@@ -208,3 +210,15 @@ def test_whole_model_with_the_fused_kernel(backend, case, fused_registered):
     print(f"whole model, {backend} fused {DTYPE_NAME[dtype]} vs rewrite float64: max abs {err.max().item():.2e}, "
           f"mean abs {err.mean().item():.2e} (output scale {scale:.2f})")
     assert err.max().item() < tolerance * max(scale, 1.0)
+
+
+@pytest.mark.parametrize("warps", [2, 4, 8])
+def test_emulated_tensor_core_block_widths(warps, monkeypatch):
+    # The GPU picks the block width per call (8 warps for big grids, 4 or 2 for small levels); the emulation runs
+    # the one forced here, on two pixel tiles and a partial one, for every official level.
+    monkeypatch.setenv("MADF_EMULATED_TC_WARPS", str(warps))
+    fused = fused_kernel("emulated")
+    for cin, cout, k, pad in OFFICIAL_SHAPES:
+        inputs, ref = make_case(cin, cout, k, pad, 2, 2 * 16 * warps // 10 + 1, 22, torch.float16)
+        rel, _ = relative_error(fused(*inputs, k, STRIDE, pad, algo="tensor_core"), ref)
+        assert rel < TOLERANCE[torch.float16], (warps, cin, cout, rel)

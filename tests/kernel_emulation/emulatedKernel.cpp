@@ -7,12 +7,15 @@
 #define MADF_EMULATE 1
 #include "dynamicFilterKernel.cu"
 
+#include <cstdlib>
 #include <mutex>
+#include <type_traits>
 
 namespace
 {
 std::mutex gEmulatorMutex;   // the emulator's fibers and barriers are global: one launch at a time
 constexpr int kEmulatedComputeCapability = 9;
+constexpr int kEmulatedMultiprocessors = 132;   // an H100's
 constexpr size_t kEmulatedSharedLimit = 227 * 1024;   // an H100's opt-in maximum per block
 } // namespace
 
@@ -32,11 +35,26 @@ extern "C" cudaError_t madfDynamicFilterForward(const madfDynamicFilterShape* sh
     std::lock_guard<std::mutex> lock(gEmulatorMutex);
     if (madfDynamicFilterSelect(shape, dtype, algo) == MADF_ALGO_TENSOR_CORE)
     {
-        emulate::launch(tensorCoreGrid(g), dim3(kTcThreads), tensorCoreSharedBytes(g.window), [&] {
-            tensorCoreKernel(g, static_cast<__half const*>(features), static_cast<__half const*>(maskFeatures),
-                static_cast<__half const*>(weight), static_cast<__half const*>(bias), static_cast<__half*>(output),
-                vectorFilter(g, weight, bias));
-        });
+        // The block width the GPU would pick for 132 SMs, or $MADF_EMULATED_TC_WARPS (2, 4 or 8: tests run each)
+        char const* forced = std::getenv("MADF_EMULATED_TC_WARPS");
+        int const warps = forced != nullptr ? std::atoi(forced) : tensorCoreWarps(g, kEmulatedMultiprocessors);
+        bool const vectorB = vectorFilter(g, weight, bias);
+        auto const* xh = static_cast<__half const*>(features);
+        auto const* mh = static_cast<__half const*>(maskFeatures);
+        auto const* wh = static_cast<__half const*>(weight);
+        auto const* bh = static_cast<__half const*>(bias);
+        auto* yh = static_cast<__half*>(output);
+        auto run = [&](auto width) {
+            constexpr int W = decltype(width)::value;
+            emulate::launch(tensorCoreGrid(g, W), dim3(TcTile<W>::threads), TcTile<W>::sharedBytes(g.window),
+                [&] { tensorCoreKernel<W>(g, xh, mh, wh, bh, yh, vectorB); });
+        };
+        if (warps == 8)
+            run(std::integral_constant<int, 8>{});
+        else if (warps == 4)
+            run(std::integral_constant<int, 4>{});
+        else
+            run(std::integral_constant<int, 2>{});
         return cudaSuccess;
     }
     auto simt = [&](auto zero) {

@@ -160,24 +160,29 @@ __global__ void __launch_bounds__(kSimtThreads) simtKernel(Geometry g, T const* 
 // so it streams with 16-byte cp.async straight into shared memory. A (the im2col window) is gathered through a
 // per-block table of window offsets (no divisions in the loop) into registers one stage ahead, so global latency
 // hides behind the current stage's MMAs; one barrier per stage.
-#ifndef MADF_TC_WARPS
-#define MADF_TC_WARPS 8
-#endif
-constexpr int kTcWarps = MADF_TC_WARPS, kTcThreads = 32 * kTcWarps, kTcPixels = 16 * kTcWarps;
 constexpr int kTcChannels = 16, kTcMaskSlots = 16, kTcFrags = kTcChannels + 1, kTcMaxC1 = kTcMaskSlots + 1;
 constexpr int kTcCols = 16 * kTcFrags;   // 272
 constexpr int kTcDepth = 32;
-constexpr int kTcLdA = kTcPixels + 8, kTcLdB = kTcCols + 8;   // padded rows (16-byte multiples) spread banks
-constexpr int kTcRowsPerPass = kTcThreads / kTcPixels;       // 2: A rows each thread gathers are this far apart
-constexpr int kTcGather = kTcDepth / kTcRowsPerPass;         // A elements per thread per stage
-constexpr int kTcChunks = kTcCols / 8;                       // 16-byte chunks per B row (34)
-constexpr size_t kTcStaticBytes = sizeof(__half) * 2 * kTcDepth * (kTcLdA + kTcLdB) + sizeof(float) * kTcMaskSlots * kTcPixels;
+constexpr int kTcLdB = kTcCols + 8;      // padded rows (16-byte multiples) spread banks
+constexpr int kTcChunks = kTcCols / 8;   // 16-byte chunks per B row (34)
 
-// The tensor-core kernel's dynamic shared memory: two stages of A and B, the mask tile, and the window table.
-__host__ __device__ constexpr size_t tensorCoreSharedBytes(int32_t window)
+// One block of `Warps` warps covers 16 * Warps pixels. Wide blocks read each B tile for more pixels; narrow ones make
+// more blocks, which the small levels need to fill the GPU (tensorCoreWarps picks per call).
+template <int Warps>
+struct TcTile
 {
-    return kTcStaticBytes + sizeof(int2) * static_cast<size_t>(window);
-}
+    static constexpr int threads = 32 * Warps, pixels = 16 * Warps;
+    static constexpr int ldA = pixels + 8;
+    static constexpr int rowsPerPass = threads / pixels;     // 2: A rows each thread gathers are this far apart
+    static constexpr int gather = kTcDepth / rowsPerPass;    // A elements per thread per stage
+    // dynamic shared memory: two stages of A and B, the mask tile, and the window table
+    static constexpr size_t sharedBytes(int32_t window)
+    {
+        return sizeof(__half) * 2 * kTcDepth * (ldA + kTcLdB) + sizeof(float) * kTcMaskSlots * pixels
+            + sizeof(int2) * static_cast<size_t>(window);
+    }
+};
+constexpr int kTcWidestWarps = 8;
 
 __device__ __forceinline__ void copyAsync16(void* dst, void const* src, bool valid)
 {
@@ -209,12 +214,13 @@ __device__ __forceinline__ void copyAsyncWaitAll()
 }
 
 // One stage of B (rows j0 .. j0 + kTcDepth) into bs. vectorB: Cm == 16, Cout % 16 == 0 and 16-byte aligned pointers.
+template <int Threads>
 __device__ __forceinline__ void loadFilterStage(Geometry const& g, __half const* weight, __half const* bias,
     bool vectorB, int32_t j0, int32_t o0, __half* bs)
 {
     if (vectorB)
     {
-        for (int i = threadIdx.x; i < kTcDepth * kTcChunks; i += kTcThreads)
+        for (int i = threadIdx.x; i < kTcDepth * kTcChunks; i += Threads)
         {
             int const row = i / kTcChunks, chunk = i - row * kTcChunks;
             int32_t const j = j0 + row;
@@ -227,7 +233,7 @@ __device__ __forceinline__ void loadFilterStage(Geometry const& g, __half const*
         copyAsyncCommit();
         return;
     }
-    for (int i = threadIdx.x; i < kTcDepth * kTcCols; i += kTcThreads)
+    for (int i = threadIdx.x; i < kTcDepth * kTcCols; i += Threads)
     {
         int const row = i / kTcCols, col = i - row * kTcCols;
         bool const isBias = col >= kTcChannels * kTcMaskSlots;
@@ -238,36 +244,38 @@ __device__ __forceinline__ void loadFilterStage(Geometry const& g, __half const*
     }
 }
 
-__global__ void __launch_bounds__(kTcThreads, 1) tensorCoreKernel(Geometry g, __half const* x, __half const* m,
+template <int Warps>
+__global__ void __launch_bounds__(32 * Warps, 1) tensorCoreKernel(Geometry g, __half const* x, __half const* m,
     __half const* weight, __half const* bias, __half* y, bool vectorB)
 {
 #if defined(MADF_EMULATE) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700)
     using namespace nvcuda;
+    using Tile = TcTile<Warps>;
     MADF_DYNAMIC_SHARED(uint4, tcShared);   // uint4: 16-byte aligned for cp.async
     unsigned char* const smem = reinterpret_cast<unsigned char*>(tcShared);
     __half* const bsBase = reinterpret_cast<__half*>(smem);         // [stage][depth][kTcLdB]
-    __half* const asBase = bsBase + 2 * kTcDepth * kTcLdB;            // [stage][depth][kTcLdA] (A column-major)
-    float* const ms = reinterpret_cast<float*>(asBase + 2 * kTcDepth * kTcLdA);   // [mask slot][pixel]
-    int2* const table = reinterpret_cast<int2*>(ms + kTcMaskSlots * kTcPixels);   // window j -> (offset, ky|kx)
+    __half* const asBase = bsBase + 2 * kTcDepth * kTcLdB;            // [stage][depth][Tile::ldA] (A column-major)
+    float* const ms = reinterpret_cast<float*>(asBase + 2 * kTcDepth * Tile::ldA);   // [mask slot][pixel]
+    int2* const table = reinterpret_cast<int2*>(ms + kTcMaskSlots * Tile::pixels);   // window j -> (offset, ky|kx)
 
     int const tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    int64_t const p0 = static_cast<int64_t>(blockIdx.x) * kTcPixels;
+    int64_t const p0 = static_cast<int64_t>(blockIdx.x) * Tile::pixels;
     int32_t const o0 = blockIdx.y * kTcChannels;
 
     int32_t const kk = g.k * g.k, plane = g.h * g.w;
-    for (int32_t j = tid; j < g.window; j += kTcThreads)
+    for (int32_t j = tid; j < g.window; j += Tile::threads)
     {
         int32_t const ci = j / kk, r = j - ci * kk, ky = r / g.k, kx = r - ky * g.k;
         table[j] = make_int2(ci * plane + ky * g.w + kx, (ky << 16) | kx);
     }
-    for (int i = tid; i < kTcMaskSlots * kTcPixels; i += kTcThreads)
+    for (int i = tid; i < kTcMaskSlots * Tile::pixels; i += Tile::threads)
     {
-        int const c = i / kTcPixels;
-        ms[i] = c < g.cm ? loadMask(g, m, p0 + i % kTcPixels, c) : 0.0f;
+        int const c = i / Tile::pixels;
+        ms[i] = c < g.cm ? loadMask(g, m, p0 + i % Tile::pixels, c) : 0.0f;
     }
 
-    // This thread gathers A for pixel `row` at window rows `first + kTcRowsPerPass * i` of every stage.
-    int const row = tid % kTcPixels, first = tid / kTcPixels;
+    // This thread gathers A for pixel `row` at window rows `first + Tile::rowsPerPass * i` of every stage.
+    int const row = tid % Tile::pixels, first = tid / Tile::pixels;
     int64_t const p = p0 + row;
     bool const pixelValid = p < g.pixels;
     int32_t iy0 = 0, ix0 = 0;
@@ -280,12 +288,12 @@ __global__ void __launch_bounds__(kTcThreads, 1) tensorCoreKernel(Geometry g, __
         ix0 = ox * g.stride - g.pad;
         pixelBase = static_cast<int64_t>(n) * g.cin * plane + static_cast<int64_t>(iy0) * g.w + ix0;
     }
-    __half gathered[kTcGather];
+    __half gathered[Tile::gather];
     auto gather = [&](int32_t j0) {
 #pragma unroll
-        for (int i = 0; i < kTcGather; ++i)
+        for (int i = 0; i < Tile::gather; ++i)
         {
-            int32_t const j = j0 + first + kTcRowsPerPass * i;
+            int32_t const j = j0 + first + Tile::rowsPerPass * i;
             bool valid = pixelValid && j < g.window;
             int2 const t = table[valid ? j : 0];
             int32_t const iy = iy0 + (t.y >> 16), ix = ix0 + (t.y & 0xffff);
@@ -296,8 +304,8 @@ __global__ void __launch_bounds__(kTcThreads, 1) tensorCoreKernel(Geometry g, __
     };
     auto storeGathered = [&](__half* as) {
 #pragma unroll
-        for (int i = 0; i < kTcGather; ++i)
-            as[(first + kTcRowsPerPass * i) * kTcLdA + row] = gathered[i];
+        for (int i = 0; i < Tile::gather; ++i)
+            as[(first + Tile::rowsPerPass * i) * Tile::ldA + row] = gathered[i];
     };
 
     wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kTcFrags];
@@ -307,7 +315,7 @@ __global__ void __launch_bounds__(kTcThreads, 1) tensorCoreKernel(Geometry g, __
 
     __syncthreads();   // the window table is written
     int32_t const stages = (g.window + kTcDepth - 1) / kTcDepth;
-    loadFilterStage(g, weight, bias, vectorB, 0, o0, bsBase);
+    loadFilterStage<Tile::threads>(g, weight, bias, vectorB, 0, o0, bsBase);
     gather(0);
     storeGathered(asBase);
     copyAsyncWaitAll();
@@ -318,16 +326,16 @@ __global__ void __launch_bounds__(kTcThreads, 1) tensorCoreKernel(Geometry g, __
         bool const more = s + 1 < stages;
         if (more)   // next stage in flight while this one multiplies
         {
-            loadFilterStage(g, weight, bias, vectorB, (s + 1) * kTcDepth, o0, bsBase + (cur ^ 1) * kTcDepth * kTcLdB);
+            loadFilterStage<Tile::threads>(g, weight, bias, vectorB, (s + 1) * kTcDepth, o0, bsBase + (cur ^ 1) * kTcDepth * kTcLdB);
             gather((s + 1) * kTcDepth);
         }
-        __half const* as = asBase + cur * kTcDepth * kTcLdA;
+        __half const* as = asBase + cur * kTcDepth * Tile::ldA;
         __half const* bs = bsBase + cur * kTcDepth * kTcLdB;
 #pragma unroll
         for (int k0 = 0; k0 < kTcDepth; k0 += 16)
         {
             wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::col_major> a;
-            wmma::load_matrix_sync(a, as + k0 * kTcLdA + warp * 16, kTcLdA);
+            wmma::load_matrix_sync(a, as + k0 * Tile::ldA + warp * 16, Tile::ldA);
 #pragma unroll
             for (int f = 0; f < kTcFrags; ++f)
             {
@@ -338,7 +346,7 @@ __global__ void __launch_bounds__(kTcThreads, 1) tensorCoreKernel(Geometry g, __
         }
         if (more)
         {
-            storeGathered(asBase + (cur ^ 1) * kTcDepth * kTcLdA);
+            storeGathered(asBase + (cur ^ 1) * kTcDepth * Tile::ldA);
             copyAsyncWaitAll();
         }
         __syncthreads();
@@ -360,7 +368,7 @@ __global__ void __launch_bounds__(kTcThreads, 1) tensorCoreKernel(Geometry g, __
             float sum = 0.0f;
 #pragma unroll
             for (int c = 0; c < kTcMaskSlots; ++c)
-                sum += ms[c * kTcPixels + warp * 16 + r] * scratch[c * 16 + r];
+                sum += ms[c * Tile::pixels + warp * 16 + r] * scratch[c * 16 + r];
             out[f / 2] = sum;
         }
         __syncwarp();
@@ -414,7 +422,22 @@ int ceilDiv(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 
 // One block per tile of pixels x output channels; the CPU emulation launches the same grids.
 dim3 simtGrid(Geometry const& g) { return dim3(ceilDiv(g.pixels, kSimtPixels), ceilDiv(g.cout, kSimtChannels)); }
-dim3 tensorCoreGrid(Geometry const& g) { return dim3(ceilDiv(g.pixels, kTcPixels), ceilDiv(g.cout, kTcChannels)); }
+dim3 tensorCoreGrid(Geometry const& g, int warps)
+{
+    return dim3(ceilDiv(g.pixels, 16 * warps), ceilDiv(g.cout, kTcChannels));
+}
+
+// The widest block whose grid still covers every SM once; else the narrowest (tiny levels, batch 1).
+int tensorCoreWarps(Geometry const& g, int multiprocessors)
+{
+    for (int warps : {8, 4})
+    {
+        dim3 const grid = tensorCoreGrid(g, warps);
+        if (static_cast<int64_t>(grid.x) * grid.y >= multiprocessors)
+            return warps;
+    }
+    return 2;
+}
 
 } // namespace
 
@@ -457,7 +480,7 @@ namespace
 madfAlgo selectAlgo(madfDynamicFilterShape const* s, madfDType dtype, madfAlgo requested, int ccMajor, size_t sharedLimit)
 {
     if (requested == MADF_ALGO_SIMT || dtype != MADF_FLOAT16 || s == nullptr || s->maskChannels + 1 > kTcMaxC1
-        || ccMajor < 7 || tensorCoreSharedBytes(s->inChannels * s->kernelSize * s->kernelSize) > sharedLimit)
+        || ccMajor < 7 || TcTile<kTcWidestWarps>::sharedBytes(s->inChannels * s->kernelSize * s->kernelSize) > sharedLimit)
         return MADF_ALGO_SIMT;
     return MADF_ALGO_TENSOR_CORE;
 }
@@ -487,6 +510,20 @@ cudaError_t launchSimt(Geometry const& g, size_t smem, cudaStream_t stream, void
         static_cast<T const*>(weight), static_cast<T const*>(bias), static_cast<T*>(y));
     return cudaGetLastError();
 }
+
+template <int Warps>
+cudaError_t launchTensorCore(Geometry const& g, cudaStream_t stream, __half const* x, __half const* m,
+    __half const* weight, __half const* bias, __half* y, bool vectorB)
+{
+    size_t const smem = TcTile<Warps>::sharedBytes(g.window);   // over 48 KiB: opt in (select checked the limit)
+    cudaError_t const e
+        = cudaFuncSetAttribute(tensorCoreKernel<Warps>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (e != cudaSuccess)
+        return e;
+    tensorCoreKernel<Warps><<<tensorCoreGrid(g, Warps), TcTile<Warps>::threads, smem, stream>>>(
+        g, x, m, weight, bias, y, vectorB);
+    return cudaGetLastError();
+}
 } // namespace
 
 extern "C" madfAlgo madfDynamicFilterSelect(const madfDynamicFilterShape* s, madfDType dtype, madfAlgo requested)
@@ -510,15 +547,24 @@ extern "C" cudaError_t madfDynamicFilterForward(const madfDynamicFilterShape* sh
         return cudaSuccess;
     if (madfDynamicFilterSelect(shape, dtype, algo) == MADF_ALGO_TENSOR_CORE)
     {
-        size_t const smem = tensorCoreSharedBytes(g.window);   // over 48 KiB: opt in (select checked the limit)
-        cudaError_t const e = cudaFuncSetAttribute(tensorCoreKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-            static_cast<int>(smem));
+        int device = 0, multiprocessors = 0;
+        cudaError_t e = cudaGetDevice(&device);
+        if (e == cudaSuccess)
+            e = cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device);
         if (e != cudaSuccess)
             return e;
-        tensorCoreKernel<<<tensorCoreGrid(g), kTcThreads, smem, stream>>>(g, static_cast<__half const*>(features),
-            static_cast<__half const*>(maskFeatures), static_cast<__half const*>(weight),
-            static_cast<__half const*>(bias), static_cast<__half*>(output), vectorFilter(g, weight, bias));
-        return cudaGetLastError();
+        bool const vectorB = vectorFilter(g, weight, bias);
+        auto const* xh = static_cast<__half const*>(features);
+        auto const* mh = static_cast<__half const*>(maskFeatures);
+        auto const* wh = static_cast<__half const*>(weight);
+        auto const* bh = static_cast<__half const*>(bias);
+        auto* yh = static_cast<__half*>(output);
+        switch (tensorCoreWarps(g, multiprocessors))
+        {
+        case 8: return launchTensorCore<8>(g, stream, xh, mh, wh, bh, yh, vectorB);
+        case 4: return launchTensorCore<4>(g, stream, xh, mh, wh, bh, yh, vectorB);
+        default: return launchTensorCore<2>(g, stream, xh, mh, wh, bh, yh, vectorB);
+        }
     }
     size_t const smem = madfDynamicFilterSimtSharedBytes(g.cm);
     if (dtype == MADF_FLOAT32)
