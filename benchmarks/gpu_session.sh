@@ -67,9 +67,12 @@ EOF
   step levels 100 python3 benchmarks/gpu.py --sizes 256 --batches 1 32 --skip model accuracy --out "$OUT/check.md"
   grep -A12 "^### batch" "$OUT/check.md" 2>/dev/null || tail -30 "$OUT/levels.log"
 else
-  step results 420 python3 benchmarks/gpu.py --out "$OUT/RESULTS.md"
-  tail -60 "$OUT/results.log"
-  step gpu_tests 150 python3 -m pytest -m gpu -q -p no:cacheprovider tests
-  tail -5 "$OUT/gpu_tests.log"
+  python3 -c "import torch; from madf.engines import kernel as k; print('libstdc++: runtime', k._runtime_libstdcxx(),
+    'of $CXX', k._compiler_libstdcxx('${CXX:-c++}'), '-> build with', k.host_compilers())" 2>&1 | tee "$OUT/compilers.txt"
+  step gpu_tests 120 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_fused_kernel.py \
+    tests/test_acceleration.py
+  grep -E "passed|failed|FAILED|Error" "$OUT/gpu_tests.log" | tail -8
+  step results 330 python3 benchmarks/gpu.py --out "$OUT/RESULTS.md"
+  tail -45 "$OUT/results.log"
 fi
 echo "session: $((SECONDS - start)) s"

@@ -8,7 +8,9 @@ emulation (``load_emulated_extension``), so the op's checks and the whole model 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
 import re
 import shutil
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import Optional
 
 from madf.errors import DeviceError
+
+log = logging.getLogger("madf")
 
 SOURCES = Path(__file__).resolve().parent / "plugins" / "dynamicFilter"
 ALGOS = {"auto": 0, "simt": 1, "tensor_core": 2}
@@ -53,6 +57,72 @@ def extension_spec(emulation_dir: Optional[Path] = None) -> dict:
                 extra_ldflags=[f"-L{cuda / 'lib64'}", "-lcudart_static", "-ldl", "-lrt", "-lpthread"])
 
 
+def _libstdcxx_version(path) -> Optional[tuple]:
+    """(6, 0, 33) from .../libstdc++.so.6.0.33 (links resolved); None when there is no such file."""
+    if not path or not os.path.exists(path):
+        return None
+    m = re.search(r"libstdc\+\+\.so\.(\d+)\.(\d+)\.(\d+)$", os.path.realpath(path))
+    return tuple(int(v) for v in m.groups()) if m else None
+
+
+def _runtime_libstdcxx() -> Optional[tuple]:
+    """The libstdc++ this process runs on (every extension it loads shares it)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                if "libstdc++.so" in line:
+                    return _libstdcxx_version(line.split()[-1])
+    except OSError:
+        pass
+    return None
+
+
+def _compiler_libstdcxx(cxx: str) -> Optional[tuple]:
+    try:
+        out = subprocess.run([cxx, "-print-file-name=libstdc++.so.6"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return _libstdcxx_version(out.stdout.strip())
+
+
+def host_compilers() -> dict:
+    """{"CXX": ..., "CC": ...} for building the extension: $CXX / $CC unless that compiler's libstdc++ is newer than
+    the one this process runs on. Code compiled against newer libstdc++ headers inlines stream and locale internals
+    that do not match the older library at run time: the extension then crashes (SIGSEGV in std::ostream) on its first
+    formatted error message (seen with a newer GCC in /opt/gcc beside torch's). Then the system compiler is used."""
+    cxx = os.environ.get("CXX", "c++")
+    runtime, mine = _runtime_libstdcxx(), _compiler_libstdcxx(cxx)
+    given = {k: v for k, v in (("CXX", cxx), ("CC", os.environ.get("CC"))) if v}
+    if runtime is None or mine is None or mine <= runtime:
+        return given
+    for candidate, cc in (("/usr/bin/g++", "/usr/bin/gcc"), ("g++", "gcc"), ("c++", "cc")):
+        found = shutil.which(candidate)
+        version = _compiler_libstdcxx(found) if found else None
+        if version is not None and version <= runtime:
+            return {"CXX": found, "CC": shutil.which(cc) or cc}
+    fmt = lambda v: ".".join(map(str, v))
+    # Still usable: FusedKernel checks every argument in Python first, so the binding's own messages never format
+    log.warning("%s comes with libstdc++ %s, newer than the %s this Python runs on, and no older compiler was found: "
+                "the extension may crash on its own error messages; set CXX and CC to one no newer than the system's",
+                cxx, fmt(mine), fmt(runtime))
+    return given
+
+
+@contextlib.contextmanager
+def _compilers():
+    """$CXX / $CC set to host_compilers() while torch builds (cpp_extension reads them), restored after."""
+    chosen, saved = host_compilers(), {k: os.environ.get(k) for k in ("CXX", "CC")}
+    os.environ.update(chosen)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 @functools.lru_cache(maxsize=None)
 def load_extension(verbose: bool = False):
     """Build (or reuse from torch's extension cache) and import the torch binding of the kernel, on CUDA."""
@@ -60,14 +130,16 @@ def load_extension(verbose: bool = False):
     if not torch.cuda.is_available():
         raise DeviceError("the fused dynamic filter needs a CUDA GPU and a CUDA build of torch")
     from torch.utils.cpp_extension import load
-    return load(**extension_spec(), verbose=verbose)
+    with _compilers():
+        return load(**extension_spec(), verbose=verbose)
 
 
 @functools.lru_cache(maxsize=None)
 def load_emulated_extension(emulation_dir: Path, verbose: bool = False):
     """The same binding over the CPU emulation of the kernels (tests/kernel_emulation): CPU tensors, no GPU."""
     from torch.utils.cpp_extension import load
-    return load(**extension_spec(Path(emulation_dir)), verbose=verbose)
+    with _compilers():
+        return load(**extension_spec(Path(emulation_dir)), verbose=verbose)
 
 
 class FusedKernel:

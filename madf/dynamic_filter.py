@@ -17,7 +17,8 @@ Implementations (``IMPLEMENTATIONS``):
   outputs followed by a per-pixel contraction with [m; 1]. Same multiplies, no per-window kernel tensor, and plain
   Conv/Mul/ReduceSum in ONNX. Its conv weight is a permutation of the official (weight, bias): ``rewrite_weight``.
 
-Later backends (a fused CUDA kernel) register here with ``register``.
+Later backends (the fused CUDA kernel, madf.engines.kernel) register here with ``register``; ``auto`` picks the fused
+kernel per level where it is faster (``resolve``).
 """
 from __future__ import annotations
 
@@ -104,12 +105,28 @@ def dynamic_filter_rewrite(x, m, weight, bias, kernel_size: int, stride: int, pa
     return contract_with_mask(F.conv2d(x, conv_weight, None, stride, padding), m)
 
 
+# "auto": the fused kernel where it beats cuDNN, the rewrite elsewhere. Measured on an H100 (benchmarks/RESULTS.md):
+# FP16, batch 32, the fused kernel is 2.1x / 1.6x / 1.3x faster at the official levels 1-3 (window Cin*k*k of 294,
+# 400, 288) and slower from level 4 on (576 and more: its long reduction runs on too few blocks).
+AUTO = "auto"
+FUSED_MAX_WINDOW = 400
+
+
+def resolve(impl: str, in_channels: int, kernel_size: int) -> str:
+    """The implementation a call with ``impl`` runs: "auto" becomes "fused" (when registered) for windows of at
+    most FUSED_MAX_WINDOW, else "rewrite"; any other name is itself."""
+    if impl != AUTO:
+        return impl
+    small = in_channels * kernel_size * kernel_size <= FUSED_MAX_WINDOW
+    return "fused" if small and "fused" in IMPLEMENTATIONS else "rewrite"
+
+
 def dynamic_filter(x, m, weight, bias, kernel_size: int, stride: int, padding: int,
                    impl: str = DEFAULT_IMPL) -> torch.Tensor:
     """Apply the dynamic filter with the named implementation (see module docs)."""
     try:
-        fn = IMPLEMENTATIONS[impl]
+        fn = IMPLEMENTATIONS[resolve(impl, x.shape[1], kernel_size)]
     except KeyError:
         raise ValueError(f"unknown dynamic-filter implementation {impl!r}; choose one of "
-                         f"{sorted(IMPLEMENTATIONS)}") from None
+                         f"{sorted([*IMPLEMENTATIONS, AUTO])}") from None
     return fn(x, m, weight, bias, kernel_size, stride, padding)

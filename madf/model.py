@@ -18,7 +18,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import IMAGE_CHANNELS, OFFICIAL, STRIDE, ModelConfig
-from .dynamic_filter import DEFAULT_IMPL, IMPLEMENTATIONS, dynamic_filter, dynamic_filter_rewrite, rewrite_weight
+from .dynamic_filter import (AUTO, DEFAULT_IMPL, IMPLEMENTATIONS, dynamic_filter, dynamic_filter_rewrite, resolve,
+                             rewrite_weight)
 
 
 def _leaky() -> nn.LeakyReLU:
@@ -81,6 +82,7 @@ class DynamicConv(nn.Module):
 
     def forward(self, x: torch.Tensor, m: torch.Tensor, gen: nn.Conv2d, impl: str = DEFAULT_IMPL) -> torch.Tensor:
         k, p = self.kernel_size, self.padding
+        impl = resolve(impl, x.shape[1], k)
         if impl == "rewrite":
             y = dynamic_filter_rewrite(x, m, gen.weight, gen.bias, k, STRIDE, p,
                                        conv_weight=self._rewrite_weight(gen, x.shape[1]))
@@ -165,8 +167,9 @@ class MADFNet(nn.Module):
 
     @dynamic_filter.setter
     def dynamic_filter(self, impl: str) -> None:
-        if impl not in IMPLEMENTATIONS:
-            raise ValueError(f"unknown dynamic-filter implementation {impl!r}; choose one of {sorted(IMPLEMENTATIONS)}")
+        if impl not in IMPLEMENTATIONS and impl != AUTO:
+            raise ValueError(f"unknown dynamic-filter implementation {impl!r}; choose one of "
+                             f"{sorted([*IMPLEMENTATIONS, AUTO])}")
         self._dynamic_filter = impl
 
     def freeze_dynamic_filters(self) -> "MADFNet":

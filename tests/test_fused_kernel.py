@@ -199,7 +199,9 @@ def test_whole_model_with_the_fused_kernel(backend, case, fused_registered):
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, h, w, generator=g)
     known = 1 - (torch.rand(2, 1, h, w, generator=g) > 0.7).float().expand(-1, 3, -1, -1)
-    with torch.no_grad():
+    # FP32 means FP32: cuDNN's default TF32 convolutions elsewhere in the net would swamp the kernel's own error
+    from madf.acceleration import TorchOptions, precision_context
+    with torch.no_grad(), precision_context(TorchOptions("fp32"), torch.device(DEVICE[backend])):
         ref = net.double()(*(t.double().to(DEVICE[backend]) for t in (x * known, known)))[-1]
         net = net.to(dtype)
         net.dynamic_filter = "fused"
@@ -222,3 +224,28 @@ def test_emulated_tensor_core_block_widths(warps, monkeypatch):
         inputs, ref = make_case(cin, cout, k, pad, 2, 2 * 16 * warps // 10 + 1, 22, torch.float16)
         rel, _ = relative_error(fused(*inputs, k, STRIDE, pad, algo="tensor_core"), ref)
         assert rel < TOLERANCE[torch.float16], (warps, cin, cout, rel)
+
+
+def test_auto_takes_the_fused_kernel_only_for_small_windows(fused_registered):
+    from madf.dynamic_filter import FUSED_MAX_WINDOW, resolve
+    assert resolve("auto", 64, 3) == "rewrite"                 # no fused kernel registered: the rewrite everywhere
+    fused_registered("emulated")
+    assert [resolve("auto", s[0], s[2]) for s in OFFICIAL_SHAPES] == \
+        ["fused" if s[0] * s[2] ** 2 <= FUSED_MAX_WINDOW else "rewrite" for s in OFFICIAL_SHAPES]
+    assert resolve("auto", 6, 7) == "fused" and resolve("auto", 64, 3) == "rewrite" and resolve("unfold", 6, 7) == "unfold"
+
+
+def test_whole_model_on_auto(fused_registered):
+    from madf.config import ModelConfig
+    from madf.model import build_model
+    calls = fused_registered("emulated")
+    net = build_model(ModelConfig(levels=3, width=0.125), seed=0)
+    x, known = torch.rand(1, 3, 16, 16), torch.ones(1, 3, 16, 16)
+    with torch.no_grad():
+        ref = net(x, known)[-1]
+        net.dynamic_filter = "auto"
+        out = net(x, known)[-1]
+    assert len(calls) == 3   # every window of this small net is under the limit
+    assert (out - ref).abs().max().item() < 1e-4
+    with pytest.raises(ValueError, match="choose one of"):
+        net.dynamic_filter = "fastest"
