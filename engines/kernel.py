@@ -8,9 +8,7 @@ emulation (``load_emulated_extension``), so the op's checks and the whole model 
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import logging
 import os
 import re
 import shutil
@@ -19,8 +17,6 @@ from pathlib import Path
 from typing import Optional
 
 from madf.errors import DeviceError
-
-log = logging.getLogger("madf")
 
 SOURCES = Path(__file__).resolve().parent / "plugins" / "dynamicFilter"
 ALGOS = {"auto": 0, "simt": 1, "tensor_core": 2}
@@ -57,70 +53,29 @@ def extension_spec(emulation_dir: Optional[Path] = None) -> dict:
                 extra_ldflags=[f"-L{cuda / 'lib64'}", "-lcudart_static", "-ldl", "-lrt", "-lpthread"])
 
 
-def _libstdcxx_version(path) -> Optional[tuple]:
-    """(6, 0, 33) from .../libstdc++.so.6.0.33 (links resolved); None when there is no such file."""
-    if not path or not os.path.exists(path):
-        return None
-    m = re.search(r"libstdc\+\+\.so\.(\d+)\.(\d+)\.(\d+)$", os.path.realpath(path))
-    return tuple(int(v) for v in m.groups()) if m else None
-
-
-def _runtime_libstdcxx() -> Optional[tuple]:
-    """The libstdc++ this process runs on (every extension it loads shares it)."""
+def runtime_libstdcxx() -> Optional[str]:
+    """The libstdc++ shared library this process runs on (torch loaded it), from /proc/self/maps; None elsewhere."""
     try:
         with open("/proc/self/maps") as maps:
             for line in maps:
-                if "libstdc++.so" in line:
-                    return _libstdcxx_version(line.split()[-1])
+                path = line.split()[-1]
+                if "/libstdc++.so" in path and os.path.isfile(path):
+                    return path
     except OSError:
         pass
     return None
 
 
-def _compiler_libstdcxx(cxx: str) -> Optional[tuple]:
-    try:
-        out = subprocess.run([cxx, "-print-file-name=libstdc++.so.6"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return _libstdcxx_version(out.stdout.strip())
-
-
-def host_compilers() -> dict:
-    """{"CXX": ..., "CC": ...} for building the extension: $CXX / $CC unless that compiler's libstdc++ is newer than
-    the one this process runs on. Code compiled against newer libstdc++ headers inlines stream and locale internals
-    that do not match the older library at run time: the extension then crashes (SIGSEGV in std::ostream) on its first
-    formatted error message (seen with a newer GCC in /opt/gcc beside torch's). Then the system compiler is used."""
-    cxx = os.environ.get("CXX", "c++")
-    runtime, mine = _runtime_libstdcxx(), _compiler_libstdcxx(cxx)
-    given = {k: v for k, v in (("CXX", cxx), ("CC", os.environ.get("CC"))) if v}
-    if runtime is None or mine is None or mine <= runtime:
-        return given
-    for candidate, cc in (("/usr/bin/g++", "/usr/bin/gcc"), ("g++", "gcc"), ("c++", "cc")):
-        found = shutil.which(candidate)
-        version = _compiler_libstdcxx(found) if found else None
-        if version is not None and version <= runtime:
-            return {"CXX": found, "CC": shutil.which(cc) or cc}
-    fmt = lambda v: ".".join(map(str, v))
-    # Still usable: FusedKernel checks every argument in Python first, so the binding's own messages never format
-    log.warning("%s comes with libstdc++ %s, newer than the %s this Python runs on, and no older compiler was found: "
-                "the extension may crash on its own error messages; set CXX and CC to one no newer than the system's",
-                cxx, fmt(mine), fmt(runtime))
-    return given
-
-
-@contextlib.contextmanager
-def _compilers():
-    """$CXX / $CC set to host_compilers() while torch builds (cpp_extension reads them), restored after."""
-    chosen, saved = host_compilers(), {k: os.environ.get(k) for k in ("CXX", "CC")}
-    os.environ.update(chosen)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def _link_runtime_libstdcxx(spec: dict) -> dict:
+    """Link the extension against the process's own libstdc++ (named first, so it resolves every C++ runtime symbol).
+    A compiler that links libstdc++ statically (seen: a GCC in /opt/gcc on a GPU machine) otherwise puts a second
+    copy of the C++ runtime into the extension; its streams then read locale facets of the other copy and the first
+    error message that formats a number crashes (SIGSEGV in std::ostream::_M_insert<long>) or comes out cut short."""
+    import torch  # noqa: F401 - loads the libstdc++ to find
+    lib = runtime_libstdcxx()
+    if lib:
+        spec["extra_ldflags"] = [lib] + spec.get("extra_ldflags", [])
+    return spec
 
 
 @functools.lru_cache(maxsize=None)
@@ -130,16 +85,14 @@ def load_extension(verbose: bool = False):
     if not torch.cuda.is_available():
         raise DeviceError("the fused dynamic filter needs a CUDA GPU and a CUDA build of torch")
     from torch.utils.cpp_extension import load
-    with _compilers():
-        return load(**extension_spec(), verbose=verbose)
+    return load(**_link_runtime_libstdcxx(extension_spec()), verbose=verbose)
 
 
 @functools.lru_cache(maxsize=None)
 def load_emulated_extension(emulation_dir: Path, verbose: bool = False):
     """The same binding over the CPU emulation of the kernels (tests/kernel_emulation): CPU tensors, no GPU."""
     from torch.utils.cpp_extension import load
-    with _compilers():
-        return load(**extension_spec(Path(emulation_dir)), verbose=verbose)
+    return load(**_link_runtime_libstdcxx(extension_spec(Path(emulation_dir))), verbose=verbose)
 
 
 class FusedKernel:
@@ -218,5 +171,7 @@ def dynamic_filter_fused(x, m, weight, bias, kernel_size: int, stride: int, padd
 
 
 def register() -> None:
-    """Make the CUDA kernel selectable as impl="fused" in madf.dynamic_filter (and so in MADFNet)."""
-    cuda_kernel().register()
+    """Make the CUDA kernel selectable as impl="fused" (and so "auto") in madf.dynamic_filter and MADFNet, as a
+    custom op, so torch.compile keeps it in its graph."""
+    from madf import dynamic_filter
+    dynamic_filter.register("fused")(compilable(cuda_kernel()))

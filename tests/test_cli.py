@@ -44,6 +44,20 @@ def test_official_checkpoint_through_the_cli(tiny_net, tmp_path):
     assert (tmp_path / "o/a.png").is_file()
 
 
+def test_dynamic_filter_choice_on_the_cpu(ckpt, tmp_path):
+    # auto runs the rewrite where no fused kernel can run (same pixels); fused alone needs a GPU: one line saying so
+    (tmp_path / "m").mkdir()
+    _write_pair(tmp_path, "a", 16, 16, 0, mask_folder=tmp_path / "m")
+    args = ["--ckpt", ckpt, "--image", tmp_path / "a.png", "--mask", tmp_path / "m/a.png"]
+    for impl in ("rewrite", "auto"):
+        assert _run(*args, "--output", tmp_path / f"{impl}.png", "--dynamic-filter", impl).exit_code == 0
+    assert np.array_equal(imaging.read_image(tmp_path / "auto.png"), imaging.read_image(tmp_path / "rewrite.png"))
+    result = _run(*args, "--output", tmp_path / "fused.png", "--dynamic-filter", "fused")
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        "Error: --dynamic-filter fused runs the CUDA kernel: add --device cuda (auto uses the rewrite on the CPU)"]
+    assert not (tmp_path / "fused.png").exists()
+
+
 @pytest.mark.slow
 def test_full_size_official_checkpoint_equals_the_official_network(tmp_path):
     """The done-when of the model issue: an official-format file of the full network through madf-inpaint at a

@@ -249,3 +249,31 @@ def test_whole_model_on_auto(fused_registered):
     assert (out - ref).abs().max().item() < 1e-4
     with pytest.raises(ValueError, match="choose one of"):
         net.dynamic_filter = "fastest"
+
+
+STATIC_RUNTIME_PROBE = """
+import sys, torch
+from pathlib import Path
+from torch.utils.cpp_extension import load
+from madf.engines import kernel
+spec = kernel._link_runtime_libstdcxx(kernel.extension_spec(Path({emulation!r})))
+spec["name"] += "_static_runtime"
+spec["extra_ldflags"] += ["-static-libstdc++"]   # what a compiler that links its C++ runtime statically adds
+module = load(**spec)
+x, m, w, b = torch.randn(1, 4, 16, 16), torch.randn(1, 16, 8, 4), torch.randn(784, 16, 1, 1), torch.randn(784)
+try:
+    module.forward(x, m, w, b, 7, 2, 3, 0)
+except RuntimeError as exc:
+    print(str(exc).splitlines()[0])
+"""
+
+
+def test_binding_messages_survive_a_statically_linked_cxx_runtime():
+    # A GPU machine's GCC linked libstdc++ into the extension: a second C++ runtime whose streams crashed
+    # (SIGSEGV) or cut the binding's messages short at the first number. The extension now links the process's own.
+    if kernel.cuda_home() is None:
+        pytest.skip("needs the CUDA toolkit's headers (nvcc on PATH)")
+    run = subprocess.run([sys.executable, "-X", "faulthandler", "-c", STATIC_RUNTIME_PROBE.format(emulation=str(EMULATION))],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip() == "mask_features [1, 16, 8, 4] do not match the output grid (1, 8x8)", run.stdout

@@ -10,6 +10,7 @@ import click
 from ._common import PATH
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
+DYNAMIC_FILTERS = ("rewrite", "fused", "auto", "unfold")
 # The file each backend runs, as (option name, what it is).
 FILES = {"torch": ("--ckpt", "a checkpoint"), "onnxruntime": ("--model", "an ONNX file from madf-export"),
          "tensorrt": ("--engine", "a plan from madf-build")}
@@ -49,12 +50,17 @@ def torch_options(command):
                      help="torch: NHWC memory format (default on for CUDA)."),
         click.option("--compile", "compile_mode", type=click.Choice(COMPILE_MODES), default="off", show_default=True,
                      help="torch: torch.compile mode (the first call per input shape compiles)."),
+        click.option("--dynamic-filter", "dynamic_filter", type=click.Choice(DYNAMIC_FILTERS), default="rewrite",
+                     show_default=True,
+                     help="torch: rewrite = conv + contraction (cuDNN); fused = the CUDA kernel at every level; auto = "
+                          "the kernel where it is faster (levels 1-3 of the official net), the rewrite elsewhere; "
+                          "unfold = the official computation (reference; slow, large)."),
     ]
 
     @functools.wraps(command)
-    def wrapper(*args, precision, channels_last, compile_mode, **kwargs):
+    def wrapper(*args, precision, channels_last, compile_mode, dynamic_filter, **kwargs):
         return command(*args, torch_options={"precision": precision, "channels_last": channels_last,
-                                             "compile": compile_mode}, **kwargs)
+                                             "compile": compile_mode, "dynamic_filter": dynamic_filter}, **kwargs)
     return functools.reduce(lambda f, option: option(f), reversed(options), wrapper)
 
 
@@ -102,7 +108,17 @@ def open_backend(backend: str, ckpt: Optional[Path] = None, model: Optional[Path
         from ..device import torch_device
         from ..inpaint import TorchBackend
         # options are checked before the checkpoint is read
-        options = TorchOptions(cuda_graph=cuda_graph, **(torch_options or {})).resolve(torch_device(device or "cpu"))
+        given = dict(torch_options or {})
+        dynamic_filter = given.pop("dynamic_filter", None) or dynamic_filter
+        target = torch_device(device or "cpu")
+        options = TorchOptions(cuda_graph=cuda_graph, **given).resolve(target)
+        if dynamic_filter in ("fused", "auto") and target.type == "cuda":
+            from madf.engines import kernel
+            kernel.register()   # builds the extension on first use (about a minute), then reuses it
+        elif dynamic_filter == "fused":
+            from madf.errors import DeviceError
+            raise DeviceError("--dynamic-filter fused runs the CUDA kernel: add --device cuda (auto uses the rewrite "
+                              "on the CPU)")
         return TorchBackend(load_checkpoint(ckpt, dynamic_filter=dynamic_filter), device=device or "cpu",
                             options=options)
     if backend == "onnxruntime":

@@ -142,9 +142,6 @@ def _one(inpainter, job: Job, rgb, hole, errors: List[str]):
 @click.option("--invert-mask", is_flag=True, help="Masks are white = known (official / NVIDIA irregular masks).")
 @click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1),
               help="Images per forward pass (images of one padded size are batched).")
-@click.option("--dynamic-filter", "dynamic_filter", default="rewrite", show_default=True,
-              type=click.Choice(["rewrite", "unfold"]),
-              help="torch backend: rewrite = exact conv rewrite (fast); unfold = the official computation.")
 @CUDA_GRAPH
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="auto", show_default=True,
               help="full: the whole frame; crop: boxes around the holes; resize: a downscaled frame; auto: crop "
@@ -165,7 +162,7 @@ def _one(inpainter, job: Job, rgb, hole, errors: List[str]):
 @torch_options
 def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path], plugin_libs, device: Optional[str],
          backend: Optional[str], image: Path, mask: Path, output: Path, invert_mask: bool, batch_size: int,
-         dynamic_filter: str, cuda_graph: bool, strategy: str, crop_trigger: int, margin: int, max_side: int,
+         cuda_graph: bool, strategy: str, crop_trigger: int, margin: int, max_side: int,
          fmt: str, quality: int, resize_mask: bool, quiet: bool, overwrite: bool, torch_options: dict) -> None:
     """Fill the holes of IMAGE (file or folder) using MASK, writing 8-bit images to OUTPUT (PNG, JPEG, WebP or
     TIFF, as the name asks; an alpha channel is kept).
@@ -181,7 +178,7 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
         jobs = plan_jobs(image, mask, output, overwrite, fmt)
         from ..inpaint import Inpainter
         runner = open_backend(backend, ckpt=ckpt, model=model_path, engine=engine, device=device,
-                              dynamic_filter=dynamic_filter, plugin_libs=plugin_libs, cuda_graph=cuda_graph,
+                              plugin_libs=plugin_libs, cuda_graph=cuda_graph,
                               torch_options=torch_options)
         inpainter = Inpainter(runner, batch_size=batch_size, strategy=chosen)
         log.info("%s, %d image(s), strategy %s", runner.describe(), len(jobs), inpainter.strategy.name)
