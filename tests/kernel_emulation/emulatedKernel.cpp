@@ -9,7 +9,6 @@
 
 #include <cstdlib>
 #include <mutex>
-#include <type_traits>
 
 namespace
 {
@@ -38,23 +37,13 @@ extern "C" cudaError_t madfDynamicFilterForward(const madfDynamicFilterShape* sh
         // The block width the GPU would pick for 132 SMs, or $MADF_EMULATED_TC_WARPS (2, 4 or 8: tests run each)
         char const* forced = std::getenv("MADF_EMULATED_TC_WARPS");
         int const warps = forced != nullptr ? std::atoi(forced) : tensorCoreWarps(g, kEmulatedMultiprocessors);
-        bool const vectorB = vectorFilter(g, weight, bias);
-        auto const* xh = static_cast<__half const*>(features);
-        auto const* mh = static_cast<__half const*>(maskFeatures);
-        auto const* wh = static_cast<__half const*>(weight);
-        auto const* bh = static_cast<__half const*>(bias);
-        auto* yh = static_cast<__half*>(output);
-        auto run = [&](auto width) {
+        TcArgs const a = tensorCoreArgs(g, features, maskFeatures, weight, bias, output);
+        withWarps(warps, [&](auto width) {
             constexpr int W = decltype(width)::value;
             emulate::launch(tensorCoreGrid(g, W), dim3(TcTile<W>::threads), TcTile<W>::sharedBytes(g.window),
-                [&] { tensorCoreKernel<W>(g, xh, mh, wh, bh, yh, vectorB); });
-        };
-        if (warps == 8)
-            run(std::integral_constant<int, 8>{});
-        else if (warps == 4)
-            run(std::integral_constant<int, 4>{});
-        else
-            run(std::integral_constant<int, 2>{});
+                [&] { tensorCoreKernel<W>(a.g, a.x, a.m, a.weight, a.bias, a.y, a.vectorB); });
+            return 0;
+        });
         return cudaSuccess;
     }
     auto simt = [&](auto zero) {

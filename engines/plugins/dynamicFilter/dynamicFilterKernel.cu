@@ -14,6 +14,7 @@
 #include <mma.h>
 
 #include <cstring>
+#include <type_traits>
 
 // tests/kernel_emulation runs these kernels on the CPU (MADF_EMULATE): it provides dynamic shared memory, the
 // barriers and WMMA itself, and launches the kernels without the <<<>>> launch functions at the end of this file.
@@ -427,6 +428,32 @@ dim3 tensorCoreGrid(Geometry const& g, int warps)
     return dim3(ceilDiv(g.pixels, 16 * warps), ceilDiv(g.cout, kTcChannels));
 }
 
+// The tensor-core kernel's arguments, as both launchers (CUDA here, the CPU emulation in tests) pass them.
+struct TcArgs
+{
+    Geometry g;
+    __half const *x, *m, *weight, *bias;
+    __half* y;
+    bool vectorB;
+};
+
+TcArgs tensorCoreArgs(Geometry const& g, void const* x, void const* m, void const* weight, void const* bias, void* y)
+{
+    return TcArgs{g, static_cast<__half const*>(x), static_cast<__half const*>(m), static_cast<__half const*>(weight),
+        static_cast<__half const*>(bias), static_cast<__half*>(y), vectorFilter(g, weight, bias)};
+}
+
+// launch(std::integral_constant<int, W>{}) for the block width W of 8, 4 or 2 warps (one instantiation each).
+template <typename Launch>
+auto withWarps(int warps, Launch&& launch)
+{
+    if (warps == 8)
+        return launch(std::integral_constant<int, 8>{});
+    if (warps == 4)
+        return launch(std::integral_constant<int, 4>{});
+    return launch(std::integral_constant<int, 2>{});
+}
+
 // The widest block whose grid still covers every SM once; else the narrowest (tiny levels, batch 1).
 int tensorCoreWarps(Geometry const& g, int multiprocessors)
 {
@@ -512,16 +539,15 @@ cudaError_t launchSimt(Geometry const& g, size_t smem, cudaStream_t stream, void
 }
 
 template <int Warps>
-cudaError_t launchTensorCore(Geometry const& g, cudaStream_t stream, __half const* x, __half const* m,
-    __half const* weight, __half const* bias, __half* y, bool vectorB)
+cudaError_t launchTensorCore(TcArgs const& a, cudaStream_t stream)
 {
-    size_t const smem = TcTile<Warps>::sharedBytes(g.window);   // over 48 KiB: opt in (select checked the limit)
+    size_t const smem = TcTile<Warps>::sharedBytes(a.g.window);   // over 48 KiB: opt in (select checked the limit)
     cudaError_t const e
         = cudaFuncSetAttribute(tensorCoreKernel<Warps>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess)
         return e;
-    tensorCoreKernel<Warps><<<tensorCoreGrid(g, Warps), TcTile<Warps>::threads, smem, stream>>>(
-        g, x, m, weight, bias, y, vectorB);
+    tensorCoreKernel<Warps><<<tensorCoreGrid(a.g, Warps), TcTile<Warps>::threads, smem, stream>>>(
+        a.g, a.x, a.m, a.weight, a.bias, a.y, a.vectorB);
     return cudaGetLastError();
 }
 } // namespace
@@ -553,18 +579,9 @@ extern "C" cudaError_t madfDynamicFilterForward(const madfDynamicFilterShape* sh
             e = cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device);
         if (e != cudaSuccess)
             return e;
-        bool const vectorB = vectorFilter(g, weight, bias);
-        auto const* xh = static_cast<__half const*>(features);
-        auto const* mh = static_cast<__half const*>(maskFeatures);
-        auto const* wh = static_cast<__half const*>(weight);
-        auto const* bh = static_cast<__half const*>(bias);
-        auto* yh = static_cast<__half*>(output);
-        switch (tensorCoreWarps(g, multiprocessors))
-        {
-        case 8: return launchTensorCore<8>(g, stream, xh, mh, wh, bh, yh, vectorB);
-        case 4: return launchTensorCore<4>(g, stream, xh, mh, wh, bh, yh, vectorB);
-        default: return launchTensorCore<2>(g, stream, xh, mh, wh, bh, yh, vectorB);
-        }
+        TcArgs const args = tensorCoreArgs(g, features, maskFeatures, weight, bias, output);
+        return withWarps(tensorCoreWarps(g, multiprocessors),
+            [&](auto warps) { return launchTensorCore<decltype(warps)::value>(args, stream); });
     }
     size_t const smem = madfDynamicFilterSimtSharedBytes(g.cm);
     if (dtype == MADF_FLOAT32)
