@@ -85,7 +85,10 @@ def time_calls(fn, device, min_runs: int = 10, max_runs: int = 200, budget_s: fl
 
 
 def stats(ms):
-    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+    """(p50, p99) milliseconds, as madf-bench computes them."""
+    from madf.runtime.bench import latency_stats
+    s = latency_stats(ms)
+    return s["p50"], s["p99"]
 
 
 # ---- output ---------------------------------------------------------------------------------------------------------

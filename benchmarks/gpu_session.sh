@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One short call on a borrowed GPU machine (nothing to download there): build the fused kernel's variants in parallel,
-# check them, time them, and leave every log and table under $OUT.
+# One short call on a borrowed GPU machine (nothing to download there): build the fused kernel (CUDA and emulated, in
+# parallel), check it, time it, and leave every log and table under $OUT.
 #   bash benchmarks/gpu_session.sh check   # GPU tests of the kernel and the plugin, SASS summary, per-level timings,
 #                                          # the eager whole model at 256x256
 #   bash benchmarks/gpu_session.sh full    # benchmarks/gpu.py in full -> $OUT/RESULTS.md, then every GPU test

@@ -112,6 +112,14 @@ AUTO = "auto"
 FUSED_MAX_WINDOW = 400
 
 
+def check_name(impl: str) -> str:
+    """``impl`` if it names a registered implementation or "auto", else the one error every caller gives."""
+    if impl not in IMPLEMENTATIONS and impl != AUTO:
+        raise ValueError(f"unknown dynamic-filter implementation {impl!r}; choose one of "
+                         f"{sorted([*IMPLEMENTATIONS, AUTO])}")
+    return impl
+
+
 def resolve(impl: str, in_channels: int, kernel_size: int) -> str:
     """The implementation a call with ``impl`` runs: "auto" becomes "fused" (when registered) for windows of at
     most FUSED_MAX_WINDOW, else "rewrite"; any other name is itself."""
@@ -124,9 +132,5 @@ def resolve(impl: str, in_channels: int, kernel_size: int) -> str:
 def dynamic_filter(x, m, weight, bias, kernel_size: int, stride: int, padding: int,
                    impl: str = DEFAULT_IMPL) -> torch.Tensor:
     """Apply the dynamic filter with the named implementation (see module docs)."""
-    try:
-        fn = IMPLEMENTATIONS[resolve(impl, x.shape[1], kernel_size)]
-    except KeyError:
-        raise ValueError(f"unknown dynamic-filter implementation {impl!r}; choose one of "
-                         f"{sorted([*IMPLEMENTATIONS, AUTO])}") from None
+    fn = IMPLEMENTATIONS[resolve(check_name(impl), x.shape[1], kernel_size)]
     return fn(x, m, weight, bias, kernel_size, stride, padding)

@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import IMAGE_CHANNELS, OFFICIAL, STRIDE, ModelConfig
-from .dynamic_filter import (AUTO, DEFAULT_IMPL, IMPLEMENTATIONS, dynamic_filter, dynamic_filter_rewrite, resolve,
+from .dynamic_filter import (DEFAULT_IMPL, check_name, dynamic_filter, dynamic_filter_rewrite, resolve,
                              rewrite_weight)
 
 
@@ -167,10 +167,7 @@ class MADFNet(nn.Module):
 
     @dynamic_filter.setter
     def dynamic_filter(self, impl: str) -> None:
-        if impl not in IMPLEMENTATIONS and impl != AUTO:
-            raise ValueError(f"unknown dynamic-filter implementation {impl!r}; choose one of "
-                             f"{sorted([*IMPLEMENTATIONS, AUTO])}")
-        self._dynamic_filter = impl
+        self._dynamic_filter = check_name(impl)
 
     def freeze_dynamic_filters(self) -> "MADFNet":
         """Precompute the rewrite's conv weights as buffers (see DynamicConv.freeze); the exporter calls this."""

@@ -100,7 +100,7 @@ def _gpu_index(device: Optional[str]) -> int:
 
 
 def open_backend(backend: str, ckpt: Optional[Path] = None, model: Optional[Path] = None,
-                 engine: Optional[Path] = None, device: Optional[str] = None, dynamic_filter: str = "rewrite",
+                 engine: Optional[Path] = None, device: Optional[str] = None,
                  plugin_libs: Sequence[Path] = (), cuda_graph: bool = False, torch_options: Optional[dict] = None):
     if backend == "torch":
         from ..acceleration import TorchOptions
@@ -109,7 +109,7 @@ def open_backend(backend: str, ckpt: Optional[Path] = None, model: Optional[Path
         from ..inpaint import TorchBackend
         # options are checked before the checkpoint is read
         given = dict(torch_options or {})
-        dynamic_filter = given.pop("dynamic_filter", None) or dynamic_filter
+        dynamic_filter = given.pop("dynamic_filter", None) or "rewrite"
         target = torch_device(device or "cpu")
         options = TorchOptions(cuda_graph=cuda_graph, **given).resolve(target)
         if dynamic_filter in ("fused", "auto") and target.type == "cuda":
