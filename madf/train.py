@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import signal
 import time
@@ -56,6 +57,8 @@ class TrainConfig:
     perceptual: str = "vgg"          # vgg | inception | none
     vgg_weights: Optional[str] = None
     amp: str = "auto"                # auto | bf16 | fp16 | none
+    lr_schedule: str = "constant"    # constant | cosine (to 0 at ``steps``)
+    channels_last: bool = False
     save_every: int = 500
     grid_every: int = 500
     log_every: int = 10
@@ -86,6 +89,14 @@ class _Stop:
             signal.signal(sig, handler)
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave SIGINT/SIGTERM to the main process: Ctrl-C (sent to the whole process group) or a
+    scheduler's SIGTERM to every process would otherwise kill a worker first, and the main process would die on the
+    lost worker instead of saving."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _dist_info():
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -94,11 +105,27 @@ def _dist_info():
 
 
 def _amp_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
-    if device.type != "cuda" or mode == "none":
+    if mode == "none":
         return None
+    if device.type != "cuda":
+        # On CPU only an explicit bf16 autocasts (oneDNN runs it on AMX / AVX512-BF16, about 2x fp32 there);
+        # auto stays fp32, which every CPU runs at full precision.
+        if mode == "fp16":
+            raise InputError("--amp fp16 needs a GPU; on a CPU use --amp bf16 or none")
+        return torch.bfloat16 if mode == "bf16" else None
     if mode == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+
+
+def lr_at(config: "TrainConfig", step: int) -> float:
+    """The learning rate of ``step`` (0-based): a function of the step alone, so a resumed run follows the same
+    schedule. cosine anneals from ``lr`` to 0 at ``steps`` (the last steps of a short run gain the most)."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    if config.lr_schedule == "cosine":
+        return 0.5 * config.lr * (1 + math.cos(math.pi * min(step, config.steps) / config.steps))
+    raise InputError(f"--lr-schedule {config.lr_schedule!r}: choose constant or cosine")
 
 
 def _normalize(image: torch.Tensor) -> torch.Tensor:
@@ -143,6 +170,8 @@ class Trainer:
         else:
             net = MADFNet(ModelConfig.from_dict(config.model))
         self.net = net.to(self.device).train()
+        if config.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
         self.model = (torch.nn.parallel.DistributedDataParallel(self.net, device_ids=[self.device.index])
                       if self.world > 1 and self.device.type == "cuda" else
                       torch.nn.parallel.DistributedDataParallel(self.net) if self.world > 1 else self.net)
@@ -162,6 +191,7 @@ class Trainer:
         self.loss = InpaintingLoss(vgg)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr, betas=tuple(config.betas))
         self.amp = _amp_dtype(config.amp, self.device)
+        lr_at(config, 0)   # an unknown schedule is refused before the first step
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         if resume:
             self._load_state()
@@ -207,12 +237,17 @@ class Trainer:
                                    start_step=self.step, rank=self.rank, world=self.world)
         return torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler,
                                            num_workers=self.config.workers,
+                                           worker_init_fn=_ignore_stop_signals,
                                            persistent_workers=self.config.workers > 0,
                                            pin_memory=self.device.type == "cuda")
 
     def train_step(self, image: torch.Tensor, known: torch.Tensor):
         gt = _normalize(image)
         known3 = known.expand(-1, 3, -1, -1)
+        if self.config.channels_last:
+            gt, known3 = (t.contiguous(memory_format=torch.channels_last) for t in (gt, known3))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.config, self.step)
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             outputs = self.model(gt * known3, known3)
         loss, terms = self.loss([o.float() for o in outputs], gt, known)
@@ -247,6 +282,7 @@ class Trainer:
                         for key, value in terms.items():
                             writer.add_scalar(f"loss/{key}", float(value), self.step)
                         writer.add_scalar("images_per_s", rate, self.step)
+                        writer.add_scalar("lr", self.optimizer.param_groups[0]["lr"], self.step)
                 if self.rank == 0 and cfg.grid_every and self.step % cfg.grid_every == 0:
                     self._grid(image, known, outputs)
                 stopping = self._agree(stop.requested)
@@ -303,4 +339,4 @@ def train(config: TrainConfig, resume: bool = False) -> int:
             dist.destroy_process_group()
 
 
-__all__ = ["TrainConfig", "Trainer", "train", "STATE_FILE", "MODEL_FILE"]
+__all__ = ["TrainConfig", "Trainer", "train", "lr_at", "STATE_FILE", "MODEL_FILE"]

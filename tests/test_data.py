@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from madf import imaging
@@ -84,6 +85,23 @@ def test_dataset_converts_and_skips_broken_files(tmp_path, caplog):
     assert not (ds.at(1, 2)[0] == again[0]).all()
 
 
+def test_dataset_cache_changes_nothing_but_the_decoding(tmp_path, monkeypatch):
+    root = _photo_tree(tmp_path)
+    cached, uncached = InpaintingDataset(root, size=32), InpaintingDataset(root, size=32, cache_bytes=0)
+    first = [cached.at(0, i) for i in range(4)]
+    assert len(cached._cache) == 3 and not uncached._cache              # the broken file is never cached
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    again = [cached.at(0, i) for i in range(4)]
+    assert [p.name for p in opened] == ["broken.png"]                  # the rest came from memory
+    for (x, m), (y, n), (z, o) in zip(first, again, [uncached.at(0, i) for i in range(4)]):
+        assert torch.equal(x, y) and torch.equal(x, z) and torch.equal(m, n) and torch.equal(m, o)
+    small = InpaintingDataset(root, size=32, cache_bytes=40 * 40 * 3)   # room for the 40x40 photo only
+    [small.at(0, i) for i in range(4)]
+    assert [p.name for p in small._cache] == ["alpha.webp"]
+
+
 def test_sampler_resumes_exactly_and_splits_ranks():
     full = ResumableSampler(10, 3, seed=1)
     it = iter(full)
@@ -124,3 +142,60 @@ def test_madf_data_manifest_and_perceptual_duplicates(tmp_path):
     for m in manifest:
         assert m["license"] and m["package"] and m["split"] in ("train", "heldout")
         assert (tmp_path / "photos" / m["split"] / f"{m['name']}.png").is_file()
+
+
+def _rcc(files, compressed=()):
+    """A Qt resource file (format version 2) holding ``files`` ({name: bytes}) in one folder "res"."""
+    import struct
+    import zlib
+    names, data, tree = b"", b"", []
+
+    def name(text):
+        nonlocal names
+        offset = len(names)
+        names += struct.pack(">HI", len(text), 0) + text.encode("utf-16-be")
+        return offset
+
+    tree.append(struct.pack(">IHII", name(""), 0x2, 1, 1) + bytes(8))               # root: one child, node 1
+    tree.append(struct.pack(">IHII", name("res"), 0x2, len(files), 2) + bytes(8))   # res/: children from node 2
+    for file_name, payload in files.items():
+        flags = 0
+        if file_name in compressed:
+            payload, flags = struct.pack(">I", len(payload)) + zlib.compress(payload), 0x1
+        tree.append(struct.pack(">IHHHI", name(file_name), flags, 0, 0, len(data)) + bytes(8))
+        data += struct.pack(">I", len(payload)) + payload
+    tree_off = 20
+    data_off = tree_off + 22 * len(tree)
+    names_off = data_off + len(data)
+    return b"qres" + struct.pack(">IIII", 2, tree_off, data_off, names_off) + b"".join(tree) + data + names
+
+
+def test_qt_resource_files_are_read_without_qt(tmp_path):
+    from madf.data.qt_resources import ResourceError, read_rcc
+    photo = tmp_path / "photo.webp"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(photo)
+    (tmp_path / "a.rcc").write_bytes(_rcc({"photo.webp": photo.read_bytes(), "notes.txt": b"x" * 500},
+                                          compressed={"notes.txt"}))
+    files = read_rcc(tmp_path / "a.rcc")
+    assert files == {"res/photo.webp": photo.read_bytes(), "res/notes.txt": b"x" * 500}
+    (tmp_path / "bad.rcc").write_bytes(b"RIFF" + bytes(40))
+    with pytest.raises(ResourceError, match="not a Qt resource file"):
+        read_rcc(tmp_path / "bad.rcc")
+
+
+def test_photos_inside_a_resource_file_are_copied_out_once(tmp_path, monkeypatch):
+    from madf.data import debian
+    root = tmp_path / "root"
+    (root / "usr/share/game").mkdir(parents=True)
+    photo = tmp_path / "cat.webp"
+    Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(photo)
+    (root / "usr/share/game/pics.rcc").write_bytes(_rcc({"cat.webp": photo.read_bytes()}))
+    files = ["usr/share/game/pics.rcc::res/cat.webp", "usr/share/game/pics.rcc::res/missing.webp"]
+    monkeypatch.setattr(debian, "PACKAGES", {"game-data": ("CC0", files)})
+    monkeypatch.setattr(debian, "_unpacked", lambda package, cache, download: root)
+    found = debian.debian_photos(tmp_path / "cache", download=False)
+    assert [(s.path.name, s.package, s.license) for s in found] == [("cat.webp", "game-data", "CC0")]
+    assert found[0].path == tmp_path / "cache/extracted/game-data/res/cat.webp"
+    assert found[0].path.read_bytes() == photo.read_bytes()
+    (root / "usr/share/game/pics.rcc").unlink()                  # a second run reads the copy, not the archive
+    assert [s.path for s in debian.debian_photos(tmp_path / "cache", download=False)] == [found[0].path]

@@ -13,6 +13,7 @@ from PIL import Image
 from conftest import TINY, write_official_checkpoint
 from madf.checkpoint import load_checkpoint
 from madf.errors import CheckpointError
+from madf.model import MADFNet
 from madf.train import MODEL_FILE, STATE_FILE, TrainConfig, train
 
 
@@ -87,18 +88,24 @@ def test_fine_tune_from_an_official_checkpoint(photos, tmp_path, tiny_net):
     assert changed                                    # it trained from those weights, in their config
 
 
-def test_sigterm_saves_and_resume_continues(photos, tmp_path):
+@pytest.mark.parametrize("workers, to", [("0", "process"), ("1", "group")])
+def test_sigterm_saves_and_resume_continues(photos, tmp_path, workers, to):
+    """SIGTERM to the trainer, or to its whole process group (as Ctrl-C or a job scheduler sends it: the DataLoader
+    worker gets it too), saves and exits cleanly."""
     out = tmp_path / "run"
     args = ["--images", str(photos), "--output", str(out), "--levels", "4", "--width", "0.125", "--size", "32",
             "--batch-size", "2", "--steps", "100000", "--perceptual", "none", "--save-every", "100000",
-            "--grid-every", "0", "--workers", "0", "--device", "cpu", "--log-every", "1"]
+            "--grid-every", "0", "--workers", workers, "--device", "cpu", "--log-every", "1"]
     proc = subprocess.Popen([sys.executable, "-m", "madf.cli.train", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.time() + 60
     while not (out / "config.json").exists() and time.time() < deadline:
         time.sleep(0.2)
     time.sleep(2.0)                                   # let it take some steps
-    proc.send_signal(signal.SIGTERM)
+    if to == "group":
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, output
     step = torch.load(out / STATE_FILE, weights_only=False)["step"]
@@ -136,3 +143,55 @@ def test_cli_errors_are_one_line(photos, tmp_path, args, message, monkeypatch):
     result = CliRunner().invoke(main, base + args)
     assert result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output, result.output
     assert not (tmp_path / "run" / STATE_FILE).exists()
+
+
+def test_cosine_schedule_follows_the_step():
+    from madf.errors import InputError
+    from madf.train import lr_at
+    cfg = TrainConfig(images="x", output="y", steps=100, lr=2e-4, lr_schedule="cosine")
+    got = [lr_at(cfg, s) for s in (0, 50, 100, 150)]
+    print("cosine lr at 0/50/100/150:", got)
+    assert got[0] == pytest.approx(2e-4) and got[1] == pytest.approx(1e-4) and got[2] == got[3] == pytest.approx(0)
+    assert all(a > b for a, b in zip([lr_at(cfg, s) for s in range(100)], [lr_at(cfg, s) for s in range(1, 101)]))
+    assert lr_at(TrainConfig(images="x", output="y", lr=3e-4), 99) == 3e-4
+    with pytest.raises(InputError, match="choose constant or cosine"):
+        lr_at(TrainConfig(images="x", output="y", lr_schedule="step"), 0)
+
+
+def test_bf16_channels_last_cosine_run_resumes_exactly(photos, tmp_path, monkeypatch):
+    """The CPU fast path (bf16 autocast, NHWC) under the cosine schedule: stopped after 3 of 6 steps (as SIGTERM
+    would) and resumed, it ends bit-equal to a straight run."""
+    import madf.train as train_module
+    opts = dict(amp="bf16", channels_last=True, lr_schedule="cosine", grid_every=0, steps=6, save_every=6)
+    train(_config(photos, tmp_path / "straight", **opts))
+
+    class StopAfterThree(train_module._Stop):
+        reads = 0
+
+        @property
+        def requested(self):       # read once per step
+            StopAfterThree.reads += 1
+            return StopAfterThree.reads >= 3
+
+        @requested.setter
+        def requested(self, value):
+            pass
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module, "_Stop", StopAfterThree)
+        assert train(_config(photos, tmp_path / "split", **opts)) == 3
+    state = torch.load(tmp_path / "split" / STATE_FILE, weights_only=False)
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(train_module.lr_at(_config(photos, "x", **opts), 2))
+    assert train(_config(photos, tmp_path / "split", **opts), resume=True) == 6
+    a, b = _weights(tmp_path / "straight" / MODEL_FILE), _weights(tmp_path / "split" / MODEL_FILE)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert next(iter(a.values())).dtype == torch.float32           # bf16 autocast keeps fp32 weights
+    torch.manual_seed(0)                                            # the run's initial weights (seed 0)
+    start = MADFNet(TINY).state_dict()
+    assert any(not torch.equal(a[k], start[k]) for k in a if a[k].is_floating_point())
+
+
+def test_fp16_autocast_on_cpu_is_refused(photos, tmp_path):
+    from madf.errors import InputError
+    with pytest.raises(InputError, match="--amp fp16 needs a GPU; on a CPU use --amp bf16"):
+        train(_config(photos, tmp_path / "run", amp="fp16"))

@@ -1,6 +1,6 @@
-"""A small real-photo dataset from what is installed: scikit-image's photos and, where present, the nature photos
-of Debian's mate-backgrounds. The split is fixed per photo (a hash of its file name), so adding or removing a source never moves a
-photo between train/ and heldout/.
+"""A real-photo dataset with no network beyond Debian's archive: scikit-image's photos and the curated photographs of
+Debian packages (madf.data.debian). The split is fixed per photo (a hash of its file name), so adding or removing a
+source never moves a photo between train/ and heldout/.
 """
 from __future__ import annotations
 
@@ -38,13 +38,15 @@ def _name(src: Path) -> str:
 
 SHORT = {"lomiri-wallpapers-16.04": "lomiri", "lomiri-wallpapers-20.04": "lomiri", "mate-backgrounds": "mate",
          "plasma-workspace-wallpapers": "plasma", "lxqt-themes": "lxqt", "palapeli-data": "palapeli",
-         "tuxpaint-data": "tuxpaint"}
+         "tuxpaint-data": "tuxpaint", "gcompris-qt-data": "gcompris"}
 
 
 def _debian_name(source) -> str:
     stem = source.path.stem
     if source.package == "plasma-workspace-wallpapers":   # files are named by size; the folder names the picture
         stem = source.path.parents[2].name
+    if "activities" in source.path.parts:                 # GCompris: the activity, then the photo
+        stem = f"{source.path.parts[source.path.parts.index('activities') + 1]}-{stem}"
     return f"{SHORT[source.package]}-{stem}"
 
 

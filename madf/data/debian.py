@@ -1,5 +1,7 @@
 """Photographs shipped in Debian's wallpaper and game-data packages: found where installed, else fetched with
-``apt-get download`` and unpacked with ``dpkg -x`` into a cache (no root, nothing installed system-wide).
+``apt-get download`` and unpacked with ``dpkg -x`` into a cache (no root, nothing installed system-wide). A file
+named ``archive.rcc::inner/path`` lives inside a Qt resource file (GCompris packs its photos so) and is copied out
+into the cache.
 
 The file lists are curated by eye from contact sheets of every image in these packages (2026-11-27): photographs
 are kept; renders, abstract art, logos and screenshots are not. Licenses are the packages' (debian/copyright).
@@ -13,6 +15,9 @@ import subprocess
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from ..atomic import atomic_path
+from .qt_resources import read_rcc
+
 log = logging.getLogger("madf")
 
 
@@ -21,6 +26,14 @@ class Source:
     path: Path
     package: str
     license: str
+
+
+MEMBER = "::"    # separates a Qt resource file from the path of a file inside it
+
+
+def _gcompris(activity: str, names: str) -> List[str]:
+    return [f"usr/share/gcompris-qt/rcc/{activity}.rcc{MEMBER}gcompris/src/activities/{activity}/resource/{n}.webp"
+            for n in names.split()]
 
 
 # package: (license, [files inside the package])
@@ -54,12 +67,38 @@ PACKAGES: Dict[str, Tuple[str, List[str]]] = {
             "burnt_bark", "cliff", "corn_maze", "jellyfish", "lighthouse", "mossy_bark", "mossy_log", "mudstone",
             "ocean_splash", "ocean_waves", "redwoods_above", "rocks", "sheep", "spiders_web", "sun_behind_clouds",
             "sun_behind_leaves", "trees_above", "trees_at_dusk", "wool_mill_machine")]),
+    # Animals, monuments, landscapes, underwater and music scenes; its drawings and paintings are left out.
+    "gcompris-qt-data": ("CC-BY / CC-BY-SA 2.0-4.0 / public domain (per file)", _gcompris("erase", """
+        alpaca bee butterfly calf camels caterpillar chamaeleon cheetah crab dolphin flying_fox gibbon giraffe goat
+        gorilla gosling heron horse kingfisher kitten long_nosed_monkey macaque meerkats northern_harrier nubian_ibex
+        penguin pika red_panda rhinoceros spoonbills squirrel swans toucan""") + _gcompris("explore_monuments", """
+        egypt/bentPyramid egypt/greatPyramidOfGiza egypt/meidumPyramid france/arlesAmphitheater
+        france/chateaudeChambord france/chateaudeChenonceau france/citedeCarcassonne france/eiffelTower
+        france/montStMichel france/palaisdesPapes france/pontduGard france/reimsCathedral france/rocamadour
+        germany/aulaPalatina germany/berlinCathedral germany/brandenburgGate germany/neuschwansteinCastle
+        germany/schwerinPalace germany/trierImperialBaths germany/wormsCathedral india/ajantaCave india/charminar
+        india/gatewayofIndia india/goldenTemple india/greatStupa india/hawaMahal india/konarkSunTemple
+        india/mysorePalace india/qutubMinar india/rangGhar usa/canyondeChelly usa/castillodeSanMarcos
+        usa/castleClinton usa/fortSumter usa/georgeWashingtonBirthplace usa/lincolnMemorial usa/mountRushmore
+        usa/navajo usa/statueofLiberty wonders/chichenItza wonders/christTheRedeemer wonders/colosseum
+        wonders/greatWallofChina wonders/machuPicchu wonders/petra wonders/tajMahal""") + _gcompris(
+        "explore_world_animals", """animals/bison animals/chameleon animals/crocodile animals/dragon animals/giraffe
+        animals/hedgehog animals/jaguar animals/kangaroo animals/koala animals/lemur animals/moose animals/narwhal
+        animals/panda animals/polar_bear""") + _gcompris(
+        "explore_farm_animals", "animals/chicken animals/cow animals/dog animals/horse animals/pig animals/sheep")
+        # details' Chenonceau, Giza, Neuschwanstein and Taj Mahal repeat explore_monuments' views: left out, so a
+        # scene never lands in both splits
+        + _gcompris("details", """image/EgeskovSlotSpejling_background image/EilanDonanCastle_background
+        image/FanoeWindmill_background image/Louvre_2007_02_24_c_background image/NDP_background
+        image/Nagoya_background image/OperaSidney_background image/TowerBridgeLondon_background""") + _gcompris("clickgame", "sea1 sea2 sea3 sea4 sea5 sea6")
+        + _gcompris("explore_world_music", """music/africa music/america music/australia music/japan music/mexico
+        music/orchestra""")),
 }
 
 
 def _unpacked(package: str, cache: Path, download: bool) -> Path:
     """The root holding the package's files: / where it is installed, else its unpacked copy in the cache."""
-    first = PACKAGES[package][1][0]
+    first = PACKAGES[package][1][0].split(MEMBER)[0]
     if (Path("/") / first).is_file():
         return Path("/")
     root = cache / "root" / package
@@ -82,12 +121,29 @@ def _unpacked(package: str, cache: Path, download: bool) -> Path:
     return root
 
 
+def _copied_out(root: Path, name: str, cache: Path, package: str, archives: Dict[Path, Dict[str, bytes]]) -> Path:
+    """The file itself, or for ``archive.rcc::inner/path`` its copy under cache/extracted (made once)."""
+    if MEMBER not in name:
+        return root / name
+    archive, inner = name.split(MEMBER)
+    dest = cache / "extracted" / package / inner
+    if not dest.is_file() and (root / archive).is_file():
+        if root / archive not in archives:
+            archives[root / archive] = read_rcc(root / archive)
+        payload = archives[root / archive].get(inner)
+        if payload is not None:
+            with atomic_path(dest) as tmp:
+                tmp.write_bytes(payload)
+    return dest
+
+
 def debian_photos(cache: Path, download: bool = True) -> List[Source]:
     """Every curated photo of PACKAGES available here (installed, cached, or fetched when ``download``)."""
     out = []
     for package, (license_, files) in PACKAGES.items():
         root = _unpacked(package, Path(cache), download)
-        present = [root / f for f in files if (root / f).is_file()]
+        archives: Dict[Path, Dict[str, bytes]] = {}
+        present = [p for p in (_copied_out(root, f, Path(cache), package, archives) for f in files) if p.is_file()]
         out += [Source(p, package, license_) for p in present]
         if present and len(present) < len(files):
             log.warning("%s: %d of %d photos found", package, len(present), len(files))
