@@ -181,7 +181,8 @@ def test_bf16_channels_last_cosine_run_resumes_exactly(photos, tmp_path, monkeyp
         patch.setattr(train_module, "_Stop", StopAfterThree)
         assert train(_config(photos, tmp_path / "split", **opts)) == 3
     state = torch.load(tmp_path / "split" / STATE_FILE, weights_only=False)
-    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(train_module.lr_at(_config(photos, "x", **opts), 2))
+    third_lr = train_module.lr_at(_config(photos, "x", **opts), 2)
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(third_lr)
     assert train(_config(photos, tmp_path / "split", **opts), resume=True) == 6
     a, b = _weights(tmp_path / "straight" / MODEL_FILE), _weights(tmp_path / "split" / MODEL_FILE)
     assert all(torch.equal(a[k], b[k]) for k in a)

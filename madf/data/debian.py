@@ -90,7 +90,8 @@ PACKAGES: Dict[str, Tuple[str, List[str]]] = {
         # scene never lands in both splits
         + _gcompris("details", """image/EgeskovSlotSpejling_background image/EilanDonanCastle_background
         image/FanoeWindmill_background image/Louvre_2007_02_24_c_background image/NDP_background
-        image/Nagoya_background image/OperaSidney_background image/TowerBridgeLondon_background""") + _gcompris("clickgame", "sea1 sea2 sea3 sea4 sea5 sea6")
+        image/Nagoya_background image/OperaSidney_background image/TowerBridgeLondon_background""")
+        + _gcompris("clickgame", "sea1 sea2 sea3 sea4 sea5 sea6")
         + _gcompris("explore_world_music", """music/africa music/america music/australia music/japan music/mexico
         music/orchestra""")),
 }
