@@ -1,4 +1,5 @@
-"""Training: Adam (the paper's lr 2e-4, betas 0.9/0.999), AMP on GPU, DDP under torchrun, exact resume.
+"""Training: Adam (the paper's lr 2e-4, betas 0.9/0.999; constant or cosine), AMP (GPU; bf16 on CPU too), DDP
+under torchrun, exact resume.
 
 One script for one process or many: under ``torchrun --nproc-per-node N`` each rank takes every N-th batch slot of
 the same seeded order (madf.data.images.ResumableSampler) and gradients are averaged by DistributedDataParallel
