@@ -45,7 +45,7 @@ def _debian_name(source) -> str:
     stem = source.path.stem
     if source.package == "plasma-workspace-wallpapers":   # files are named by size; the folder names the picture
         stem = source.path.parents[2].name
-    if "activities" in source.path.parts:                 # GCompris: the activity, then the photo
+    if source.package == "gcompris-qt-data":              # .../activities/<activity>/...: the activity, then the photo
         stem = f"{source.path.parts[source.path.parts.index('activities') + 1]}-{stem}"
     return f"{SHORT[source.package]}-{stem}"
 

@@ -122,12 +122,12 @@ def _unpacked(package: str, cache: Path, download: bool) -> Path:
     return root
 
 
-def _copied_out(root: Path, name: str, cache: Path, package: str, archives: Dict[Path, Dict[str, bytes]]) -> Path:
-    """The file itself, or for ``archive.rcc::inner/path`` its copy under cache/extracted (made once)."""
+def _copied_out(root: Path, name: str, extracted: Path, archives: Dict[Path, Dict[str, bytes]]) -> Path:
+    """The file itself, or for ``archive.rcc::inner/path`` its copy under ``extracted`` (made once)."""
     if MEMBER not in name:
         return root / name
     archive, inner = name.split(MEMBER)
-    dest = cache / "extracted" / package / inner
+    dest = extracted / inner
     if not dest.is_file() and (root / archive).is_file():
         if root / archive not in archives:
             archives[root / archive] = read_rcc(root / archive)
@@ -140,11 +140,12 @@ def _copied_out(root: Path, name: str, cache: Path, package: str, archives: Dict
 
 def debian_photos(cache: Path, download: bool = True) -> List[Source]:
     """Every curated photo of PACKAGES available here (installed, cached, or fetched when ``download``)."""
-    out = []
+    out, cache = [], Path(cache)
     for package, (license_, files) in PACKAGES.items():
-        root = _unpacked(package, Path(cache), download)
+        root = _unpacked(package, cache, download)
         archives: Dict[Path, Dict[str, bytes]] = {}
-        present = [p for p in (_copied_out(root, f, Path(cache), package, archives) for f in files) if p.is_file()]
+        copies = (_copied_out(root, f, cache / "extracted" / package, archives) for f in files)
+        present = [p for p in copies if p.is_file()]
         out += [Source(p, package, license_) for p in present]
         if present and len(present) < len(files):
             log.warning("%s: %d of %d photos found", package, len(present), len(files))
