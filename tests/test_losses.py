@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from madf.errors import CheckpointError
-from madf.losses import InpaintingLoss, VGG16Features, dilate, gram, load_vgg16, tv_loss
+from madf.losses import InpaintingLoss, VGG16Features, dilate, gram, load_vgg16, ssim, to_unit, tv_loss
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,40 @@ def test_perceptual_none_is_l1_plus_tv():
     gt, known = torch.randn(1, 3, 16, 16), (torch.rand(1, 1, 16, 16) > 0.5).float()
     _, terms = InpaintingLoss(None)([torch.randn(1, 3, 16, 16) for _ in range(2)], gt, known)
     assert sorted(terms) == ["out0/hole", "out0/valid", "out1/hole", "out1/tv", "out1/valid", "total"]
+
+
+def test_ssim_equals_the_score_madf_eval_reports():
+    """The training term and madf-eval's metric (skimage's structural_similarity) must be one SSIM."""
+    import numpy as np
+    from madf.evaluate import ssim as eval_ssim
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (40, 36, 3)).astype(np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-50, 50, a.shape), 0, 255).astype(np.uint8)
+    as_tensor = lambda x: torch.tensor(x / 255.0).permute(2, 0, 1)[None]   # noqa: E731
+    got, want = float(ssim(as_tensor(a), as_tensor(b))), eval_ssim(a, b)
+    print(f"ssim torch {got:.12f} skimage {want:.12f}")
+    assert got == pytest.approx(want, abs=1e-10) and got < 0.99
+    assert float(ssim(as_tensor(a), as_tensor(a))) == pytest.approx(1.0)
+
+
+def test_ssim_term_scores_the_last_composite_and_punishes_a_seam():
+    torch.manual_seed(0)
+    gt = torch.randn(1, 3, 32, 32)
+    known = torch.ones(1, 1, 32, 32)
+    known[..., 8:24, 8:24] = 0
+    plain, weighted = InpaintingLoss(None), InpaintingLoss(None, weights={"ssim": 2.0})
+    seam = gt + 0.5 * (1 - known)           # the fill is the truth, shifted in level: a seam at the border
+    outputs = [seam.clone().requires_grad_() for _ in range(2)]
+    total0, terms0 = plain(outputs, gt, known)
+    total, terms = weighted(outputs, gt, known)
+    assert "out1/ssim" not in terms0 and "out0/ssim" not in terms
+    expected = 1 - ssim(to_unit(known * gt + (1 - known) * seam), to_unit(gt))
+    assert terms["out1/ssim"].item() == pytest.approx(expected.item()) and expected.item() > 0.01
+    assert total.item() == pytest.approx(total0.item() + 2.0 * expected.item(), rel=1e-6)
+    _, exact = weighted([gt.clone(), gt.clone()], gt, known)
+    assert exact["out1/ssim"].item() == pytest.approx(0.0, abs=1e-6)
+    total.backward()
+    assert outputs[1].grad[..., 8:24, 8:24].abs().sum() > 0
 
 
 def test_vgg_weights_loading(tmp_path, vgg):

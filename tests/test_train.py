@@ -3,7 +3,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,6 +189,15 @@ def test_bf16_channels_last_cosine_run_resumes_exactly(photos, tmp_path, monkeyp
     torch.manual_seed(0)                                            # the run's initial weights (seed 0)
     start = MADFNet(TINY).state_dict()
     assert any(not torch.equal(a[k], start[k]) for k in a if a[k].is_floating_point())
+
+
+def test_ssim_weight_reaches_the_loss_and_a_negative_one_is_refused(photos, tmp_path):
+    from madf.errors import InputError
+    from madf.train import Trainer
+    assert Trainer(_config(photos, tmp_path / "a", ssim_weight=0.5)).loss.weights["ssim"] == 0.5
+    assert Trainer(_config(photos, tmp_path / "b")).loss.weights["ssim"] == 0.0     # the paper's losses
+    with pytest.raises(InputError, match="--ssim-weight -1.0: must be >= 0"):
+        Trainer(_config(photos, tmp_path / "c", ssim_weight=-1.0))
 
 
 def test_fp16_autocast_on_cpu_is_refused(photos, tmp_path):

@@ -43,6 +43,9 @@ RUN_FILES = ("train_state.pt", "model.safetensors")
                    "Inception-v3, installed with it); none: L1 + TV only.")
 @click.option("--vgg-weights", type=PATH, default=None,
               help="torchvision's vgg16-397923af.pth (default: torchvision's cache, when present).")
+@click.option("--ssim-weight", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Add this times 1 - SSIM of the composite to the last output's loss (sharper hole borders; "
+                   "0 = the paper's losses).")
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
               help="cosine: anneal --lr to 0 at --steps (worth it for short runs).")
 @click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "none"]), default="auto", show_default=True,
@@ -58,7 +61,7 @@ RUN_FILES = ("train_state.pt", "model.safetensors")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT/train_state.pt.")
 @OVERWRITE
 def main(images, output, masks, invert_masks, levels, width_mult, refinement_decoders, init, size, batch_size,
-         steps, lr, lr_schedule, perceptual, vgg_weights, amp, channels_last, save_every, grid_every, log_every,
+         steps, lr, lr_schedule, perceptual, vgg_weights, ssim_weight, amp, channels_last, save_every, grid_every, log_every,
          workers, seed, device, resume, overwrite) -> None:
     """Train MADF with the paper's losses and incremental supervision; checkpoints are atomic and resumable."""
     setup_logging()
@@ -76,6 +79,7 @@ def main(images, output, masks, invert_masks, levels, width_mult, refinement_dec
             size=size, batch_size=batch_size, steps=steps, lr=lr, lr_schedule=lr_schedule,
             channels_last=channels_last, masks=str(masks) if masks else None,
             invert_masks=invert_masks, perceptual=perceptual, vgg_weights=str(vgg_weights) if vgg_weights else None,
+            ssim_weight=ssim_weight,
             amp=amp, save_every=save_every, grid_every=grid_every, log_every=log_every, seed=seed, workers=workers,
             init=str(init) if init else None, device=device)
         reached = train(config, resume=resume)

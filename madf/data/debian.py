@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from ..atomic import atomic_path
-from .qt_resources import read_rcc
+from .qt_resources import ResourceError, read_rcc
 
 log = logging.getLogger("madf")
 
@@ -130,7 +130,12 @@ def _copied_out(root: Path, name: str, extracted: Path, archives: Dict[Path, Dic
     dest = extracted / inner
     if not dest.is_file() and (root / archive).is_file():
         if root / archive not in archives:
-            archives[root / archive] = read_rcc(root / archive)
+            try:
+                archives[root / archive] = read_rcc(root / archive)
+            except ResourceError as exc:   # warned once, like a failed download: the other packages still count
+                fix = "reinstall its package" if root == Path("/") else f"delete {root} to fetch it again"
+                log.warning("%s; its photos are skipped (%s)", exc, fix)
+                archives[root / archive] = {}
         payload = archives[root / archive].get(inner)
         if payload is not None:
             with atomic_path(dest) as tmp:

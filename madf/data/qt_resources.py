@@ -19,9 +19,16 @@ class ResourceError(ValueError):
 
 
 def read_rcc(path) -> Dict[str, bytes]:
-    """Every file of the resource, by its path inside it (``gcompris/src/.../photo.webp``)."""
+    """Every file of the resource, by its path inside it (``gcompris/src/.../photo.webp``). A truncated or damaged
+    file raises ResourceError, never struct's or zlib's errors."""
     path = Path(path)
-    blob = path.read_bytes()
+    try:
+        return _read(path, path.read_bytes())
+    except (struct.error, zlib.error, IndexError, UnicodeDecodeError) as exc:
+        raise ResourceError(f"{path}: truncated or damaged Qt resource file ({exc.__class__.__name__})") from None
+
+
+def _read(path: Path, blob: bytes) -> Dict[str, bytes]:
     if blob[:4] != b"qres":
         raise ResourceError(f"{path}: not a Qt resource file (no 'qres' header)")
     version, tree, data, names = struct.unpack_from(">IIII", blob, 4)
@@ -32,7 +39,10 @@ def read_rcc(path) -> Dict[str, bytes]:
     def name(index: int) -> str:
         offset = struct.unpack_from(">I", blob, tree + index * node_size)[0]
         length = struct.unpack_from(">H", blob, names + offset)[0]
-        return blob[names + offset + 6:names + offset + 6 + 2 * length].decode("utf-16-be")
+        raw = blob[names + offset + 6:names + offset + 6 + 2 * length]
+        if len(raw) != 2 * length:
+            raise ResourceError(f"{path}: truncated Qt resource file (its name table is cut short)")
+        return raw.decode("utf-16-be")
 
     files: Dict[str, bytes] = {}
     stack = [(0, "")]          # node 0 is the root directory
@@ -46,6 +56,8 @@ def read_rcc(path) -> Dict[str, bytes]:
         offset = struct.unpack_from(">I", blob, tree + index * node_size + 10)[0]
         size = struct.unpack_from(">I", blob, data + offset)[0]
         payload = blob[data + offset + 4:data + offset + 4 + size]
+        if len(payload) != size:
+            raise ResourceError(f"{path}: truncated Qt resource file ({prefix[:-1]} is cut short)")
         if flags & _ZSTD:
             raise ResourceError(f"{path}: {prefix[:-1]} is zstd-compressed, which is not supported")
         if flags & _ZLIB:
