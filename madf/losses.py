@@ -103,12 +103,10 @@ class InceptionFeatures(nn.Module):
         self.layers = layers
         names = [n for n, _ in layers.named_children()]
         self.steps = names[:names.index(INCEPTION_CUTS[-1]) + 1]
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
-        x = (x * self.std + self.mean) * 2 - 1
+        x = to_unit(x) * 2 - 1
         outs = []
         for name in self.steps:
             x = getattr(self.layers, name)(x)

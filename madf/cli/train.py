@@ -61,8 +61,8 @@ RUN_FILES = ("train_state.pt", "model.safetensors")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT/train_state.pt.")
 @OVERWRITE
 def main(images, output, masks, invert_masks, levels, width_mult, refinement_decoders, init, size, batch_size,
-         steps, lr, lr_schedule, perceptual, vgg_weights, ssim_weight, amp, channels_last, save_every, grid_every, log_every,
-         workers, seed, device, resume, overwrite) -> None:
+         steps, lr, lr_schedule, perceptual, vgg_weights, ssim_weight, amp, channels_last, save_every, grid_every,
+         log_every, workers, seed, device, resume, overwrite) -> None:
     """Train MADF with the paper's losses and incremental supervision; checkpoints are atomic and resumable."""
     setup_logging()
     with cli_errors():

@@ -24,7 +24,7 @@ def read_rcc(path) -> Dict[str, bytes]:
     path = Path(path)
     try:
         return _read(path, path.read_bytes())
-    except (struct.error, zlib.error, IndexError, UnicodeDecodeError) as exc:
+    except (struct.error, zlib.error, UnicodeDecodeError) as exc:
         raise ResourceError(f"{path}: truncated or damaged Qt resource file ({exc.__class__.__name__})") from None
 
 
