@@ -26,11 +26,11 @@ def main() -> None:
                              "2.0; OpenCV's Telea, which copies colours from the hole's rim, stays within it).")
     args = parser.parse_args()
 
-    from madf import imaging
     from madf.data.images import list_image_tree
     from madf.data.masks import eval_masks
-    from madf.evaluate import opencv_method
-    from madf.inpaint import Inpainter
+    from madf.inpaint import imaging
+    from madf.inpaint.inpainter import Inpainter
+    from madf.training.evaluate import opencv_method
 
     inpainter = Inpainter.from_checkpoint(args.ckpt)
     methods = {"madf": inpainter.__call__, "telea": opencv_method("TELEA")}

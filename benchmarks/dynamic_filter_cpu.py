@@ -31,9 +31,10 @@ def _peak_mib() -> float:
 
 def _measure(task, impl, size, repeats, queue):
     import torch
-    from madf.config import OFFICIAL
-    from madf.dynamic_filter import dynamic_filter
-    from madf.model import build_model
+
+    from madf.model.config import OFFICIAL
+    from madf.model.dynamic_filter import dynamic_filter
+    from madf.model.network import build_model
 
     torch.manual_seed(0)
     if task == "model":
@@ -80,8 +81,9 @@ def main():
 
     import torch
     from tqdm import tqdm
+
     from madf.cli._common import format_table
-    from madf.config import OFFICIAL
+    from madf.model.config import OFFICIAL
 
     tasks = list(range(1, OFFICIAL.levels + 1)) + ["model"]
     rows, records = [], []

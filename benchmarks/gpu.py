@@ -40,10 +40,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from madf import acceleration, dynamic_filter as df  # noqa: E402
-from madf.config import OFFICIAL, ModelConfig  # noqa: E402
-from madf.model import build_model  # noqa: E402
-from madf.pipeline import InpaintModel  # noqa: E402
+from madf.model import acceleration  # noqa: E402
+from madf.model import dynamic_filter as df
+from madf.model.config import OFFICIAL, ModelConfig  # noqa: E402
+from madf.model.network import build_model  # noqa: E402
+from madf.model.pipeline import InpaintModel  # noqa: E402
 
 # Dense FP16 tensor-core peaks (FP32 accumulation) from NVIDIA's datasheets, TFLOP/s; --peak-tflops for others.
 PEAKS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.0,
@@ -106,7 +107,7 @@ class Report:
     def save(self):
         """Write what is there so far (atomically): a run cut short still leaves its finished tables."""
         if self.out:
-            from madf.atomic import atomic_path
+            from madf.common.atomic import atomic_path
             with atomic_path(self.out) as tmp:
                 tmp.write_text(self.markdown())
 
@@ -172,10 +173,10 @@ def measured_matmul_tflops(device):
 
 # ---- the fused kernel -----------------------------------------------------------------------------------------------
 def fused_build(device):
-    """The fused kernel (engines/plugins/dynamicFilter) on this GPU, or None on the CPU or when it does not build."""
+    """The fused kernel (madf/csrc/plugins/dynamicFilter) on this GPU, or None on the CPU or when it does not build."""
     if device.type != "cuda":
         return None
-    from madf.engines import kernel
+    from madf.model import fused_kernel as kernel
     try:
         return kernel.cuda_kernel()
     except Exception as exc:  # noqa: BLE001 - a build that fails is reported, the rest still runs
@@ -416,7 +417,7 @@ def main(argv=None):
         level_section(report, device, args.batches, 256 if device.type == "cuda" else min(args.sizes), fused,
                       args.levels)
     if fused is not None:
-        from madf.engines import kernel
+        from madf.model import fused_kernel as kernel
         df.register("fused")(kernel.compilable(fused))   # a custom op: torch.compile keeps it in its graph
     if "model" not in args.skip:
         whole_model_section(report, device, config, args.sizes, args.batches, fused is not None, peak,

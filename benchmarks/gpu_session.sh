@@ -32,11 +32,11 @@ python3 -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/install.log
 cat >"$OUT/build.py" <<'EOF'
 import sys
 from pathlib import Path
-from madf.engines import kernel
+from madf.model import fused_kernel as kernel
 if sys.argv[1] == "cuda":
     kernel.load_extension(verbose=True)
 else:
-    kernel.load_emulated_extension(Path("tests/kernel_emulation"), verbose=True)
+    kernel.load_emulated_extension(kernel.EMULATION, verbose=True)
 print("built", sys.argv[1])
 EOF
 for v in cuda emulated; do (timeout 240 python3 "$OUT/build.py" $v >"$OUT/build_$v.log" 2>&1; echo "build $v: exit $?") & done
@@ -67,7 +67,7 @@ EOF
   step levels 100 python3 benchmarks/gpu.py --sizes 256 --batches 1 32 --skip model accuracy --out "$OUT/check.md"
   grep -A12 "^### batch" "$OUT/check.md" 2>/dev/null || tail -30 "$OUT/levels.log"
 else
-  python3 -c "import torch; from madf.engines import kernel as k; print('libstdc++: runtime', k._runtime_libstdcxx(),
+  python3 -c "import torch; from madf.model import fused_kernel as k; print('libstdc++: runtime', k.runtime_libstdcxx(),
     'of $CXX', k._compiler_libstdcxx('${CXX:-c++}'), '-> build with', k.host_compilers())" 2>&1 | tee "$OUT/compilers.txt"
   step gpu_tests 120 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_fused_kernel.py \
     tests/test_acceleration.py

@@ -44,10 +44,10 @@ def _peak_mib() -> float:
 def _speed(strategy: str, width: int, height: int, queue) -> None:
     from PIL import Image
 
-    from madf import imaging
     from madf.data.assemble import heldout_photos
-    from madf.inpaint import Inpainter
-    from madf.strategy import Strategy
+    from madf.inpaint import imaging
+    from madf.inpaint.inpainter import Inpainter
+    from madf.inpaint.strategy import Strategy
     from madf.weights import BUNDLED
     photo = imaging.open_image(heldout_photos(skimage_only=True)[0])
     rgb = np.asarray(Image.fromarray(imaging.to_rgb_array(photo)).resize((width, height), Image.BICUBIC))
@@ -63,11 +63,11 @@ def _speed(strategy: str, width: int, height: int, queue) -> None:
 
 
 def _quality(side: int) -> list:
-    from madf import imaging
     from madf.data.assemble import heldout_photos
-    from madf.evaluate import psnr, ssim
-    from madf.inpaint import Inpainter
-    from madf.strategy import Strategy
+    from madf.inpaint import imaging
+    from madf.inpaint.inpainter import Inpainter
+    from madf.inpaint.strategy import Strategy
+    from madf.training.evaluate import psnr, ssim
     from madf.weights import BUNDLED
     rows = []
     runners = {name: Inpainter.from_checkpoint(BUNDLED, strategy=Strategy(name, margin=128)) for name in ("full", "crop")}

@@ -13,12 +13,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from test_serve import Server, _browser  # noqa: E402
 
 from madf.data.assemble import heldout_photos  # noqa: E402
-from madf.inpaint import Inpainter  # noqa: E402
+from madf.inpaint.inpainter import Inpainter  # noqa: E402
 from madf.serve.app import create_app  # noqa: E402
 from madf.weights import BUNDLED  # noqa: E402
-from test_serve import Server, _browser  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "madf-serve.png"
 

@@ -7,8 +7,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from madf.config import ModelConfig  # noqa: E402
-from madf.model import build_model  # noqa: E402
+from madf.model.config import ModelConfig  # noqa: E402
+from madf.model.network import build_model  # noqa: E402
 
 # Small but complete: every level kind (7x7, 5x5, 3x3 dynamic filters), both refinement decoders.
 TINY = ModelConfig(levels=4, width=0.125, refinement_decoders=2)
@@ -89,7 +89,7 @@ def exported(tmp_path_factory):
 def plan(exported, tmp_path_factory):
     """TINY's native export built by TensorRT-RTX (or TensorRT) on this machine, with its sidecar."""
     from click.testing import CliRunner
-    from madf.errors import DeviceError
+    from madf.common.errors import DeviceError
     from madf.cli.build import main as build_main
     from madf.engines.build import load_tensorrt
     try:

@@ -7,8 +7,8 @@ the float64 reference sees the same values; the kernels accumulate in FP32 and r
 """
 import torch
 
-from madf.config import OFFICIAL
-from madf.dynamic_filter import dynamic_filter_unfold
+from madf.model.config import OFFICIAL
+from madf.model.dynamic_filter import dynamic_filter_unfold
 
 OFFICIAL_SHAPES = sorted({(s["cin"], s["cout"], s["kernel"], s["padding"]) for s in OFFICIAL.level_shapes()})
 SIZES = [(1, 32, 32), (8, 16, 16), (2, 13, 9), (3, 7, 12), (1, 1, 1)]   # batch 1 and 8, odd, mixed, one pixel

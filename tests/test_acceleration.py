@@ -7,12 +7,12 @@ import torch
 from click.testing import CliRunner
 
 from conftest import TINY, random_pair
-from madf import imaging
-from madf.acceleration import TorchOptions
-from madf.checkpoint import save_checkpoint
-from madf.errors import DeviceError, InputError
-from madf.inpaint import Inpainter, TorchBackend
-from madf.model import build_model
+from madf.inpaint import imaging
+from madf.model.acceleration import TorchOptions
+from madf.model.checkpoint import save_checkpoint
+from madf.common.errors import DeviceError, InputError
+from madf.inpaint.inpainter import Inpainter, TorchBackend
+from madf.model.network import build_model
 from madf.runtime.parity import TOLERANCE
 
 

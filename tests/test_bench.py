@@ -12,8 +12,8 @@ from madf.runtime.bench import BenchSettings, latency_stats, run_benchmark
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     from conftest import TINY
-    from madf.checkpoint import save_checkpoint
-    from madf.model import build_model
+    from madf.model.checkpoint import save_checkpoint
+    from madf.model.network import build_model
     path = tmp_path_factory.mktemp("bench") / "tiny.safetensors"
     save_checkpoint(build_model(TINY, seed=0), path)
     return path

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from conftest import TINY, write_official_checkpoint
-from madf.checkpoint import infer_config, load_checkpoint, read_checkpoint, save_checkpoint
-from madf.config import OFFICIAL, ModelConfig
-from madf.errors import CheckpointError
-from madf.model import build_model
+from madf.model.checkpoint import infer_config, load_checkpoint, read_checkpoint, save_checkpoint
+from madf.model.config import OFFICIAL, ModelConfig
+from madf.common.errors import CheckpointError
+from madf.model.network import build_model
 from official_reference import official_forward
 
 

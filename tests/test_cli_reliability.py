@@ -20,9 +20,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import TINY, random_pair
-from madf import imaging
-from madf.checkpoint import save_checkpoint
-from madf.model import build_model
+from madf.inpaint import imaging
+from madf.model.checkpoint import save_checkpoint
+from madf.model.network import build_model
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +249,7 @@ def test_non_finite_weights_are_an_error_naming_the_file(tmp_path, pair):
 def test_non_finite_onnx_weights_refused_by_onnxruntime_and_madf_build(ckpt, tmp_path, pair):
     onnx = pytest.importorskip("onnx")
     from onnx import numpy_helper
-    from madf.checkpoint import load_checkpoint
+    from madf.model.checkpoint import load_checkpoint
     from madf.export.onnx import export_onnx
     path = tmp_path / "m.onnx"
     export_onnx(load_checkpoint(ckpt), path)
@@ -267,8 +267,8 @@ def test_non_finite_onnx_weights_refused_by_onnxruntime_and_madf_build(ckpt, tmp
 
 
 def test_non_finite_outputs_are_an_error(tiny_net):
-    from madf.errors import ModelError
-    from madf.inpaint import Inpainter
+    from madf.common.errors import ModelError
+    from madf.inpaint.inpainter import Inpainter
 
     class Broken:
         multiple = 16
@@ -305,7 +305,7 @@ def test_decompression_bomb_is_one_line_and_spares_the_folder(ckpt, tmp_path, mo
 
 
 def test_out_of_memory_is_one_line_and_spares_the_folder(ckpt, tmp_path, monkeypatch):
-    from madf.inpaint import TorchBackend
+    from madf.inpaint.inpainter import TorchBackend
     imgs, masks = _folder_run(tmp_path, {"a": 16, "big": 32})
     real = TorchBackend.__call__
 
@@ -328,7 +328,7 @@ def test_unsupported_devices_are_one_line(ckpt, pair, tmp_path, device):
 
 def test_malformed_madf_metadata_is_one_line(ckpt, tmp_path, pair):
     onnx = pytest.importorskip("onnx")
-    from madf.checkpoint import load_checkpoint
+    from madf.model.checkpoint import load_checkpoint
     from madf.export.onnx import export_onnx
     path = tmp_path / "m.onnx"
     export_onnx(load_checkpoint(ckpt), path)
@@ -376,15 +376,15 @@ def test_unwritable_outputs_fail_before_the_work(ckpt, tmp_path, monkeypatch):
     monkeypatch.setattr(backends, "open_file", lambda *a, **k: pytest.fail("the benchmark ran"))
     one_line_error(run("bench", "--ckpt", ckpt, "--json", blocker / "bench.json"), "is a file, not a folder")
     # and a folder without write permission (root ignores permissions, so ask os.access as the check does)
-    import madf.paths as paths
+    import madf.common.paths as paths
     monkeypatch.setattr(paths, "_can_write", lambda folder: False)
     one_line_error(run("export", "--ckpt", ckpt, "--output", tmp_path / "m.onnx"), "no permission to write")
     assert not (tmp_path / "m.onnx").exists()
 
 
 def test_write_errors_name_the_users_path_not_the_temp_file(tmp_path):
-    from madf.atomic import atomic_path
-    from madf.errors import OutputError
+    from madf.common.atomic import atomic_path
+    from madf.common.errors import OutputError
     target = tmp_path / "out.png"
     target.mkdir()
     (target / "x").touch()   # the final rename fails, naming the hidden temp file in the OS error
@@ -400,7 +400,7 @@ def test_interrupted_write_leaves_no_temp_file(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, time
         from pathlib import Path
-        from madf.atomic import atomic_path
+        from madf.common.atomic import atomic_path
         from madf.cli._common import cli_errors
         with cli_errors():
             with atomic_path(Path({str(tmp_path / 'result.png')!r})) as tmp:
@@ -415,8 +415,8 @@ def test_interrupted_write_leaves_no_temp_file(tmp_path):
 
 
 def test_unforeseen_errors_are_one_line(ckpt, pair, tmp_path, monkeypatch):
-    import madf.inpaint
-    monkeypatch.setattr(madf.inpaint.Inpainter, "inpaint_many", lambda *a, **k: 1 / 0)
+    import madf.inpaint.inpainter
+    monkeypatch.setattr(madf.inpaint.inpainter.Inpainter, "inpaint_many", lambda *a, **k: 1 / 0)
     image, mask = pair
     one_line_error(inpaint(ckpt, image, mask, tmp_path / "o.png"), "ZeroDivisionError")
 

@@ -1,7 +1,7 @@
 import json
 from click.testing import CliRunner
 
-from madf import imaging
+from madf.inpaint import imaging
 from madf.cli.demo import DEMO_PHOTOS, main as demo_main
 
 

@@ -1,9 +1,8 @@
 import pytest
 import torch
 
-from madf.config import OFFICIAL
-from madf.dynamic_filter import (IMPLEMENTATIONS, dynamic_filter, dynamic_filter_rewrite, dynamic_filter_unfold,
-                                 rewrite_weight)
+from madf.model.config import OFFICIAL
+from madf.model.dynamic_filter import (IMPLEMENTATIONS, dynamic_filter, dynamic_filter_rewrite, dynamic_filter_unfold, rewrite_weight)
 
 # Every distinct dynamic-filter shape of the official model: (Cin, Cout, k, pad).
 OFFICIAL_SHAPES = sorted({(s["cin"], s["cout"], s["kernel"], s["padding"]) for s in OFFICIAL.level_shapes()})

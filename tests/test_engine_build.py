@@ -2,8 +2,8 @@
 import pytest
 
 from madf.engines.build import BuildOptions, build_engine, load_tensorrt, parse_shape
-from madf.errors import ModelError
-from madf.model import build_model
+from madf.common.errors import ModelError
+from madf.model.network import build_model
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +142,7 @@ def test_build_errors_are_one_line(exported, trt_backend, tmp_path):
 
 
 def test_sidecar_errors(tmp_path):
-    from madf.errors import ModelError
+    from madf.common.errors import ModelError
     plan = tmp_path / "m.plan"
     plan.write_bytes(b"engine")
     with pytest.raises(ModelError, match="rebuild the engine with madf-build"):
@@ -157,7 +157,7 @@ def test_sidecar_errors(tmp_path):
 
 
 def test_export_chains_the_build(trt_backend, tmp_path):
-    from madf.checkpoint import save_checkpoint
+    from madf.model.checkpoint import save_checkpoint
     from madf.cli.export import main as export_main
     from conftest import TINY
     ckpt = tmp_path / "tiny.safetensors"

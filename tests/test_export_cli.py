@@ -3,7 +3,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from madf.checkpoint import save_checkpoint
+from madf.model.checkpoint import save_checkpoint
 from madf.cli.export import main as export_main
 from madf.cli.parity import main as parity_main
 
@@ -11,7 +11,7 @@ from madf.cli.parity import main as parity_main
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     from conftest import TINY
-    from madf.model import build_model
+    from madf.model.network import build_model
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
     save_checkpoint(build_model(TINY, seed=0), path)
     return path

@@ -1,7 +1,7 @@
-"""The fused CUDA kernel (engines/plugins/dynamicFilter) through its torch binding, against the float64 reference.
+"""The fused CUDA kernel (madf/csrc/plugins/dynamicFilter) through its torch binding, against the float64 reference.
 
 Each test runs on two builds of the same binding: "cuda" (the real kernels; marked gpu, skipped without one) and
-"emulated" (torchBinding.cpp with MADF_EMULATE over tests/kernel_emulation: each CUDA thread a fiber, barriers that
+"emulated" (torchBinding.cpp with MADF_EMULATE over madf/csrc/emulation: each CUDA thread a fiber, barriers that
 yield, WMMA on whole tiles), so the argument checks, the launch path and the kernels' indexing, tiling, barriers and
 epilogues are tested on every CI run. What emulation cannot show (real tensor-core rounding, races between truly
 parallel threads, speed) is left to the GPU run (scripts/gpu-check.sh).
@@ -16,9 +16,9 @@ import torch
 
 from dynamic_filter_cases import (EMULATED_SIZES, OFFICIAL_SHAPES, SIZES, STRIDE, TOLERANCE, make_case,
                                   relative_error, shape_id, size_id)
-from madf.engines import kernel
+from madf.model import fused_kernel as kernel
 
-EMULATION = Path(__file__).resolve().parent / "kernel_emulation"
+EMULATION = kernel.EMULATION
 DEVICE = {"cuda": "cuda", "emulated": "cpu"}
 ALGOS = [("simt", torch.float32), ("simt", torch.float16), ("tensor_core", torch.float16)]
 DTYPE_NAME = {torch.float32: "fp32", torch.float16: "fp16"}
@@ -121,7 +121,7 @@ BINDING_CASES = """
 import sys, torch
 sys.path.insert(0, {tests!r})
 from dynamic_filter_cases import make_case
-from madf.engines import kernel
+from madf.model import fused_kernel as kernel
 module = kernel.load_extension() if {backend!r} == "cuda" else kernel.load_emulated_extension({emulation!r})
 dev = "cuda" if {backend!r} == "cuda" else "cpu"
 x, m, w, b = [t.to(dev) for t in make_case(4, 16, 7, 3, 1, 16, 16, torch.float32)[0]]
@@ -168,7 +168,7 @@ def test_binding_checks_raise_and_never_crash(backend, case):
 @pytest.fixture
 def fused_registered():
     """Registers impl="fused" for one test and removes it after (the registry is process-wide)."""
-    from madf.dynamic_filter import IMPLEMENTATIONS, register
+    from madf.model.dynamic_filter import IMPLEMENTATIONS, register
     before, calls = dict(IMPLEMENTATIONS), []
 
     def install(backend):
@@ -188,8 +188,8 @@ def fused_registered():
     [("fp32", (torch.float32, 1e-4)), ("fp16", (torch.float16, 2e-2))],
     [("fp32", (torch.float32, 1e-4)), ("fp16", (torch.float16, 2e-2))]))
 def test_whole_model_with_the_fused_kernel(backend, case, fused_registered):
-    from madf.config import ModelConfig
-    from madf.model import build_model
+    from madf.model.config import ModelConfig
+    from madf.model.network import build_model
     dtype, tolerance = case
     calls = fused_registered(backend)
     # GPU: 5 levels at 64x96; emulated: a tiny 4-level model at 32x48 (every CUDA thread runs in turn)
@@ -200,7 +200,7 @@ def test_whole_model_with_the_fused_kernel(backend, case, fused_registered):
     x = torch.rand(2, 3, h, w, generator=g)
     known = 1 - (torch.rand(2, 1, h, w, generator=g) > 0.7).float().expand(-1, 3, -1, -1)
     # FP32 means FP32: cuDNN's default TF32 convolutions elsewhere in the net would swamp the kernel's own error
-    from madf.acceleration import TorchOptions, precision_context
+    from madf.model.acceleration import TorchOptions, precision_context
     with torch.no_grad(), precision_context(TorchOptions("fp32"), torch.device(DEVICE[backend])):
         ref = net.double()(*(t.double().to(DEVICE[backend]) for t in (x * known, known)))[-1]
         net = net.to(dtype)
@@ -227,7 +227,7 @@ def test_emulated_tensor_core_block_widths(warps, monkeypatch):
 
 
 def test_auto_takes_the_fused_kernel_only_for_small_windows(fused_registered):
-    from madf.dynamic_filter import FUSED_MAX_WINDOW, resolve
+    from madf.model.dynamic_filter import FUSED_MAX_WINDOW, resolve
     assert resolve("auto", 64, 3) == "rewrite"                 # no fused kernel registered: the rewrite everywhere
     fused_registered("emulated")
     assert [resolve("auto", s[0], s[2]) for s in OFFICIAL_SHAPES] == \
@@ -236,8 +236,8 @@ def test_auto_takes_the_fused_kernel_only_for_small_windows(fused_registered):
 
 
 def test_whole_model_on_auto(fused_registered):
-    from madf.config import ModelConfig
-    from madf.model import build_model
+    from madf.model.config import ModelConfig
+    from madf.model.network import build_model
     calls = fused_registered("emulated")
     net = build_model(ModelConfig(levels=3, width=0.125), seed=0)
     x, known = torch.rand(1, 3, 16, 16), torch.ones(1, 3, 16, 16)
@@ -255,7 +255,7 @@ STATIC_RUNTIME_PROBE = """
 import sys, torch
 from pathlib import Path
 from torch.utils.cpp_extension import load
-from madf.engines import kernel
+from madf.model import fused_kernel as kernel
 spec = kernel._link_runtime_libstdcxx(kernel.extension_spec(Path({emulation!r})))
 spec["name"] += "_static_runtime"
 spec["extra_ldflags"] += ["-static-libstdc++"]   # what a compiler that links its C++ runtime statically adds

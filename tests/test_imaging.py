@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from madf import imaging
-from madf.errors import InputError
+from madf.inpaint import imaging
+from madf.common.errors import InputError
 
 
 def test_mask_polarity_threshold_and_invert():
@@ -94,5 +94,6 @@ def test_unreadable_image_is_one_line(tmp_path):
 
 
 def test_imaging_does_not_import_torch():
-    code = "import madf.imaging, madf.inpaint, madf.errors, sys; assert 'torch' not in sys.modules"
+    code = ("import madf.inpaint.imaging, madf.inpaint.inpainter, madf.inpaint.strategy, madf.common.errors, sys; "
+            "assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

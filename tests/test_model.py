@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from conftest import TINY
-from madf.config import OFFICIAL, ModelConfig
-from madf.model import MADFNet, build_model, count_parameters
-from madf.pipeline import InpaintModel
+from madf.model.config import OFFICIAL, ModelConfig
+from madf.model.network import MADFNet, build_model, count_parameters
+from madf.model.pipeline import InpaintModel
 from official_reference import official_forward, official_inpaint
 
 
@@ -155,7 +155,7 @@ def _pair(seed=0, size=32):
 def test_models_made_or_run_inside_inference_mode(tmp_path):
     # Servers wrap everything in torch.inference_mode: loading, .to(...), .half() and calls inside it, or loading
     # outside and calling inside, must all give the eager answer (inference tensors have no version counter).
-    from madf.checkpoint import load_checkpoint, save_checkpoint
+    from madf.model.checkpoint import load_checkpoint, save_checkpoint
     path = tmp_path / "tiny.safetensors"
     save_checkpoint(build_model(TINY, seed=0), path)
     x, k = _pair()

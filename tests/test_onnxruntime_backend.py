@@ -4,15 +4,14 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from conftest import TINY, random_pair
-from madf import imaging
-from madf.errors import DeviceError, InputError, ModelError
+from madf.inpaint import imaging
+from madf.common.errors import DeviceError, InputError, ModelError
 from madf.export.onnx import ExportOptions, export_onnx
-from madf.inpaint import Inpainter, TorchBackend
-from madf.model import build_model
+from madf.inpaint.inpainter import Inpainter, TorchBackend
+from madf.model.network import build_model
 from madf.runtime.onnxruntime import OnnxRuntimeBackend
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from madf.engines.kernel import SOURCES
+from madf.model.fused_kernel import SOURCES
 
 PLUGINS = SOURCES.parent
 ARCHS = ["sm_80", "sm_86", "sm_89", "sm_90"]
@@ -69,14 +69,14 @@ EXTERNAL = re.compile(r"^(_?Py|c10::cuda::|at::cuda::|cuda[A-Z]|__cuda|_ITM_|__g
 
 
 def test_torch_extension_compiles_with_torchs_own_flags(tmp_path, monkeypatch):
-    """The binding and the .cu as madf.engines.kernel.load_extension() builds them on a GPU machine: torch's
+    """The binding and the .cu as madf.model.fused_kernel.load_extension() builds them on a GPU machine: torch's
     cpp_extension writes the ninja file (its nvcc flags, -D__CUDA_NO_HALF_CONVERSIONS__ and friends, included), for
     sm_80 and sm_90, and ninja compiles and links it. A CPU build of torch only lacks one generated CUDA header,
     which holds a single define, and the c10_cuda library, whose symbols are left for the GPU machine to resolve."""
     import torch
     import torch.utils.cpp_extension as cpp
 
-    from madf.engines.kernel import cuda_home, extension_spec
+    from madf.model.fused_kernel import cuda_home, extension_spec
     cuda = cuda_home()
     if cuda is None or shutil.which("ninja") is None:
         pytest.skip("needs nvcc (the CUDA toolkit) and ninja")

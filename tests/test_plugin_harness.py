@@ -1,7 +1,7 @@
 """The TensorRT side, compiled and driven without TensorRT's libraries: the plugin library and the C++ runtime built
 against NVIDIA's public headers of each supported TensorRT (10.0, the first with IPluginV3, and 11.1) with the
 project's code warning-free (-Wall -Wextra -Werror); the plugin library's exports checked; and the plugin walked
-through its whole IPluginV3 life by engines/plugins/harness (dlopen, setLoggerFinder, getCreators, BUILD and RUNTIME
+through its whole IPluginV3 life by madf/csrc/plugins/harness (dlopen, setLoggerFinder, getCreators, BUILD and RUNTIME
 phases, enqueue) on a variant of the library whose kernels run under the CPU emulation, checked against the float64
 reference on real exported nodes. On a GPU the same harness runs the real library (marked gpu).
 
@@ -19,12 +19,12 @@ import pytest
 import torch
 
 from dynamic_filter_cases import TOLERANCE, relative_error
-from madf.dynamic_filter import dynamic_filter_unfold
-from madf.engines.kernel import SOURCES
+from madf.model.dynamic_filter import dynamic_filter_unfold
+from madf.model.fused_kernel import SOURCES
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = SOURCES.parent
-EMULATION = Path(__file__).resolve().parent / "kernel_emulation"
+CSRC = PLUGINS.parent
 HEADERS = Path(os.environ.get("MADF_TENSORRT_HEADERS", ROOT.parent / "shared" / "third_party" / "tensorrt"))
 VERSIONS = ["10.0", "11.1"]
 ENTRY_POINTS = {"getCreators", "setLoggerFinder"}
@@ -53,7 +53,7 @@ def _cmake(source, build, *options):
 
 @pytest.fixture(scope="module", params=VERSIONS, ids=[f"trt{v}" for v in VERSIONS])
 def plugins(request, tmp_path_factory):
-    """engines/plugins built against one TensorRT's headers: libmadf_plugins.so (for this GPU, or sm_90 without one:
+    """madf/csrc/plugins built against one TensorRT's headers: libmadf_plugins.so (for this GPU, or sm_90 without one:
     the kernel's other architectures are test_plugin_build.py's), libmadf_plugins_emulated.so and the harness."""
     headers = _headers(request.param)
     build = tmp_path_factory.mktemp(f"plugins-trt{request.param}")
@@ -202,7 +202,7 @@ def test_real_plugin_library_on_the_gpu(plugins, plugin_nodes, tmp_path):
 @pytest.mark.parametrize("version", VERSIONS, ids=[f"trt{v}" for v in VERSIONS])
 def test_cpp_runtime_compiles_against_tensorrt_headers(version, tmp_path):
     headers = _headers(version)
-    configure = _cmake(ROOT / "runtime" / "cpp", tmp_path, f"-DTENSORRT_ROOT={headers}", "-DMADF_WARNINGS_AS_ERRORS=ON")
+    configure = _cmake(CSRC / "runtime", tmp_path, f"-DTENSORRT_ROOT={headers}", "-DMADF_WARNINGS_AS_ERRORS=ON")
     engine = next(tmp_path.rglob("engine.cpp.o"))
     undefined = subprocess.run(["nm", "-u", "-C", str(engine)], capture_output=True, text=True).stdout
     assert "createInferRuntime_INTERNAL" in undefined   # the one TensorRT entry point the runtime calls

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from conftest import TINY, random_pair
-from madf.inpaint import Inpainter, TorchBackend
-from madf.model import build_model
+from madf.inpaint.inpainter import Inpainter, TorchBackend
+from madf.model.network import build_model
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")

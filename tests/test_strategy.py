@@ -7,11 +7,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import TINY, random_pair
-from madf import imaging
-from madf.checkpoint import save_checkpoint
-from madf.inpaint import Inpainter
-from madf.model import build_model
-from madf.strategy import Strategy, crop_boxes, pieces
+from madf.inpaint import imaging
+from madf.model.checkpoint import save_checkpoint
+from madf.inpaint.inpainter import Inpainter
+from madf.model.network import build_model
+from madf.inpaint.strategy import Strategy, crop_boxes, pieces
 
 
 class Recorder:
@@ -181,7 +181,7 @@ def test_madf_inpaint_crop_strategy_end_to_end(ckpt, tmp_path):
 
 def test_madf_eval_on_an_onnx_model(ckpt, tmp_path):
     pytest.importorskip("onnxruntime")
-    from madf.checkpoint import load_checkpoint
+    from madf.model.checkpoint import load_checkpoint
     from madf.cli.eval import main as eval_main
     from madf.export.onnx import ExportOptions, export_onnx
     export_onnx(load_checkpoint(ckpt), tmp_path / "m.onnx", ExportOptions(fp16=True))

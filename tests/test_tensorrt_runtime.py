@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from madf.errors import DeviceError, InputError, ModelError
+from madf.common.errors import DeviceError, InputError, ModelError
 from madf.runtime import tensorrt as rt
 
 
@@ -121,7 +121,7 @@ def test_engine_matches_pytorch_on_gpu(exported, tmp_path, cuda_graph):
     # TensorRT proper (TensorRT-RTX engines target RTX GPUs, not every GPU): build here, run, compare.
     pytest.importorskip("tensorrt")
     from madf.cli.build import main as build_main
-    from madf.inpaint import TorchBackend
+    from madf.inpaint.inpainter import TorchBackend
     from madf.runtime.parity import photo_feeds
     net, paths = exported
     out = tmp_path / "gpu.plan"
@@ -145,7 +145,7 @@ def test_engine_and_bench_paths_import_no_torch(plan, exported, tmp_path):
     import sys
     block = "import sys; sys.modules['torch'] = None; "
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    from madf import imaging
+    from madf.inpaint import imaging
     imaging.write_png(tmp_path / "a.png", np.zeros((16, 16, 3), np.uint8))
     imaging.write_png(tmp_path / "m.png", np.full((16, 16), 255, np.uint8))
     inpaint = subprocess.run([sys.executable, "-c", block + "from madf.cli.inpaint import main; main(sys.argv[1:])",
@@ -163,9 +163,9 @@ def test_engine_and_bench_paths_import_no_torch(plan, exported, tmp_path):
 
 
 def test_parity_needs_two_models_and_reaches_the_engine(plan, tmp_path):
-    from madf.checkpoint import save_checkpoint
+    from madf.model.checkpoint import save_checkpoint
     from madf.cli.parity import main as parity_main
-    from madf.model import build_model
+    from madf.model.network import build_model
     from madf.runtime import cuda
     from conftest import TINY
     one = CliRunner().invoke(parity_main, ["--engine", str(plan)])

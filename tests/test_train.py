@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 from conftest import TINY, write_official_checkpoint
-from madf.checkpoint import load_checkpoint
-from madf.errors import CheckpointError
-from madf.model import MADFNet
-from madf.train import MODEL_FILE, STATE_FILE, TrainConfig, train
+from madf.model.checkpoint import load_checkpoint
+from madf.common.errors import CheckpointError
+from madf.model.network import MADFNet
+from madf.training.trainer import MODEL_FILE, STATE_FILE, TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +145,8 @@ def test_cli_errors_are_one_line(photos, tmp_path, args, message, monkeypatch):
 
 
 def test_cosine_schedule_follows_the_step():
-    from madf.errors import InputError
-    from madf.train import lr_at
+    from madf.common.errors import InputError
+    from madf.training.trainer import lr_at
     cfg = TrainConfig(images="x", output="y", steps=100, lr=2e-4, lr_schedule="cosine")
     got = [lr_at(cfg, s) for s in (0, 50, 100, 150)]
     print("cosine lr at 0/50/100/150:", got)
@@ -160,7 +160,7 @@ def test_cosine_schedule_follows_the_step():
 def test_bf16_channels_last_cosine_run_resumes_exactly(photos, tmp_path, monkeypatch):
     """The CPU fast path (bf16 autocast, NHWC) under the cosine schedule: stopped after 3 of 6 steps (as SIGTERM
     would) and resumed, it ends bit-equal to a straight run."""
-    import madf.train as train_module
+    import madf.training.trainer as train_module
     opts = dict(amp="bf16", channels_last=True, lr_schedule="cosine", grid_every=0, steps=6, save_every=6)
     train(_config(photos, tmp_path / "straight", **opts))
 
@@ -192,8 +192,8 @@ def test_bf16_channels_last_cosine_run_resumes_exactly(photos, tmp_path, monkeyp
 
 
 def test_ssim_weight_reaches_the_loss_and_a_negative_one_is_refused(photos, tmp_path):
-    from madf.errors import InputError
-    from madf.train import Trainer
+    from madf.common.errors import InputError
+    from madf.training.trainer import Trainer
     assert Trainer(_config(photos, tmp_path / "a", ssim_weight=0.5)).loss.weights["ssim"] == 0.5
     assert Trainer(_config(photos, tmp_path / "b")).loss.weights["ssim"] == 0.0     # the paper's losses
     with pytest.raises(InputError, match="--ssim-weight -1.0: must be >= 0"):
@@ -201,6 +201,6 @@ def test_ssim_weight_reaches_the_loss_and_a_negative_one_is_refused(photos, tmp_
 
 
 def test_fp16_autocast_on_cpu_is_refused(photos, tmp_path):
-    from madf.errors import InputError
+    from madf.common.errors import InputError
     with pytest.raises(InputError, match="--amp fp16 needs a GPU; on a CPU use --amp bf16"):
         train(_config(photos, tmp_path / "run", amp="fp16"))

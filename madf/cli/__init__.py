@@ -1,1 +1,2 @@
-"""Console scripts, one module each, thin over the library modules."""
+"""madf.cli: the console scripts, one thin module each over the library packages (the only layer that may import
+every other)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from ..errors import MADFError
+from madf.common.errors import MADFError
 
 # Images read ahead per batch slot in folder mode: enough to fill batches, bounded memory.
 CHUNK = 8

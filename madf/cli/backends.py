@@ -7,7 +7,7 @@ from typing import Dict, Optional, Sequence
 
 import click
 
-from ._common import PATH
+from madf.cli._common import PATH
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 DYNAMIC_FILTERS = ("rewrite", "fused", "auto", "unfold")
@@ -41,7 +41,7 @@ CUDA_GRAPH = click.option("--cuda-graph", is_flag=True,
 def torch_options(command):
     """--precision, --channels-last/--no-channels-last and --compile for the torch backend (madf.acceleration),
     handed to the command as one ``torch_options`` dict (None values: the device's defaults)."""
-    from madf.acceleration import COMPILE_MODES, PRECISIONS
+    from madf.model.acceleration import COMPILE_MODES, PRECISIONS
     options = [
         click.option("--precision", type=click.Choice(PRECISIONS), default=None,
                      help="torch: network precision (default fp16 on CUDA, fp32 on CPU; I/O, normalization and "
@@ -95,7 +95,7 @@ def _gpu_index(device: Optional[str]) -> int:
         return 0
     if device.startswith("cuda:") and device[5:].isdigit():
         return int(device[5:])
-    from madf.errors import DeviceError
+    from madf.common.errors import DeviceError
     raise DeviceError(f"device {device!r} for tensorrt: TensorRT runs on a GPU; use cuda or cuda:N")
 
 
@@ -103,20 +103,20 @@ def open_backend(backend: str, ckpt: Optional[Path] = None, model: Optional[Path
                  engine: Optional[Path] = None, device: Optional[str] = None,
                  plugin_libs: Sequence[Path] = (), cuda_graph: bool = False, torch_options: Optional[dict] = None):
     if backend == "torch":
-        from ..acceleration import TorchOptions
-        from ..checkpoint import load_checkpoint
-        from ..device import torch_device
-        from ..inpaint import TorchBackend
+        from madf.common.device import torch_device
+        from madf.inpaint.inpainter import TorchBackend
+        from madf.model.acceleration import TorchOptions
+        from madf.model.checkpoint import load_checkpoint
         # options are checked before the checkpoint is read
         given = dict(torch_options or {})
         dynamic_filter = given.pop("dynamic_filter", None) or "rewrite"
         target = torch_device(device or "cpu")
         options = TorchOptions(cuda_graph=cuda_graph, **given).resolve(target)
         if dynamic_filter in ("fused", "auto") and target.type == "cuda":
-            from madf.engines import kernel
+            from madf.model import fused_kernel as kernel
             kernel.register()   # builds the extension on first use (about a minute), then reuses it
         elif dynamic_filter == "fused":
-            from madf.errors import DeviceError
+            from madf.common.errors import DeviceError
             raise DeviceError("--dynamic-filter fused runs the CUDA kernel: add --device cuda (auto uses the rewrite "
                               "on the CPU)")
         return TorchBackend(load_checkpoint(ckpt, dynamic_filter=dynamic_filter), device=device or "cpu",

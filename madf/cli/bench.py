@@ -16,9 +16,22 @@ from typing import Optional
 
 import click
 
-from .. import paths
-from ._common import OVERWRITE, PATH, cli_errors, format_table, progress, setup_logging
-from .backends import CUDA_GRAPH, given_files, model_options, open_file, torch_options
+from madf.cli._common import (
+    OVERWRITE,
+    PATH,
+    cli_errors,
+    format_table,
+    progress,
+    setup_logging,
+)
+from madf.cli.backends import (
+    CUDA_GRAPH,
+    given_files,
+    model_options,
+    open_file,
+    torch_options,
+)
+from madf.common import paths
 
 
 def _row(name: str, r: dict) -> list:
@@ -59,8 +72,13 @@ def main(ckpt, model_path, engine, plugin_libs, device, batch, size, height, wid
     with cli_errors():
         if json_path:   # before minutes of benchmarking, not after
             paths.check_output_file(json_path, "--json", inputs=list(files.values()), overwrite=overwrite)
-        from madf.errors import InputError
-        from madf.runtime.bench import BenchSettings, environment, make_inputs, run_benchmark
+        from madf.common.errors import InputError
+        from madf.runtime.bench import (
+            BenchSettings,
+            environment,
+            make_inputs,
+            run_benchmark,
+        )
         if threads:
             try:
                 import torch
@@ -93,7 +111,7 @@ def main(ckpt, model_path, engine, plugin_libs, device, batch, size, height, wid
     click.echo("latency: host wall time per call, host<->device copies included; GPU: CUDA events around "
                "execution only")
     if json_path:
-        from madf.atomic import atomic_path
+        from madf.common.atomic import atomic_path
         with atomic_path(json_path) as tmp:
             tmp.write_text(json.dumps({"settings": vars(settings), "environment": environment(),
                                        "results": results}, indent=2, default=str) + "\n")

@@ -13,9 +13,9 @@ from typing import Optional
 
 import click
 
-from .. import paths
-from ..errors import InputError
-from ._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
+from madf.cli._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
+from madf.common import paths
+from madf.common.errors import InputError
 
 
 def _shape(ctx, param, value):

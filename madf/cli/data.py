@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from .. import paths
-from ._common import OVERWRITE, PATH, cli_errors, setup_logging
+from madf.cli._common import OVERWRITE, PATH, cli_errors, setup_logging
+from madf.common import paths
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,7 +26,7 @@ def main(output: Path, no_download: bool, overwrite: bool) -> None:
     setup_logging()
     with cli_errors():
         paths.claim_folder(output, "madf-data", overwrite=overwrite)
-        from ..data.assemble import assemble
+        from madf.data.assemble import assemble
         split = assemble(output, download=not no_download)
     click.echo(f"{output}: {len(split['train'])} training and {len(split['heldout'])} held-out photos")
     import collections

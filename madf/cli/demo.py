@@ -15,17 +15,18 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .. import imaging, paths
-from ..errors import MADFError
-from ._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
-from .inpaint import plan_jobs, run_jobs
+from madf.cli._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
+from madf.cli.inpaint import plan_jobs, run_jobs
+from madf.common import paths
+from madf.common.errors import MADFError
+from madf.inpaint import imaging
 
 DEMO_PHOTOS = 6   # every held-out scikit-image photo: an animal, a vehicle, brick, grass, gravel, a page of text
 
 
 def _parity(net, image_paths, mask_paths):
     """Whole-model float outputs (the contract's, before 8-bit rounding) of the unfold reference vs the rewrite."""
-    from ..inpaint import TorchBackend
+    from madf.inpaint.inpainter import TorchBackend
     rows = []
     for image_path, mask_path in zip(image_paths, mask_paths):
         image, hole = imaging.read_image(image_path), imaging.read_mask(mask_path)
@@ -77,13 +78,13 @@ def main(output: Path, ckpt, random_init: bool, seed: int, device: str, overwrit
     """Run checkpoint -> madf-inpaint -> grid on held-out photos, the dynamic filters' parity, then export,
     ONNX Runtime, parity, an engine build and a benchmark."""
     setup_logging()
-    from ..checkpoint import load_checkpoint, save_checkpoint
-    from ..config import SMALL
-    from ..data.assemble import heldout_photos
-    from ..data.masks import free_form_mask
-    from ..inpaint import Inpainter
-    from ..model import build_model
-    from ..weights import BUNDLED, describe_bundled
+    from madf.data.assemble import heldout_photos
+    from madf.data.masks import free_form_mask
+    from madf.inpaint.inpainter import Inpainter
+    from madf.model.checkpoint import load_checkpoint, save_checkpoint
+    from madf.model.config import SMALL
+    from madf.model.network import build_model
+    from madf.weights import BUNDLED, describe_bundled
 
     with cli_errors():
         # the demo's own folder: a rerun replaces what an earlier demo wrote there, nothing else
@@ -141,10 +142,10 @@ def _deployment(ckpt: Path, output: Path, jobs) -> None:
     except ImportError as exc:
         click.echo(f"[4/7] skipped: the deployment steps need the [onnx] extra ({exc})")
         return
+    from madf.cli.parity import parity_report
+    from madf.inpaint.inpainter import Inpainter
+    from madf.model.checkpoint import load_checkpoint
     from madf.runtime.onnxruntime import OnnxRuntimeBackend
-    from ..checkpoint import load_checkpoint
-    from ..inpaint import Inpainter
-    from .parity import parity_report
 
     onnx_path = output / "model.onnx"
     click.echo(f"[4/7] madf-export --ckpt {ckpt} --output {onnx_path}")
@@ -164,13 +165,13 @@ def _deployment(ckpt: Path, output: Path, jobs) -> None:
     click.echo(f"[6/7] madf-build --onnx {onnx_path} --output {plan} --opt 1x256x256 --max 1x1024x1024 "
                f"(running the engine needs a GPU)")
     try:
-        from .build import build_and_describe
+        from madf.cli.build import build_and_describe
         build_and_describe(onnx_path, plan, False, "auto", opt_shape=(1, 256, 256), max_shape=(1, 1024, 1024))
     except MADFError as exc:
         click.echo(f"[6/7] skipped engine build: {exc}")
     click.echo(f"[7/7] madf-bench --ckpt {ckpt} --model {onnx_path} --size 256 --runs 10 (this CPU; an engine "
                f"needs a GPU)")
-    from .bench import main as bench_main
+    from madf.cli.bench import main as bench_main
     bench_main.main(["--ckpt", str(ckpt), "--model", str(onnx_path), "--size", "256", "--runs", "10",
                      "--warmup-s", "0.5", "--json", str(output / "bench.json"), "--overwrite"],
                     standalone_mode=False)

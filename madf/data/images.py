@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import imaging
-from ..errors import InputError
-from .masks import MaskFolder, random_training_mask
+from madf.common.errors import InputError
+from madf.data.masks import MaskFolder, random_training_mask
+from madf.inpaint import imaging
 
 log = logging.getLogger("madf")
 

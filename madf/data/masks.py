@@ -18,8 +18,8 @@ from typing import Optional, Tuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .. import imaging
-from ..errors import InputError
+from madf.common.errors import InputError
+from madf.inpaint import imaging
 
 # The paper's (and PConv's) hole-ratio buckets.
 BUCKETS: Tuple[Tuple[float, float], ...] = ((0.01, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0.5), (0.5, 0.6))

@@ -23,9 +23,10 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from PIL import Image
 
-from .. import __version__, imaging
-from ..errors import MADFError
-from .batcher import Batcher, QueueFull
+from madf import __version__
+from madf.common.errors import MADFError
+from madf.inpaint import imaging
+from madf.serve.batcher import Batcher, QueueFull
 
 PAGE = Path(__file__).parent / "static" / "index.html"
 

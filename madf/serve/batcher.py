@@ -10,7 +10,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import MADFError
+from madf.common.errors import MADFError
 
 
 class QueueFull(Exception):

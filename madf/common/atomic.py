@@ -1,0 +1,45 @@
+"""Atomic file writes: write to a temp file in the destination folder, then rename over the target.
+
+A reader, a crash, Ctrl-C or a SIGTERM (the CLIs turn it into an exit) never leaves a half-written output or a temp
+file behind; the previous file (if any) survives a failed write untouched. Errors name the user's path, not the
+hidden temp file.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from madf.common.errors import OutputError
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on any error it is removed."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # a short temp name: the target's own name may already be at the file system's limit
+        fd, tmp = tempfile.mkstemp(prefix=".madf-", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give outputs the usual permissions
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if str(tmp) in str(exc) or exc.filename == tmp:
+            raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+        raise
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

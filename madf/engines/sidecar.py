@@ -1,0 +1,105 @@
+"""The JSON written beside every engine (``model.plan`` -> ``model.plan.json``): what a runtime needs to refuse a
+mismatch with a clear message before TensorRT does it with an opaque one, and what madf-bench records.
+
+Fields: format, engine (file name, bytes, sha256), onnx (file name, sha256), model (ModelConfig), multiple, contract
+(inputs/outputs with shapes and dtypes, the ONNX contract string), lowering, precision, profile (min/opt/max per input),
+tensorrt (backend, version), target (compute capability, and the GPU name when built on one), version_compatible,
+lean_runtime_excluded,
+plugins (library file names and whether the plan carries them), built (UTC time, seconds, madf version).
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from madf.common.atomic import atomic_path
+from madf.common.errors import ModelError
+
+FORMAT = "madf-engine/1"
+
+
+def sidecar_path(engine) -> Path:
+    engine = Path(engine)
+    return engine.with_name(engine.name + ".json")
+
+
+def sha256(path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def current_gpu() -> Optional[Dict[str, str]]:
+    """{'name', 'compute_capability'} of CUDA device 0 through cuda-python, or None without one."""
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart  # cuda-python < 12.6 layout
+        except ImportError:
+            return None
+    err, props = cudart.cudaGetDeviceProperties(0)
+    if int(err) != 0:
+        return None
+    name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
+    return {"name": name.strip("\x00 "), "compute_capability": f"{props.major}.{props.minor}"}
+
+
+def build_sidecar(engine, onnx_path, report) -> Dict[str, Any]:
+    """The sidecar for an engine just written by engines.build.build_engine (``report``)."""
+    engine, onnx_path = Path(engine), Path(onnx_path)
+    meta = report.metadata
+    if report.compute_capability:
+        target = {"compute_capability": report.compute_capability, "gpu": None}
+    else:
+        gpu = current_gpu() or {}
+        target = {"compute_capability": gpu.get("compute_capability"), "gpu": gpu.get("name")}
+    return {
+        "format": FORMAT,
+        "engine": {"file": engine.name, "bytes": report.engine_bytes, "sha256": sha256(engine)},
+        "onnx": {"file": onnx_path.name, "sha256": sha256(onnx_path)},
+        "model": json.loads(meta["madf.config"]) if "madf.config" in meta else None,
+        "multiple": int(meta["madf.multiple"]),
+        "contract": {"inputs": report.inputs, "outputs": report.outputs, "text": meta.get("madf.contract")},
+        "lowering": report.lowering,
+        "precision": report.precision,
+        "profile": {name: dict(zip(("min", "opt", "max"), map(list, shapes)))
+                    for name, shapes in report.profile.items()},
+        "tensorrt": {"backend": report.backend, "version": report.version},
+        "target": target,
+        "version_compatible": report.version_compatible,
+        "lean_runtime_excluded": report.exclude_lean_runtime,
+        "plugins": [{"file": Path(p).name, "serialized": report.version_compatible} for p in report.plugin_libs],
+        "built": {"utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  "seconds": round(report.seconds, 2), "madf_version": meta.get("madf.version")},
+    }
+
+
+def write_sidecar(engine, data: Dict[str, Any]) -> Path:
+    path = sidecar_path(engine)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_sidecar(engine, required: bool = True) -> Optional[Dict[str, Any]]:
+    """The sidecar of ``engine``; a clear error when it is missing (``required``), unreadable or of another format."""
+    path = sidecar_path(engine)
+    if not path.is_file():
+        if required:
+            raise ModelError(f"{path} not found: engines carry a sidecar JSON from madf-build; rebuild the engine "
+                             f"with madf-build")
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path} is not valid JSON ({exc.__class__.__name__}); rebuild the engine with "
+                         f"madf-build") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ModelError(f"{path} is not a {FORMAT} sidecar; rebuild the engine with this madf-build")
+    return data

@@ -1,0 +1,119 @@
+"""A Triton Inference Server model repository for an engine built by madf-build:
+
+    REPO/
+      README.md                    how to start tritonserver on it (plugin and version-compatibility flags)
+      NAME/config.pbtxt            platform tensorrt_plan, the input contract, dynamic batching, instance groups
+      NAME/1/model.plan            the engine (and its sidecar model.plan.json beside it)
+      plugins/libmadf_plugins.so   only for plugin-lowered engines, when the library is given
+
+The batch dimension is Triton's (max_batch_size = the profile's max N) when the profile starts at N = 1; otherwise it
+is part of the dims and Triton does not batch. H and W stay dynamic (-1): Triton batches requests of one size.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Dict, Sequence
+
+from madf.common.errors import ModelError
+from madf.engines.sidecar import read_sidecar, sidecar_path
+
+log = logging.getLogger("madf")
+TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int32": "TYPE_INT32"}
+
+
+def _dims(shape, batched: bool) -> str:
+    dims = list(shape[1:]) if batched else list(shape)
+    return "[ " + ", ".join(str(int(d)) for d in dims) + " ]"
+
+
+def triton_config(sidecar: Dict, name: str, instances: int = 1, max_queue_delay_us: int = 100) -> str:
+    """config.pbtxt text for an engine with this sidecar."""
+    profile = sidecar["profile"]["image"]
+    batched = profile["min"][0] == 1 and profile["max"][0] >= 1
+    max_batch = profile["max"][0] if batched else 0
+
+    def tensors(items):
+        return ",\n".join(f'  {{\n    name: "{t["name"]}"\n    data_type: {TYPES[t["dtype"]]}\n'
+                          f'    dims: {_dims(t["shape"], batched)}\n  }}' for t in items)
+
+    contract = sidecar["contract"]
+    lines = [f'name: "{name}"', 'platform: "tensorrt_plan"', f"max_batch_size: {max_batch}",
+             f"input [\n{tensors(contract['inputs'])}\n]", f"output [\n{tensors(contract['outputs'])}\n]"]
+    if batched:
+        lines.append(f"dynamic_batching {{\n  preferred_batch_size: [ {max_batch} ]\n"
+                     f"  max_queue_delay_microseconds: {max_queue_delay_us}\n}}")
+    lines.append(f"instance_group [\n  {{\n    count: {instances}\n    kind: KIND_GPU\n  }}\n]")
+    params = {"madf.multiple": sidecar["multiple"], "madf.precision": sidecar["precision"],
+              "madf.lowering": sidecar["lowering"], "madf.contract": (contract.get("text") or "").replace('"', "'")}
+    lines += [f'parameters {{\n  key: "{k}"\n  value: {{ string_value: "{v}" }}\n}}' for k, v in params.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _readme(repo: Path, name: str, sidecar: Dict, plugin_files: Sequence[str]) -> str:
+    backend_config = []
+    if plugin_files:
+        backend_config.append("--backend-config=tensorrt,plugins=" + ";".join(
+            f"/models/plugins/{f}" for f in plugin_files))
+    if sidecar.get("version_compatible"):
+        backend_config.append("--backend-config=tensorrt,version-compatible=true")
+    command = " ".join(["tritonserver --model-repository=/models"] + backend_config)
+    rtx_note = ("\n**This plan was built with TensorRT-RTX, which Triton's TensorRT backend does not load: rebuild it "
+                "with TensorRT (madf-build --backend tensorrt) on the serving GPU before deploying.**\n"
+                if sidecar["tensorrt"]["backend"] == "tensorrt-rtx" else "")
+    return (f"# Triton model repository for `{name}` (written by madf-trt)\n\n"
+            f"Engine: {sidecar['tensorrt']['backend']} {sidecar['tensorrt']['version']}, "
+            f"{sidecar['precision']}, {sidecar['lowering']} lowering, built for SM "
+            f"{sidecar['target'].get('compute_capability') or '?'}. Triton's TensorRT backend must be the same "
+            f"TensorRT version" + (" line (the plan is version-compatible)" if sidecar.get("version_compatible")
+                                   else "") + ".\n\n"
+            f"```bash\ndocker run --gpus all --rm -p 8000:8000 -p 8001:8001 -v {repo.resolve()}:/models "
+            f"nvcr.io/nvidia/tritonserver:<release>-py3 \\\n    {command}\n```\n\n"
+            f"Inputs: `image` (N, 3, H, W) float32 RGB in [0, 1] and `mask` (N, 1, H, W) float32, 1 = hole; output "
+            f"`inpainted`. H and W must be multiples of {sidecar['multiple']} within the engine's profile "
+            f"({'x'.join(map(str, sidecar['profile']['image']['min'][2:]))} to "
+            f"{'x'.join(map(str, sidecar['profile']['image']['max'][2:]))}); pad on the client.\n" + rtx_note)
+
+
+def write_triton_repo(repo, engine, name: str = "madf", instances: int = 1, max_queue_delay_us: int = 100,
+                      plugin_libs: Sequence = ()) -> Path:
+    """Write (or replace) REPO/NAME with the engine and its config; returns the model folder."""
+    repo, engine = Path(repo), Path(engine)
+    sidecar = read_sidecar(engine)
+    if not name or "/" in name or name.startswith("."):
+        raise ModelError(f"--triton-name {name!r} must be a plain folder name")
+    if sidecar["lowering"] == "plugin" and not plugin_libs:
+        raise ModelError(f"{engine} uses the MADFDynamicFilter plugin: pass --plugin-lib so the repository carries "
+                         f"the library Triton must load")
+    if sidecar["tensorrt"]["backend"] == "tensorrt-rtx":
+        log.warning("%s was built with TensorRT-RTX; Triton's TensorRT backend needs a TensorRT plan (see %s)",
+                    engine, repo / "README.md")
+    repo.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=repo))
+    try:
+        (staging / "1").mkdir()
+        shutil.copyfile(engine, staging / "1" / "model.plan")
+        shutil.copyfile(sidecar_path(engine), staging / "1" / "model.plan.json")
+        (staging / "config.pbtxt").write_text(triton_config(sidecar, name, instances, max_queue_delay_us))
+        target = repo / name
+        if target.exists():   # swap in whole: a half-written model folder is never visible
+            old = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=repo))
+            os.replace(target, old / name)
+            os.replace(staging, target)
+            shutil.rmtree(old)
+        else:
+            os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    plugin_files = []
+    if plugin_libs:
+        (repo / "plugins").mkdir(exist_ok=True)
+        for lib in map(Path, plugin_libs):
+            shutil.copyfile(lib, repo / "plugins" / lib.name)
+            plugin_files.append(lib.name)
+    (repo / "README.md").write_text(_readme(repo, name, sidecar, plugin_files))
+    return repo / name

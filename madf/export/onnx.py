@@ -1,0 +1,183 @@
+"""ONNX export of the image-level contract (madf.pipeline.InpaintModel) with torch's dynamo exporter.
+
+    image (N,3,H,W) float32 [0,1], mask (N,1,H,W) float32 1 = hole  ->  inpainted (N,3,H,W) float32 [0,1]
+
+Lowerings of the dynamic filter:
+    native  the exact rewrite: Conv + Mul + ReduceSum, standard ops only (ONNX Runtime, TensorRT without plugin)
+    plugin  one madf::MADFDynamicFilter node per level (madf/export/symbolic.py), for the TensorRT plugin
+
+``fp16`` exports a half-precision network inside an FP32 shell: I/O, normalization, masking, compositing and
+clamping stay FP32 (TensorRT 11 builds strongly typed networks, so an FP16 engine needs an FP16 graph).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import logging
+import warnings
+from pathlib import Path
+from typing import Dict, Optional
+
+import onnx
+import torch
+
+import madf
+from madf.common.atomic import atomic_path
+from madf.common.errors import MADFError
+from madf.model.network import MADFNet
+from madf.model.pipeline import InpaintModel
+
+log = logging.getLogger("madf")
+
+LOWERINGS = ("native", "plugin")
+DEFAULT_OPSET = 18
+INPUT_NAMES = ("image", "mask")
+OUTPUT_NAME = "inpainted"
+RAW_OUTPUT_NAMES = ("recovery", "refined_1", "refined_2")
+# Upper bounds of the dynamic axes (TensorRT profiles and torch.export both want finite ones).
+MAX_BATCH, MAX_SIDE = 256, 8192
+
+
+class ExportError(MADFError):
+    """The model cannot be exported as asked."""
+
+
+@dataclasses.dataclass
+class ExportOptions:
+    lowering: str = "native"
+    fp16: bool = False
+    batch: Optional[int] = None      # None = dynamic
+    height: Optional[int] = None
+    width: Optional[int] = None
+    raw_outputs: bool = False
+    opset: int = DEFAULT_OPSET
+    simplify: bool = False
+
+    def validate(self, multiple: int) -> None:
+        if self.lowering not in LOWERINGS:
+            raise ExportError(f"unknown lowering {self.lowering!r}; choose one of {', '.join(LOWERINGS)}")
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            if value is not None and (value <= 0 or value % multiple):
+                raise ExportError(f"--{name} {value} is not a positive multiple of {multiple} (2^levels); the "
+                                  f"runtime pads images, so pick the padded size")
+        if self.batch is not None and self.batch <= 0:
+            raise ExportError(f"--batch {self.batch} must be positive")
+
+
+def output_names(net: MADFNet, raw: bool):
+    return list(RAW_OUTPUT_NAMES[: net.config.refinement_decoders + 1]) if raw else [OUTPUT_NAME]
+
+
+def prepare(net: MADFNet, options: ExportOptions) -> InpaintModel:
+    """A private copy of the network set up for the lowering and precision, wrapped in the contract."""
+    net = copy.deepcopy(net).float().eval()
+    if options.lowering == "plugin":
+        from madf.export import (
+            symbolic,  # registers the custom op and its implementation
+        )
+        net.dynamic_filter = symbolic.IMPL
+    else:
+        net.dynamic_filter = "rewrite"
+        net.freeze_dynamic_filters()
+    if options.fp16:
+        net = net.half()
+    return InpaintModel(net, raw_outputs=options.raw_outputs).eval()
+
+
+def _dynamic_shapes(options: ExportOptions, multiple: int):
+    Dim = torch.export.Dim
+    axes = {}
+    if options.batch is None:
+        axes[0] = Dim("batch", min=1, max=MAX_BATCH)
+    if options.height is None:
+        axes[2] = multiple * Dim("height_blocks", min=1, max=MAX_SIDE // multiple)
+    if options.width is None:
+        axes[3] = multiple * Dim("width_blocks", min=1, max=MAX_SIDE // multiple)
+    return {"image": dict(axes), "mask": dict(axes)}
+
+
+def _name_dynamic_axes(model: onnx.ModelProto) -> None:
+    """Give every symbolic axis of the graph's inputs and outputs the contract's name (batch, height, width)."""
+    names = {0: "batch", 2: "height", 3: "width"}
+    for value in list(model.graph.input) + list(model.graph.output):
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            if dim.HasField("dim_param") and axis in names:
+                dim.dim_param = names[axis]
+
+
+def metadata(net: MADFNet, options: ExportOptions) -> Dict[str, str]:
+    return {
+        "madf.version": madf.__version__,
+        "madf.config": net.config.to_json(),
+        "madf.multiple": str(net.config.multiple),
+        "madf.lowering": options.lowering,
+        "madf.precision": "fp16" if options.fp16 else "fp32",
+        "madf.opset": str(options.opset),
+        "madf.raw_outputs": str(int(options.raw_outputs)),
+        "madf.contract": "image (N,3,H,W) float32 RGB [0,1]; mask (N,1,H,W) float32 1=hole 0=keep -> "
+                         "inpainted (N,3,H,W) float32 [0,1]; H, W multiples of madf.multiple",
+    }
+
+
+def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    try:
+        import onnxslim
+    except ImportError:
+        raise ExportError("--simplify needs onnxslim: pip install onnxslim") from None
+    return onnxslim.slim(model)
+
+
+@contextlib.contextmanager
+def _quiet_torch_onnx():
+    """torch's exporter logs one warning per missing torchvision op; none of them is ours."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def export_onnx(net: MADFNet, path, options: Optional[ExportOptions] = None) -> onnx.ModelProto:
+    """Export ``net`` behind the contract to ``path`` (written atomically) and return the checked model."""
+    options = options or ExportOptions()
+    multiple = net.config.multiple
+    options.validate(multiple)
+    model = prepare(net, options)
+    n = options.batch or 1
+    h, w = options.height or 2 * multiple, options.width or 2 * multiple
+    example = (torch.rand(n, 3, h, w), (torch.rand(n, 1, h, w) > 0.5).float())
+    kwargs = {}
+    if options.lowering == "plugin":
+        from madf.export import symbolic
+        kwargs["custom_translation_table"] = symbolic.onnx_translation()
+    with torch.no_grad(), warnings.catch_warnings(), _quiet_torch_onnx():
+        warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*")
+        warnings.filterwarnings("ignore", category=FutureWarning)  # torch-internal deprecations, not ours
+        program = torch.onnx.export(model, example, dynamo=True, input_names=list(INPUT_NAMES),
+                                    output_names=output_names(model.net, options.raw_outputs),
+                                    dynamic_shapes=_dynamic_shapes(options, multiple),
+                                    opset_version=options.opset, external_data=False, verbose=False, **kwargs)
+    onnx_model = program.model_proto
+    if options.simplify:
+        onnx_model = _simplify(onnx_model)
+    _name_dynamic_axes(onnx_model)
+    del onnx_model.metadata_props[:]
+    for key, value in metadata(model.net, options).items():
+        onnx_model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(onnx_model, full_check=True)
+    with atomic_path(path) as tmp:
+        onnx.save_model(onnx_model, str(tmp))
+    log.info("wrote %s (%s, %s lowering, %s, opset %d, %.1f MB)", path, model.net.config.describe(),
+             options.lowering, "fp16" if options.fp16 else "fp32", options.opset, Path(path).stat().st_size / 1e6)
+    return onnx_model
+
+
+def read_metadata(model: onnx.ModelProto) -> Dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
+
+
+__all__ = ["ExportOptions", "ExportError", "export_onnx", "prepare", "metadata", "read_metadata", "LOWERINGS"]

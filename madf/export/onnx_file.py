@@ -1,0 +1,63 @@
+"""An exported madf ONNX file as the tools that load it see it: its madf.* metadata checked (a malformed or edited
+file is one ModelError naming what to do) and its weights checked finite. Torch-free (onnx and numpy), shared by
+the ONNX Runtime backend and madf-build."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict
+
+from madf.common.errors import ModelError, check_finite
+
+LOWERINGS = ("native", "plugin")
+PRECISIONS = ("fp32", "fp16")
+
+
+def load_model(path: Path):
+    import onnx
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and friends
+        raise ModelError(f"{path}: not a readable ONNX file ({exc.__class__.__name__}); export it again with "
+                         f"madf-export") from None
+
+
+def validate_metadata(meta: Dict[str, str], path) -> Dict[str, str]:
+    """The madf.* properties madf-export writes, each checked for what the loaders rely on."""
+    fix = "export it again with madf-export"
+    if "madf.multiple" not in meta:
+        raise ModelError(f"{path}: no madf metadata (madf.multiple); {fix}")
+    try:
+        multiple = int(meta["madf.multiple"])
+    except ValueError:
+        raise ModelError(f"{path}: madf.multiple {meta['madf.multiple']!r} is not a number; {fix}") from None
+    if multiple < 1 or multiple & (multiple - 1):
+        raise ModelError(f"{path}: madf.multiple {multiple} is not a power of two (2^levels); {fix}")
+    if meta.get("madf.lowering", "native") not in LOWERINGS:
+        raise ModelError(f"{path}: madf.lowering {meta['madf.lowering']!r} is not one of {LOWERINGS}; {fix}")
+    if meta.get("madf.precision", "fp32") not in PRECISIONS:
+        raise ModelError(f"{path}: madf.precision {meta['madf.precision']!r} is not one of {PRECISIONS}; {fix}")
+    if "madf.config" in meta:
+        try:
+            config = json.loads(meta["madf.config"])
+            if not isinstance(config, dict) or 2 ** int(config["levels"]) != multiple:
+                raise ValueError("levels do not match madf.multiple")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{path}: madf.config is malformed ({exc}); {fix}") from None
+    return meta
+
+
+def check_weights(path: Path, model=None) -> None:
+    """Every initializer finite: a damaged file must not become an engine or fill holes with black."""
+    from onnx import numpy_helper
+    model = model if model is not None else load_model(path)
+    check_finite({i.name: numpy_helper.to_array(i) for i in model.graph.initializer}, str(path), ModelError,
+                 fix="the file is damaged: export it again with madf-export")
+
+
+def read_checked(path: Path) -> Dict[str, str]:
+    """The validated metadata of an ONNX file whose weights are all finite, from one read of the file."""
+    model = load_model(path)
+    meta = validate_metadata({p.key: p.value for p in model.metadata_props}, path)
+    check_weights(path, model)
+    return meta

@@ -1,0 +1,159 @@
+"""The image-level API: load a model once, inpaint numpy arrays or PIL images of any size.
+
+``Inpainter`` does what every backend shares (mask polarity, reflect-padding to the network's multiple, batching,
+cropping back, compositing at 8 bits so known pixels stay bit-exact); a backend only maps the contract tensors
+(``madf.pipeline``) ``image (N,3,H,W) [0,1], mask (N,1,H,W) 1 = hole -> inpainted (N,3,H,W)`` as float32 numpy.
+``TorchBackend`` is the PyTorch one; ONNX Runtime and TensorRT backends plug in the same way.
+
+    from madf import Inpainter
+    inpainter = Inpainter.from_checkpoint("places2.pth", device="cuda")
+    result = inpainter(image, mask)          # PIL in -> PIL out, uint8 array in -> uint8 array out
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from PIL import Image
+
+from madf.common.errors import ModelError, check_finite
+from madf.inpaint import imaging
+from madf.inpaint.strategy import Strategy, paste, pieces
+
+log = logging.getLogger("madf")
+
+ImageLike = Union[np.ndarray, Image.Image]
+
+
+class Inpainter:
+    """``strategy`` (madf.strategy.Strategy): where the network looks; by default the whole frame up to 800 px and
+    crops around the holes beyond (or beyond the backend's largest size, an engine's profile)."""
+
+    def __init__(self, backend, batch_size: int = 1, strategy: Optional[Strategy] = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.backend = backend
+        self.batch_size = batch_size
+        self.strategy = strategy or Strategy()
+        limit = getattr(backend, "max_side", None)   # an engine's profile bounds what one call can take
+        if limit:
+            limit = limit // backend.multiple * backend.multiple
+            if limit < self.strategy.max_side:
+                self.strategy = dataclasses.replace(self.strategy, max_side=limit,
+                                                    trigger=min(self.strategy.trigger, limit))
+
+    @classmethod
+    def from_checkpoint(cls, path, device: str = "cpu", batch_size: int = 1, dynamic_filter: str = "rewrite",
+                        strategy: Optional[Strategy] = None, **options):
+        """``options``: madf.acceleration.TorchOptions fields (precision, channels_last, cuda_graph, compile)."""
+        from madf.model.checkpoint import load_checkpoint
+        net = load_checkpoint(path, dynamic_filter=dynamic_filter)
+        return cls(TorchBackend(net, device=device, **options), batch_size=batch_size, strategy=strategy)
+
+    @property
+    def multiple(self) -> int:
+        return self.backend.multiple
+
+    def __call__(self, image: ImageLike, mask: ImageLike, invert_mask: bool = False) -> ImageLike:
+        return self.inpaint(image, mask, invert_mask)
+
+    def inpaint(self, image: ImageLike, mask: ImageLike, invert_mask: bool = False, name: str = "image") -> ImageLike:
+        """One image; returns the same kind it was given (PIL image or uint8 array)."""
+        (result,) = self.inpaint_many([(image, mask)], invert_mask=invert_mask, names=[name])
+        return Image.fromarray(result) if isinstance(image, Image.Image) else result
+
+    def inpaint_many(self, pairs: Iterable[Tuple[ImageLike, ImageLike]], invert_mask: bool = False,
+                     names: Optional[Sequence[str]] = None) -> Iterator[np.ndarray]:
+        """Yield uint8 (H, W, 3) results in order. The pieces the network sees (whole frames, crops or resized
+        frames) of all the pairs given are batched where their padded sizes agree; pass long sequences in chunks."""
+        items: List[Tuple[np.ndarray, np.ndarray]] = []
+        for i, (image, mask) in enumerate(pairs):
+            name = names[i] if names is not None else f"image {i}"
+            rgb = imaging.to_rgb_array(image)
+            hole = imaging.to_hole_mask(mask, invert=invert_mask)
+            imaging.check_pair(rgb, hole, name)
+            if not hole.any():
+                log.warning("%s: the mask has no hole pixels; nothing to fill, copying the image through%s", name,
+                            "" if invert_mask else " (white = hole; use --invert-mask for white = known masks)")
+            items.append((rgb, hole))
+        todo = [piece for i, (rgb, hole) in enumerate(items) if hole.any()
+                for piece in pieces(i, rgb, hole, self._strategy_for(rgb), self.multiple)]
+        todo.sort(key=lambda p: self._padded(p.rgb))   # same padded size next to each other: one batch
+        results = [rgb.copy() for rgb, _ in items]
+        start = 0
+        while start < len(todo):
+            size = self._padded(todo[start].rgb)
+            stop = start + 1
+            while stop < len(todo) and stop - start < self.batch_size and self._padded(todo[stop].rgb) == size:
+                stop += 1
+            for piece, filled in zip(todo[start:stop], self._run(todo[start:stop])):
+                paste(results[piece.image], piece, filled, items[piece.image][1])
+            start = stop
+        yield from results
+
+    def _strategy_for(self, rgb: np.ndarray) -> Strategy:
+        """Full frames that would not fit the backend's largest size are cropped instead."""
+        limit = getattr(self.backend, "max_side", None)
+        if limit and self.strategy.name == "full" and max(self._padded(rgb)) > limit:
+            return dataclasses.replace(self.strategy, name="crop")
+        return self.strategy
+
+    def _padded(self, rgb: np.ndarray) -> Tuple[int, int]:
+        return imaging.padded_size(rgb.shape[0], rgb.shape[1], self.multiple)
+
+    def _run(self, batch) -> List[np.ndarray]:
+        image_t, mask_t = imaging.to_contract([p.rgb for p in batch], [p.hole for p in batch], self.multiple)
+        out = np.asarray(self.backend(image_t, mask_t))
+        check_finite({"output": out}, f"{self.backend.describe()}", ModelError,
+                     fix="its weights are damaged or an FP16 engine overflowed; try the FP32 model")
+        return [imaging.to_uint8(out[j, :, :p.hole.shape[0], :p.hole.shape[1]].transpose(1, 2, 0))
+                for j, p in enumerate(batch)]
+
+
+class TorchBackend:
+    """The contract on a MADFNet in PyTorch (CPU or CUDA), with the fast-inference options of
+    madf.acceleration.TorchOptions (precision, channels_last, CUDA graphs, torch.compile; defaults per device)."""
+
+    def __init__(self, net, device: str = "cpu", options=None, **option_values):
+        from madf.common.device import torch_device
+        from madf.model.acceleration import TorchOptions, prepare
+        from madf.model.pipeline import InpaintModel
+        self.device = torch_device(device)
+        self.options = (options or TorchOptions(**option_values)).resolve(self.device)
+        self.run, self.model = prepare(InpaintModel(net), self.device, self.options)
+        self.multiple = net.config.multiple
+        self.metadata = {"madf.precision": self.options.precision}   # what madf-parity's tolerance follows
+        self.last_gpu_ms: Optional[float] = None
+
+    def describe(self) -> str:
+        return (f"PyTorch, {self.model.config.describe()}, {self.device}, {self.options.describe()}, "
+                f"{self.model.net.dynamic_filter} filter")
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        import torch
+
+        from madf.model.acceleration import precision_context
+        cuda = self.device.type == "cuda"
+        with torch.inference_mode(), precision_context(self.options, self.device):
+            image_t, mask_t = torch.from_numpy(image).to(self.device), torch.from_numpy(mask).to(self.device)
+            if self.options.channels_last:
+                image_t = image_t.contiguous(memory_format=torch.channels_last)
+                mask_t = mask_t.contiguous(memory_format=torch.channels_last)
+            if cuda:   # CUDA events around the network alone, as madf-bench reports GPU compute apart from copies
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+            out = self.run(image_t, mask_t)
+            if cuda:
+                end.record()
+            out = out.float().contiguous().cpu().numpy()
+        self.last_gpu_ms = start.elapsed_time(end) if cuda else None
+        return out
+
+    def gpu_memory_mb(self) -> Optional[float]:
+        """Peak memory torch's CUDA allocator handed out on this device (None on CPU)."""
+        if self.device.type != "cuda":
+            return None
+        import torch
+        return torch.cuda.max_memory_allocated(self.device) / 2**20

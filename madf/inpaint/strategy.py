@@ -1,0 +1,187 @@
+"""Where the network looks at a photo: the whole frame, crops around the holes, or a downscaled frame.
+
+MADF was trained on 256x256 crops; holes in a 4000 x 3000 photo are best filled from their surroundings, and running
+the whole padded frame is slow, memory-hungry and beyond an engine's profile. IOPaint crops around the mask for
+images over 800 px; so does ``auto`` here. numpy and Pillow only (no torch), shared by every backend.
+
+- ``crop``: one box per connected region of the hole, grown by ``margin`` and shifted inward at the borders; boxes
+  that overlap are merged; each box is rounded up to the model's multiple and capped at ``max_side`` (a box still
+  larger is resized down for the network and its result resized back up).
+- ``resize``: the whole image scaled down so its longer side is at most ``max_side``, inpainted, scaled back up.
+- ``full``: the whole padded frame at full resolution.
+
+In every case only hole pixels are pasted back: known pixels stay bit-exact.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import List, Optional, Tuple
+
+import numpy as np
+from PIL import Image
+
+from madf.common.errors import InputError
+from madf.inpaint import imaging
+
+STRATEGIES = ("auto", "full", "crop", "resize")
+CELL = 8   # the hole's connected regions are found on a grid of CELL x CELL blocks (fast on 12-megapixel masks)
+
+Box = Tuple[int, int, int, int]   # top, left, bottom, right (exclusive)
+
+
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+    name: str = "auto"
+    trigger: int = 800      # auto: crop when the longer side is above this, else full
+    margin: int = 128       # context kept around each hole region
+    max_side: int = 1024    # the largest crop (or resized frame) the network sees
+
+    def __post_init__(self):
+        if self.name not in STRATEGIES:
+            raise InputError(f"strategy {self.name!r}: choose one of {', '.join(STRATEGIES)}")
+        if self.trigger < 1 or self.margin < 0 or self.max_side < 1:
+            raise InputError(f"strategy settings must be positive: trigger {self.trigger}, margin {self.margin}, "
+                             f"max side {self.max_side}")
+
+    def resolve(self, height: int, width: int) -> str:
+        if self.name != "auto":
+            return self.name
+        return "crop" if max(height, width) > self.trigger else "full"
+
+
+def _label(grid: np.ndarray) -> np.ndarray:
+    """8-connected components of a boolean grid: each True cell gets its component's largest flat index + 1, found by
+    propagating the maximum to neighbours until nothing changes (numpy only; the grid is small)."""
+    h, w = grid.shape
+    labels = np.where(grid, np.arange(1, h * w + 1).reshape(h, w), 0)
+    while True:
+        padded = np.pad(labels, 1)
+        neighbours = np.max([padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+                             for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
+        grown = np.where(grid, neighbours, 0)
+        if np.array_equal(grown, labels):
+            return labels
+        labels = grown
+
+
+def _round_up(size: int, multiple: int, limit: int) -> int:
+    return min(-(-size // multiple) * multiple, limit)
+
+
+def _place(start: int, end: int, size: int, length: int) -> Tuple[int, int]:
+    """A window of ``size`` centred on [start, end), shifted inward to lie within [0, length)."""
+    size = min(size, length)
+    begin = (start + end - size) // 2
+    begin = min(max(begin, 0), length - size)
+    return begin, begin + size
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def crop_boxes(hole: np.ndarray, multiple: int, margin: int = 128, max_side: int = 1024) -> List[Box]:
+    """The boxes the crop strategy runs: every hole pixel in exactly one box, boxes disjoint."""
+    h, w = hole.shape
+    if not hole.any():
+        return []
+    gh, gw = -(-h // CELL), -(-w // CELL)
+    grid = np.zeros((gh * CELL, gw * CELL), bool)
+    grid[:h, :w] = hole
+    grid = grid.reshape(gh, CELL, gw, CELL).any(axis=(1, 3))
+    labels = _label(grid)
+    boxes = []
+    for label in np.unique(labels[labels > 0]):
+        ys, xs = np.nonzero(labels == label)
+        boxes.append(_tight(hole, (int(ys.min()) * CELL, int(xs.min()) * CELL, min(h, (int(ys.max()) + 1) * CELL),
+                                   min(w, (int(xs.max()) + 1) * CELL))))
+    merged = True
+    while merged:   # grow, round, shift inward; merge what overlaps, until the boxes are disjoint
+        grown = []
+        cap = max(multiple, max_side // multiple * multiple)
+        for top, left, bottom, right in boxes:
+            # the margin stops at the cap; only a hole larger than the cap makes a larger box (resized later)
+            height = max(min(_round_up(bottom - top + 2 * margin, multiple, h), cap), bottom - top)
+            width = max(min(_round_up(right - left + 2 * margin, multiple, w), cap), right - left)
+            y0, y1 = _place(top, bottom, height, h)
+            x0, x1 = _place(left, right, width, w)
+            grown.append((y0, x0, y1, x1))
+        merged = False
+        out: List[Box] = []
+        for box in grown:
+            for i, other in enumerate(out):
+                if _overlap(box, other):
+                    out[i] = (min(box[0], other[0]), min(box[1], other[1]), max(box[2], other[2]),
+                              max(box[3], other[3]))
+                    merged = True
+                    break
+            else:
+                out.append(box)
+        if merged:   # the union is grown again from its own extent, so recompute from the hole regions it holds
+            boxes = [_tight(hole, b) for b in out]
+        else:
+            boxes = out
+    return sorted(boxes)
+
+
+def _tight(hole: np.ndarray, box: Box) -> Box:
+    """The bounding box of the hole pixels inside ``box``."""
+    top, left, bottom, right = box
+    ys, xs = np.nonzero(hole[top:bottom, left:right])
+    return top + int(ys.min()), left + int(xs.min()), top + int(ys.max()) + 1, left + int(xs.max()) + 1
+
+
+def scale_for(height: int, width: int, max_side: int) -> float:
+    """The factor that brings the longer side down to ``max_side`` (1 when it already fits)."""
+    return min(1.0, max_side / max(height, width))
+
+
+def resize_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.BICUBIC))
+
+
+def resize_hole(hole: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Downscaled, a pixel is a hole if any hole pixel fell into it (no hole shrinks away); upscaled, nearest."""
+    if height * width >= hole.size:
+        return imaging.resize_mask(hole, height, width)
+    return np.asarray(Image.fromarray(hole.astype(np.uint8) * 255).resize((width, height), Image.BOX)) > 0
+
+
+@dataclasses.dataclass
+class Piece:
+    """One network input cut from an image: where it came from and how it was scaled."""
+    image: int
+    box: Box
+    rgb: np.ndarray
+    hole: np.ndarray
+    scaled: Optional[Tuple[int, int]] = None   # the (height, width) it was resized from, if it was
+
+
+def pieces(index: int, rgb: np.ndarray, hole: np.ndarray, strategy: Strategy, multiple: int) -> List[Piece]:
+    """The network inputs one image needs under ``strategy``."""
+    h, w = hole.shape
+    mode = strategy.resolve(h, w)
+    if mode == "full":
+        return [Piece(index, (0, 0, h, w), rgb, hole)]
+    boxes = [(0, 0, h, w)] if mode == "resize" else crop_boxes(hole, multiple, strategy.margin, strategy.max_side)
+    out = []
+    for box in boxes:
+        top, left, bottom, right = box
+        crop_rgb, crop_hole = rgb[top:bottom, left:right], hole[top:bottom, left:right]
+        factor = scale_for(bottom - top, right - left, strategy.max_side)
+        if factor < 1:
+            sh, sw = max(1, round((bottom - top) * factor)), max(1, round((right - left) * factor))
+            out.append(Piece(index, box, resize_rgb(crop_rgb, sh, sw), resize_hole(crop_hole, sh, sw),
+                             scaled=(bottom - top, right - left)))
+        else:
+            out.append(Piece(index, box, crop_rgb, crop_hole))
+    return out
+
+
+def paste(result: np.ndarray, piece: Piece, filled: np.ndarray, hole: np.ndarray) -> None:
+    """Write the piece's filled pixels into ``result`` where the image's hole is (known pixels untouched)."""
+    top, left, bottom, right = piece.box
+    if piece.scaled is not None:
+        filled = resize_rgb(filled, *piece.scaled)
+    region = hole[top:bottom, left:right]
+    result[top:bottom, left:right][region] = filled[region]

@@ -1,0 +1,98 @@
+"""ONNX Runtime backend of the image-level API (torch-free): runs a file written by madf-export.
+
+    from madf.inpaint.inpainter import Inpainter
+    from madf.runtime.onnxruntime import OnnxRuntimeBackend
+    inpainter = Inpainter(OnnxRuntimeBackend("model.onnx", device="cpu"))
+
+``device``: ``cpu`` (CPUExecutionProvider), ``cuda`` (CUDAExecutionProvider) or ``tensorrt`` (TensorRT execution
+provider with CUDA fallback); the GPU ones need the onnxruntime-gpu package.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from madf.common.errors import DeviceError, InputError, ModelError
+
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else exc.__class__.__name__
+
+
+class OnnxRuntimeBackend:
+    def __init__(self, path, device: str = "cpu"):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise DeviceError("the onnxruntime backend needs onnxruntime: pip install 'madf-trt[onnx]' "
+                              "(or onnxruntime-gpu)") from None
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"{path}: no such ONNX file; write one with madf-export --ckpt CKPT --output {path}")
+        kind = device.split(":")[0]
+        if kind not in PROVIDERS:
+            raise DeviceError(f"device {device!r} for onnxruntime: use one of {', '.join(PROVIDERS)}")
+        providers = PROVIDERS[kind]
+        if providers[0] not in ort.get_available_providers():
+            raise DeviceError(f"onnxruntime {ort.__version__} has no {providers[0]} here (available: "
+                              f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu or use cpu")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types per failure
+            msg = _first_line(exc)
+            if "MADFDynamicFilter" in msg:
+                raise ModelError(f"{path} uses the madf::MADFDynamicFilter custom op (plugin lowering), which only "
+                                 f"TensorRT with the plugin runs; export with --dynconv native for ONNX Runtime") from None
+            raise ModelError(f"{path}: onnxruntime cannot load it ({msg}); export it again with madf-export") from None
+        self.path, self.device = path, device
+        from madf.export.onnx_file import check_weights, validate_metadata
+        self.metadata = validate_metadata(dict(self.session.get_modelmeta().custom_metadata_map), path)
+        check_weights(path)
+        if self.metadata.get("madf.raw_outputs") == "1":
+            raise ModelError(f"{path} was exported with --raw-outputs (network outputs, no compositing); export "
+                             f"without it for inpainting")
+        names = [i.name for i in self.session.get_inputs()]
+        if names != ["image", "mask"] or [o.name for o in self.session.get_outputs()] != ["inpainted"]:
+            raise ModelError(f"{path}: inputs {names} are not the madf contract (image, mask -> inpainted)")
+        self.multiple = int(self.metadata["madf.multiple"])
+        shape = self.session.get_inputs()[0].shape
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        self.fixed_size = tuple(shape[2:]) if all(isinstance(d, int) for d in shape[2:]) else None
+
+    @property
+    def config(self):
+        return json.loads(self.metadata["madf.config"])
+
+    def describe(self) -> str:
+        return (f"onnxruntime {self.session.get_providers()[0]}, {self.path.name} "
+                f"({self.metadata.get('madf.precision')}, {self.metadata.get('madf.lowering')} lowering)")
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if self.fixed_size and tuple(image.shape[2:]) != self.fixed_size:
+            raise InputError(f"{self.path.name} was exported for {self.fixed_size[1]}x{self.fixed_size[0]} (WxH) "
+                             f"but this image pads to {image.shape[3]}x{image.shape[2]}; export without "
+                             f"--height/--width for any size")
+        if not self.fixed_batch:
+            return self.session.run(["inpainted"], {"image": image, "mask": mask})[0]
+        # A fixed batch: run full chunks, padding the last one with copies of its first item.
+        n, b = image.shape[0], self.fixed_batch
+        out = []
+        for start in range(0, n, b):
+            img, msk = image[start:start + b], mask[start:start + b]
+            short = b - img.shape[0]
+            if short:
+                img = np.concatenate([img, np.repeat(img[:1], short, axis=0)])
+                msk = np.concatenate([msk, np.repeat(msk[:1], short, axis=0)])
+            out.append(self.session.run(["inpainted"], {"image": img, "mask": msk})[0][: b - short])
+        return np.concatenate(out)

@@ -1,0 +1,265 @@
+"""TensorRT backend of the image-level API (torch-free): runs a plan written by madf-build.
+
+    from madf.inpaint.inpainter import Inpainter
+    from madf.runtime.tensorrt import TensorRTBackend
+    inpainter = Inpainter(TensorRTBackend("places2.plan", plugin_libs=["build/plugins/libmadf_plugins.so"]))
+
+Before TensorRT sees the file, the sidecar (madf-build's ``places2.plan.json``) is checked: file size and sha256
+(truncated or corrupt plans), the plugin library the plugin lowering needs, the TensorRT version (unless the plan is
+version-compatible) and the GPU's compute capability. Then TensorRT deserializes it (with TensorRT, TensorRT-RTX, or
+for version-compatible plans the lean / dispatch runtime) and its own errors are reported in one line. Each call
+sets the input shapes within the optimization profile (larger batches are split, smaller ones padded), copies
+through pinned host buffers on one CUDA stream, and optionally replays a CUDA graph per input shape.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from madf.common.errors import DeviceError, InputError, ModelError
+from madf.runtime import cuda
+
+log = logging.getLogger("madf")
+
+# Python modules per TensorRT flavour; a version-compatible plan also runs on the lean or dispatch runtime.
+FLAVOURS = {
+    "tensorrt": ("tensorrt",),
+    "tensorrt-rtx": ("tensorrt_rtx", "tensorrt_rtx_bindings"),
+    "lean": ("tensorrt_lean",),
+    "dispatch": ("tensorrt_dispatch",),
+}
+INPUTS, OUTPUT = ("image", "mask"), "inpainted"
+
+
+def read_engine(path: Path, sidecar: Dict) -> bytes:
+    """The plan's bytes, after checking them against the sidecar (size first: truncation is the common case)."""
+    data = path.read_bytes()
+    expected = sidecar["engine"]
+    if len(data) != expected["bytes"]:
+        raise ModelError(f"{path} is {len(data)} bytes, its sidecar says {expected['bytes']}: the file is truncated "
+                         f"or was replaced; copy it again or rebuild it with madf-build")
+    if hashlib.sha256(data).hexdigest() != expected["sha256"]:
+        raise ModelError(f"{path} does not match the sha256 in its sidecar: the file is corrupt or was modified; "
+                         f"copy it again or rebuild it with madf-build")
+    return data
+
+
+def check_plugins(path: Path, sidecar: Dict, plugin_libs: Sequence[Path]) -> None:
+    carried = sidecar.get("version_compatible") and any(p.get("serialized") for p in sidecar.get("plugins", []))
+    if sidecar.get("lowering") == "plugin" and not plugin_libs and not carried:
+        raise ModelError(f"{path} uses the MADFDynamicFilter plugin (plugin lowering): pass --plugin-lib "
+                         f"build/plugins/libmadf_plugins.so (built with cmake -S madf/csrc -B build)")
+    for lib in map(Path, plugin_libs):
+        if not lib.is_file():
+            raise DeviceError(f"plugin library {lib} not found; build it with cmake -S madf/csrc -B build && "
+                              f"cmake --build build (docs/tensorrt.md)")
+
+
+def import_runtime(sidecar: Dict, flavour: str = "auto") -> Tuple[object, str]:
+    """(module, flavour) able to deserialize this plan; a clear error naming what to install."""
+    built = sidecar["tensorrt"]["backend"]
+    if flavour == "auto":
+        if built == "tensorrt-rtx":
+            order = ["tensorrt-rtx"]
+        elif sidecar.get("version_compatible"):
+            order = ["tensorrt", "lean", "dispatch"]
+        else:
+            order = ["tensorrt"]
+    elif flavour in FLAVOURS:
+        order = [flavour]
+    else:
+        raise DeviceError(f"unknown TensorRT runtime {flavour!r}; choose auto, {', '.join(FLAVOURS)}")
+    for name in order:
+        for module in FLAVOURS[name]:
+            try:
+                return importlib.import_module(module), name
+            except ImportError:
+                continue
+    wanted = {"tensorrt": "tensorrt-cu13", "tensorrt-rtx": "tensorrt-rtx-cu13-libs tensorrt-rtx-cu13-bindings",
+              "lean": "tensorrt-lean-cu13", "dispatch": "tensorrt-dispatch-cu13"}
+    raise DeviceError(f"no Python module to run a {built} {sidecar['tensorrt']['version']} plan: pip install "
+                      f"{wanted[order[0]]}")
+
+
+def check_version(path: Path, sidecar: Dict, trt, flavour: str) -> None:
+    built = sidecar["tensorrt"]["version"]
+    if flavour in ("lean", "dispatch") or sidecar.get("version_compatible"):
+        return   # TensorRT checks compatibility itself (same major version line)
+    if trt.__version__ != built:
+        raise ModelError(f"{path} was built with {sidecar['tensorrt']['backend']} {built}, this is {trt.__version__}: "
+                         f"rebuild it here with madf-build, or build it with --version-compatible")
+
+
+def check_gpu(path: Path, sidecar: Dict, gpu: Dict[str, str]) -> None:
+    target = sidecar.get("target") or {}
+    wanted = target.get("compute_capability")
+    if wanted and wanted != gpu["compute_capability"]:
+        built_for = f"SM {wanted}" + (f" ({target['gpu']})" if target.get("gpu") else "")
+        raise ModelError(f"{path} was built for {built_for}, this GPU is SM {gpu['compute_capability']} "
+                         f"({gpu['name']}): rebuild the engine for this GPU with madf-build")
+
+
+def profile_range(profile: Dict[str, List[List[int]]]) -> Tuple[Tuple[int, int, int], Tuple[int, int, int]]:
+    """((N, H, W) min, (N, H, W) max) of the image input."""
+    lo, hi = profile["image"]["min"], profile["image"]["max"]
+    return (lo[0], lo[2], lo[3]), (hi[0], hi[2], hi[3])
+
+
+def check_size(path: Path, profile: Dict, height: int, width: int) -> None:
+    (_, h0, w0), (n1, h1, w1) = profile_range(profile)
+    if not (h0 <= height <= h1 and w0 <= width <= w1):
+        raise InputError(f"{height}x{width} (HxW, padded) is outside {path.name}'s profile {h0}x{w0}..{h1}x{w1}; "
+                         f"rebuild it with madf-build --max {n1}x{max(height, h1)}x{max(width, w1)}")
+
+
+def _logger_class(trt):
+    class CapturingLogger(trt.ILogger):
+        """Forwards TensorRT's warnings to madf's log and keeps its errors for the one-line message."""
+
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.errors: List[str] = []
+
+        def log(self, severity, msg):
+            if int(severity) <= int(trt.ILogger.Severity.ERROR):
+                self.errors.append(str(msg).strip())
+            elif int(severity) <= int(trt.ILogger.Severity.WARNING):
+                log.debug("TensorRT: %s", msg)
+
+    return CapturingLogger
+
+
+class TensorRTBackend:
+    """The contract (image, mask 1 = hole -> inpainted) on a TensorRT engine."""
+
+    def __init__(self, engine, plugin_libs: Sequence = (), device: int = 0, cuda_graph: bool = False,
+                 runtime: str = "auto"):
+        from madf.engines.sidecar import read_sidecar
+        path = Path(engine)
+        if not path.is_file():
+            raise ModelError(f"{path}: no such engine; build one with madf-build --onnx MODEL.onnx --output {path}")
+        self.path, self.cuda_graph = path, cuda_graph
+        self.sidecar = read_sidecar(path)
+        data = read_engine(path, self.sidecar)
+        plugin_libs = [Path(p) for p in plugin_libs]
+        check_plugins(path, self.sidecar, plugin_libs)
+        trt, self.flavour = import_runtime(self.sidecar, runtime)
+        check_version(path, self.sidecar, trt, self.flavour)
+        cuda.require_gpu(device)
+        self.gpu = cuda.device_info(device)
+        check_gpu(path, self.sidecar, self.gpu)
+        cuda.check(cuda.cudart().cudaSetDevice(device), "cudaSetDevice")
+        self.trt, self.device = trt, device
+        self._memory_baseline = cuda.memory_used_mb()
+        self.logger = _logger_class(trt)()
+        registry = trt.get_plugin_registry()
+        for lib in plugin_libs:
+            if registry.load_library(str(lib.resolve())) is None:
+                raise DeviceError(f"TensorRT could not load plugin library {lib}: {self._last_error()}")
+        self.runtime = trt.Runtime(self.logger)
+        if self.sidecar.get("version_compatible"):
+            self.runtime.engine_host_code_allowed = True   # the plan carries its lean runtime / plugin code
+        self.engine = self.runtime.deserialize_cuda_engine(data)
+        if self.engine is None:
+            raise ModelError(f"{path}: {self.flavour} {trt.__version__} cannot deserialize it ({self._last_error()}); "
+                             f"rebuild it with madf-build on this machine")
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        if sorted(names) != sorted(INPUTS + (OUTPUT,)):
+            raise ModelError(f"{path}: tensors {names} are not the madf contract (image, mask -> inpainted)")
+        self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise DeviceError(f"{path}: TensorRT could not create an execution context ({self._last_error()})")
+        self.multiple = int(self.sidecar["multiple"])
+        self.metadata = {"madf.precision": self.sidecar.get("precision", "fp32"),
+                         "madf.lowering": self.sidecar.get("lowering", "native")}
+        (self.min_batch, *_), (self.max_batch, h1, w1) = profile_range(self.sidecar["profile"])
+        self.max_side = min(h1, w1)   # the Inpainter crops larger photos to fit the profile
+        self.stream = cuda.Stream()
+        self.buffers = {name: cuda.DeviceBuffer() for name in names}
+        self.host = {name: cuda.PinnedBuffer() for name in names}
+        self.dtypes = {name: np.dtype(trt.nptype(self.engine.get_tensor_dtype(name))) for name in names}
+        self.graphs: Dict[Tuple[int, ...], cuda.Graph] = {}
+        self.start, self.end = cuda.Event(), cuda.Event()
+        self.last_gpu_ms: Optional[float] = None
+        self.peak_memory_mb = 0.0
+
+    @property
+    def config(self):
+        return self.sidecar.get("model")
+
+    def describe(self) -> str:
+        return (f"{self.flavour} {self.trt.__version__}, {self.path.name} ({self.sidecar.get('precision')}, "
+                f"{self.sidecar.get('lowering')} lowering), {self.gpu['name']}"
+                + (", CUDA graph" if self.cuda_graph else ""))
+
+    def _last_error(self) -> str:
+        return self.logger.errors[-1].splitlines()[0][:300] if self.logger.errors else "no message from TensorRT"
+
+    def gpu_memory_mb(self) -> float:
+        """Peak GPU memory this backend added, as cudaMemGetInfo saw it (engine, activations, buffers)."""
+        return self.peak_memory_mb
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        check_size(self.path, self.sidecar["profile"], image.shape[2], image.shape[3])
+        out, gpu_ms = [], 0.0
+        for start in range(0, image.shape[0], self.max_batch):
+            img, msk = image[start:start + self.max_batch], mask[start:start + self.max_batch]
+            short = max(0, self.min_batch - img.shape[0])   # below the profile's min batch: pad with copies
+            if short:
+                img = np.concatenate([img, np.repeat(img[:1], short, axis=0)])
+                msk = np.concatenate([msk, np.repeat(msk[:1], short, axis=0)])
+            result = self._infer(img, msk)
+            out.append(result[: result.shape[0] - short])
+            gpu_ms += self.last_gpu_ms
+        self.last_gpu_ms = gpu_ms
+        return np.concatenate(out)
+
+    def _infer(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        ctx = self.context
+        reallocated = False
+        for name, array in (("image", image), ("mask", mask)):
+            if not ctx.set_input_shape(name, tuple(array.shape)):
+                raise InputError(f"{self.path.name}: TensorRT refused input shape {array.shape} for {name} "
+                                 f"({self._last_error()})")
+            nbytes = array.size * self.dtypes[name].itemsize
+            reallocated |= nbytes > self.buffers[name].nbytes
+            ctx.set_tensor_address(name, self.buffers[name].ensure(nbytes))
+        out_shape = tuple(ctx.get_tensor_shape(OUTPUT))
+        out_bytes = int(np.prod(out_shape)) * self.dtypes[OUTPUT].itemsize
+        reallocated |= out_bytes > self.buffers[OUTPUT].nbytes
+        ctx.set_tensor_address(OUTPUT, self.buffers[OUTPUT].ensure(out_bytes))
+        if reallocated:
+            self.graphs.clear()   # captured graphs hold the old addresses
+        for name, array in (("image", image), ("mask", mask)):
+            staged = self.host[name].array(array.shape, self.dtypes[name])
+            staged[...] = array
+            self.stream.copy_to_device(self.buffers[name].ptr, staged)
+        self.start.record(self.stream)
+        self._execute(tuple(image.shape) + tuple(mask.shape))
+        self.end.record(self.stream)
+        result = self.host[OUTPUT].array(out_shape, self.dtypes[OUTPUT])
+        self.stream.copy_to_host(result, self.buffers[OUTPUT].ptr)
+        self.stream.synchronize()
+        self.last_gpu_ms = self.end.elapsed_ms(self.start)
+        self.peak_memory_mb = max(self.peak_memory_mb, cuda.memory_used_mb() - self._memory_baseline)
+        return result.astype(np.float32, copy=True)
+
+    def _enqueue(self, stream) -> None:
+        if not self.context.execute_async_v3(stream.ptr):
+            raise DeviceError(f"{self.path.name}: TensorRT execution failed ({self._last_error()})")
+
+    def _execute(self, key: Tuple[int, ...]) -> None:
+        if not self.cuda_graph:
+            self._enqueue(self.stream)
+            return
+        graph = self.graphs.get(key)
+        if graph is None:
+            self._enqueue(self.stream)   # TensorRT finishes shape-dependent setup outside the capture
+            self.stream.synchronize()
+            graph = self.graphs[key] = cuda.Graph(self.stream, self._enqueue)
+        graph.launch(self.stream)

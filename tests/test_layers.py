@@ -1,0 +1,123 @@
+"""The house rules, checked on the source: every module lives where its import name says, data flows one way
+(a package imports only the packages before it), and no package reaches into another's internals (underscore
+modules or names). Each rule is a walk over the AST of every module under madf/, function-local imports included."""
+from __future__ import annotations
+
+import ast
+import configparser
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "madf"
+
+# What each package may import (besides itself and the root's __version__); cli may import every one.
+ALLOWED = {
+    "common": set(),
+    "weights": set(),
+    "model": {"common"},
+    "inpaint": {"common", "model"},
+    "data": {"common", "inpaint"},
+    "training": {"common", "model", "inpaint", "data"},
+    "export": {"common", "model"},
+    "engines": {"common", "export"},
+    "runtime": {"common", "inpaint", "data", "export", "engines"},
+    "serve": {"common", "inpaint"},
+}
+# Of an earlier stage, the deployment stages read files only: these modules are the file contracts they may use.
+CONTRACTS = {"engines": {"madf.export.onnx_file"}, "runtime": {"madf.export.onnx_file", "madf.engines.sidecar"}}
+
+
+def modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        yield ".".join(parts[:-1] if parts[-1] == "__init__" else parts), path
+
+
+def imports(name: str, path: Path):
+    """(imported module, imported names, line) for every madf import in the module, relative ones resolved."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "madf":
+                    yield alias.name, [], node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            if base.split(".")[0] == "madf":
+                yield base, [a.name for a in node.names], node.lineno
+
+
+def layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def violations(name: str, path: Path):
+    own = layer(name)
+    for target, names, line in imports(name, path):
+        where = f"{path.relative_to(ROOT)}:{line}"
+        # `from madf.x import y` where y is a module is an import of madf.x.y
+        targets = [f"{target}.{n}" if (PACKAGE / Path(*target.split(".")[1:]) / f"{n}.py").exists() else target
+                   for n in names] or [target]
+        for t in targets:
+            other = layer(t)
+            if other in ("", own) or own in ("", "cli"):
+                continue
+            if other not in ALLOWED.get(own, set()):
+                yield f"{where}: madf.{own} imports {t} (madf.{own} may import {sorted(ALLOWED[own]) or 'nothing'})"
+            elif own in CONTRACTS and other not in ("common", "inpaint", "data") and t not in CONTRACTS[own]:
+                yield f"{where}: madf.{own} imports {t}; of earlier stages it may read only {sorted(CONTRACTS[own])}"
+            private = [p for p in t.split(".") if p.startswith("_") and not p.startswith("__")]
+            private += [n for n in names if n.startswith("_") and not n.startswith("__") and t == target]
+            if private:
+                yield f"{where}: madf.{own} uses {', '.join(private)} of {t}, an internal of madf.{other}"
+
+
+def test_no_layer_reaches_back():
+    found = [v for name, path in modules() for v in violations(name, path)]
+    assert not found, "\n".join(found)
+
+
+def test_the_walk_sees_a_violation(tmp_path, monkeypatch):
+    """The rule can fail: a runtime module importing the model, or an export module using a private name."""
+    bad = tmp_path / "madf" / "runtime" / "bad.py"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("def f():\n    from madf.model.network import MADFNet\n    from ..common.errors import _x\n")
+    monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
+    found = list(violations("madf.runtime.bad", bad))
+    assert any("imports madf.model.network" in v for v in found), found
+    assert any("_x" in v for v in found), found
+
+
+def test_every_module_lives_at_its_import_name():
+    """No package_dir remapping: madf.X.Y is madf/X/Y.py, every folder with Python in it is a package with a
+    docstring saying what it holds and may import, and setuptools finds them all."""
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    assert not cfg.has_option("options", "package_dir")
+    for folder in {p.parent for p in PACKAGE.rglob("*.py")}:
+        init = folder / "__init__.py"
+        assert init.exists(), f"{folder} holds Python but is not a package"
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc, f"{init} has no docstring"
+        if folder.parent == PACKAGE and folder.name in ALLOWED and folder.name not in ("weights",):
+            assert "import" in doc, f"{init}'s docstring does not say what the package may import"
+    pytest.importorskip("setuptools")
+    from setuptools import find_packages
+    found = set(find_packages(str(ROOT), include=["madf", "madf.*"]))
+    assert {f"madf.{name}" for name in ALLOWED} | {"madf.cli"} <= found
+
+
+def test_native_code_is_one_tree():
+    """All C++/CUDA under madf/csrc, nowhere else in the repository."""
+    native = {".cpp", ".cu", ".cuh", ".h", ".hpp"}
+    tops = [p for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in ("build", "madf")]
+    stray = [p for top in tops + [p for p in PACKAGE.iterdir() if p.is_dir() and p.name != "csrc"]
+             for p in top.rglob("*") if p.suffix in native]
+    assert not stray, stray
+    assert (PACKAGE / "csrc" / "CMakeLists.txt").exists()
