@@ -1,12 +1,13 @@
 """madf-export: a checkpoint to an ONNX file with the image-level contract (image, mask 1 = hole -> inpainted).
 
     madf-export --ckpt places2.pth --output places2.onnx                      # native lowering, FP32, dynamic N/H/W
-    madf-export --ckpt places2.pth --output places2-fp16.onnx --fp16 --check  # FP16 graph, parity vs PyTorch
+    madf-export --ckpt places2.pth --output places2-fp16.onnx --fp16          # FP16 graph, verified against FP32
     madf-export --ckpt places2.pth --output places2-plugin.onnx --dynconv plugin   # for the TensorRT plugin
     madf-export --ckpt places2.pth --fp16 --engine places2-fp16.plan               # export, then madf-build
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Optional
 
@@ -34,6 +35,9 @@ from madf.common import paths
 @click.option("--simplify", is_flag=True, help="Run onnxslim over the graph (pip install onnxslim).")
 @click.option("--check", is_flag=True, help="Compare with PyTorch on real photos through ONNX Runtime; exit 1 "
                                             "past the tolerance (native lowering only).")
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="--fp16: compare the FP16 model with FP32 on real photos before the file is written; a file "
+                   "that does not match is never left behind.")
 @click.option("--check-size", default=None, type=click.IntRange(min=1),
               help="Photo size for --check (default 2 x 2^levels, >= 256).")
 @click.option("--engine", type=PATH, default=None,
@@ -41,7 +45,7 @@ from madf.common import paths
 @engine_options
 @OVERWRITE
 def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, height, width, raw_outputs: bool,
-         opset: int, simplify: bool, check: bool, check_size, engine: Optional[Path], backend: str, overwrite: bool,
+         opset: int, simplify: bool, check: bool, verify: bool, check_size, engine: Optional[Path], backend: str, overwrite: bool,
          **build_settings) -> None:
     """Export CKPT to ONNX (checked with onnx.checker and full shape inference; written atomically)."""
     setup_logging()
@@ -63,21 +67,46 @@ def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, he
         net = load_checkpoint(ckpt)
         options = ExportOptions(lowering=dynconv, fp16=fp16, batch=batch, height=height, width=width,
                                 raw_outputs=raw_outputs, opset=opset, simplify=simplify)
-        export_onnx(net, output, options)
+        size = check_size or (height if height == width else None)
         if fp16:
             _fp16_headroom(net, height or width or None)
-        if check:
-            ok = parity_report({"torch": ckpt, "onnxruntime": output}, size=check_size or (height if height == width else None), device="cpu")
-            if not ok:
-                raise click.ClickException(f"{output} does not match PyTorch within tolerance (see table)")
+        # the checks run on the written temp file, which takes the output's name only once they pass
+        if fp16 and verify:
+            checked = functools.partial(_verify_fp16, ckpt, output=output, options=options, size=size)
+        elif check:
+            def checked(tmp):
+                _require(parity_report({"torch": ckpt, "onnxruntime": tmp}, size=size, device="cpu"), output)
+        else:
+            checked = None
+        export_onnx(net, output, options, verify=checked)
         if engine is not None:
             build_and_describe(output, engine, fp16, backend, **build_settings)
+
+
+def _require(ok: bool, output: Path) -> None:
+    if not ok:
+        raise click.ClickException(f"{output} does not match PyTorch FP32 within tolerance (see table); nothing "
+                                   f"was written")
+
+
+def _verify_fp16(ckpt: Path, path: Path, *, output: Path, options, size) -> None:
+    """The FP16 file against the FP32 checkpoint through ONNX Runtime; ONNX Runtime has no MADFDynamicFilter op
+    and composites only the contract output, so a plugin or raw-output file is judged by the FP16 network it holds,
+    run in PyTorch."""
+    click.echo("verifying the FP16 model against FP32 (--no-verify skips this):")
+    if options.lowering == "native" and not options.raw_outputs:
+        ok = parity_report({"torch": ckpt, "onnxruntime": path}, size=size, device="cpu")
+    else:
+        ok = parity_report({"torch": ckpt}, size=size, device="cpu",
+                           torch_options={"precision": "fp16", "channels_last": False})
+    _require(ok, output)
 
 
 def _fp16_headroom(net, size) -> None:
     import torch
 
     from madf.export.fp16 import FP16_MAX, activation_peaks
+    from madf.model.precision import overflowing
     from madf.runtime.parity import photo_feeds
     feed = photo_feeds(size or max(256, 2 * net.config.multiple), count=1)[0]
     peaks = activation_peaks(net, torch.from_numpy(feed["image"]), torch.from_numpy(feed["mask"]))
@@ -85,8 +114,9 @@ def _fp16_headroom(net, size) -> None:
     click.echo("FP16 headroom (largest FP32 activations on a real photo; FP16 max 65504):")
     click.echo(format_table(["layer", "max |activation|", "of FP16 max"],
                             [[n, f"{v:.4g}", f"{v / FP16_MAX:.2%}"] for n, v in top]))
-    if top and top[0][1] >= FP16_MAX:
-        raise click.ClickException(f"{top[0][0]} reaches {top[0][1]:.4g} > 65504: it overflows in FP16; export FP32")
+    bad = overflowing(peaks, torch.float16)
+    if bad:
+        raise click.ClickException(f"{bad[0][0]} reaches {bad[0][1]:.4g} > 65504: it overflows in FP16; export FP32")
 
 
 if __name__ == "__main__":

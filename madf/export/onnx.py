@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import warnings
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import onnx
 import torch
@@ -27,6 +27,7 @@ from madf.common.atomic import atomic_path
 from madf.common.errors import MADFError
 from madf.model.network import MADFNet
 from madf.model.pipeline import InpaintModel
+from madf.model.precision import cast_network
 
 log = logging.getLogger("madf")
 
@@ -82,7 +83,8 @@ def prepare(net: MADFNet, options: ExportOptions) -> InpaintModel:
         net.dynamic_filter = "rewrite"
         net.freeze_dynamic_filters()
     if options.fp16:
-        net = net.half()
+        # normalization statistics folded in FP32 first; a tensor that cannot be FP16 is refused, never inf
+        net = cast_network(net, torch.float16)
     return InpaintModel(net, raw_outputs=options.raw_outputs).eval()
 
 
@@ -141,8 +143,10 @@ def _quiet_torch_onnx():
         logger.setLevel(level)
 
 
-def export_onnx(net: MADFNet, path, options: Optional[ExportOptions] = None) -> onnx.ModelProto:
-    """Export ``net`` behind the contract to ``path`` (written atomically) and return the checked model."""
+def export_onnx(net: MADFNet, path, options: Optional[ExportOptions] = None,
+                verify: Optional[Callable[[Path], None]] = None) -> onnx.ModelProto:
+    """Export ``net`` behind the contract to ``path`` (written atomically) and return the checked model.
+    ``verify(temp_file)`` runs on the finished file before it takes ``path``'s name: if it raises, nothing is left."""
     options = options or ExportOptions()
     multiple = net.config.multiple
     options.validate(multiple)
@@ -171,6 +175,8 @@ def export_onnx(net: MADFNet, path, options: Optional[ExportOptions] = None) -> 
     onnx.checker.check_model(onnx_model, full_check=True)
     with atomic_path(path) as tmp:
         onnx.save_model(onnx_model, str(tmp))
+        if verify is not None:
+            verify(Path(tmp))
     log.info("wrote %s (%s, %s lowering, %s, opset %d, %.1f MB)", path, model.net.config.describe(),
              options.lowering, "fp16" if options.fp16 else "fp32", options.opset, Path(path).stat().st_size / 1e6)
     return onnx_model

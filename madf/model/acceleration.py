@@ -77,11 +77,12 @@ def prepare(model, device, options: TorchOptions):
     dynamic filters are frozen (the derived conv weights become constants) so graphs and compiled code hold no
     per-call weight permutation."""
     import torch
+
+    from madf.model.precision import cast_network
     model = copy.deepcopy(model)
     net = model.net
-    dtype = _dtype(options.precision)
-    if dtype != torch.float32:
-        net.to(dtype)
+    # normalization statistics folded in FP32 before the cast, every stored tensor checked to fit
+    cast_network(net, _dtype(options.precision))
     net.freeze_dynamic_filters()
     model = model.to(device).eval()
     if options.channels_last:
