@@ -75,6 +75,45 @@ def test_a_hole_larger_than_the_cap_is_resized_down_and_back():
     assert max(piece.rgb.shape[:2]) <= 256 and piece.hole.any()
 
 
+def test_a_hole_larger_than_the_cap_gets_context_around_it():
+    """A box of hole alone has no known pixel to fill from (it came back as a flat block): it keeps its margin."""
+    hole = _hole(900, 900, (200, 150, 700, 760))
+    (box,) = crop_boxes(hole, 16, margin=64, max_side=256)
+    top, left, bottom, right = box
+    assert top <= 200 - 64 and left <= 150 - 64 and bottom >= 700 + 64 and right >= 760 + 64, box
+    assert (~hole[top:bottom, left:right]).mean() > 0.3
+
+
+@pytest.mark.parametrize("strategy", [Strategy("crop", margin=64, max_side=128), Strategy("resize", max_side=128)],
+                         ids=["crop-resized", "resize"])
+def test_what_lies_under_the_hole_never_reaches_the_fill(strategy):
+    """Two photos that differ only under the hole must come out identical, also when a piece is scaled down (a
+    plain resize mixed the hole's old pixels into its border, by up to 70 levels)."""
+    net = build_model(TINY, seed=0)
+    from madf.inpaint.inpainter import TorchBackend
+    rng = np.random.default_rng(3)
+    rgb = random_pair(400, 360, seed=3)[0]
+    hole = _hole(400, 360, (60, 50, 330, 300))
+    other = rgb.copy()
+    other[hole] = rng.integers(0, 256, (int(hole.sum()), 3), dtype=np.uint8)
+    inpainter = Inpainter(TorchBackend(net), strategy=strategy)
+    a, b = inpainter(rgb, hole), inpainter(other, hole)
+    print(strategy.name, "max difference", int(np.abs(a.astype(int) - b).max()))
+    assert np.array_equal(a, b)
+
+
+def test_a_serpentine_hole_is_one_region():
+    """One winding stroke (its regions used to be found by a loop quadratic on such a mask) gives one box."""
+    hole = np.zeros((400, 400), bool)
+    for i, y in enumerate(range(8, 392, 24)):
+        hole[y:y + 8, 8:392] = True
+        x = 384 if i % 2 == 0 else 8
+        hole[y:y + 32, x:x + 8] = True
+    hole[392:] = False
+    boxes = crop_boxes(hole, 16, margin=0, max_side=1024)
+    assert len(boxes) == 1 and _contains(boxes[0], (8, 8, 392, 392)), boxes
+
+
 @pytest.mark.parametrize("strategy", ["crop", "resize", "full"])
 def test_known_pixels_stay_bit_exact_and_holes_are_filled(strategy):
     rgb = random_pair(300, 420, seed=1)[0]

@@ -5,12 +5,13 @@ the whole padded frame is slow, memory-hungry and beyond an engine's profile. IO
 images over 800 px; so does ``auto`` here. numpy and Pillow only (no torch), shared by every backend.
 
 - ``crop``: one box per connected region of the hole, grown by ``margin`` and shifted inward at the borders; boxes
-  that overlap are merged; each box is rounded up to the model's multiple and capped at ``max_side`` (a box still
-  larger is resized down for the network and its result resized back up).
+  that overlap are merged; each box is rounded up to the model's multiple and capped at ``max_side`` (a hole too
+  large for that keeps its margin of context and its box is resized down for the network, the result back up).
 - ``resize``: the whole image scaled down so its longer side is at most ``max_side``, inpainted, scaled back up.
 - ``full``: the whole padded frame at full resolution.
 
-In every case only hole pixels are pasted back: known pixels stay bit-exact.
+In every case only hole pixels are pasted back: known pixels stay bit-exact. A piece scaled down is made from its
+known pixels only (``downscale_known``), so nothing under the hole reaches the fill.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 from madf.common.errors import InputError
 from madf.inpaint import imaging
@@ -49,23 +51,18 @@ class Strategy:
         return "crop" if max(height, width) > self.trigger else "full"
 
 
-def _label(grid: np.ndarray) -> np.ndarray:
-    """8-connected components of a boolean grid: each True cell gets its component's largest flat index + 1, found by
-    propagating the maximum to neighbours until nothing changes (numpy only; the grid is small)."""
-    h, w = grid.shape
-    labels = np.where(grid, np.arange(1, h * w + 1).reshape(h, w), 0)
-    while True:
-        padded = np.pad(labels, 1)
-        neighbours = np.max([padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
-                             for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
-        grown = np.where(grid, neighbours, 0)
-        if np.array_equal(grown, labels):
-            return labels
-        labels = grown
-
-
 def _round_up(size: int, multiple: int, limit: int) -> int:
     return min(-(-size // multiple) * multiple, limit)
+
+
+def _side(extent: int, margin: int, multiple: int, length: int, cap: int) -> int:
+    """A box side for a hole ``extent`` long: the hole plus ``margin`` each way, rounded to the multiple, within the
+    cap while the cap still leaves half the margin each way; past that the hole keeps its whole margin and the box
+    is resized down for the network (a box of hole alone would have no known pixel to fill from)."""
+    want = _round_up(extent + 2 * margin, multiple, length)
+    if want <= cap:
+        return want
+    return cap if extent + margin <= cap else want
 
 
 def _place(start: int, end: int, size: int, length: int) -> Tuple[int, int]:
@@ -89,20 +86,17 @@ def crop_boxes(hole: np.ndarray, multiple: int, margin: int = 128, max_side: int
     grid = np.zeros((gh * CELL, gw * CELL), bool)
     grid[:h, :w] = hole
     grid = grid.reshape(gh, CELL, gw, CELL).any(axis=(1, 3))
-    labels = _label(grid)
-    boxes = []
-    for label in np.unique(labels[labels > 0]):
-        ys, xs = np.nonzero(labels == label)
-        boxes.append(_tight(hole, (int(ys.min()) * CELL, int(xs.min()) * CELL, min(h, (int(ys.max()) + 1) * CELL),
-                                   min(w, (int(xs.max()) + 1) * CELL))))
+    # 8-connected regions by scipy's labelling (linear time, whatever the shape: a serpentine is one region)
+    labels, _ = ndimage.label(grid, structure=np.ones((3, 3), bool))
+    boxes = [_tight(hole, (ys.start * CELL, xs.start * CELL, min(h, ys.stop * CELL), min(w, xs.stop * CELL)))
+             for ys, xs in ndimage.find_objects(labels)]
     merged = True
     while merged:   # grow, round, shift inward; merge what overlaps, until the boxes are disjoint
         grown = []
         cap = max(multiple, max_side // multiple * multiple)
         for top, left, bottom, right in boxes:
-            # the margin stops at the cap; only a hole larger than the cap makes a larger box (resized later)
-            height = max(min(_round_up(bottom - top + 2 * margin, multiple, h), cap), bottom - top)
-            width = max(min(_round_up(right - left + 2 * margin, multiple, w), cap), right - left)
+            height = _side(bottom - top, margin, multiple, h, cap)
+            width = _side(right - left, margin, multiple, w, cap)
             y0, y1 = _place(top, bottom, height, h)
             x0, x1 = _place(left, right, width, w)
             grown.append((y0, x0, y1, x1))
@@ -140,6 +134,20 @@ def resize_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((width, height), Image.BICUBIC))
 
 
+def downscale_known(rgb: np.ndarray, hole: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``rgb`` scaled down from its known pixels only: each output pixel is the area average of the known pixels
+    under it (what lies under the hole must not reach the fill; a plain resize mixes it into the hole's border)."""
+    known = (~hole).astype(np.float32)
+
+    def area(channel: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(channel, mode="F").resize((width, height), Image.BOX))
+
+    weight = area(known)
+    out = np.stack([area(rgb[..., c].astype(np.float32) * known) for c in range(rgb.shape[-1])], axis=-1)
+    out = out / np.maximum(weight, 1e-6)[..., None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 def resize_hole(hole: np.ndarray, height: int, width: int) -> np.ndarray:
     """Downscaled, a pixel is a hole if any hole pixel fell into it (no hole shrinks away); upscaled, nearest."""
     if height * width >= hole.size:
@@ -171,7 +179,7 @@ def pieces(index: int, rgb: np.ndarray, hole: np.ndarray, strategy: Strategy, mu
         factor = scale_for(bottom - top, right - left, strategy.max_side)
         if factor < 1:
             sh, sw = max(1, round((bottom - top) * factor)), max(1, round((right - left) * factor))
-            out.append(Piece(index, box, resize_rgb(crop_rgb, sh, sw), resize_hole(crop_hole, sh, sw),
+            out.append(Piece(index, box, downscale_known(crop_rgb, crop_hole, sh, sw), resize_hole(crop_hole, sh, sw),
                              scaled=(bottom - top, right - left)))
         else:
             out.append(Piece(index, box, crop_rgb, crop_hole))

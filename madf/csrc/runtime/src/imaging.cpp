@@ -109,11 +109,21 @@ ImageU8 fromContract(float const* output, int32_t index, int32_t paddedHeight, i
 
 namespace
 {
-constexpr int32_t kCell = 8;   // hole regions are found on a grid of 8x8 blocks, as in madf/strategy.py
+constexpr int32_t kCell = 8;   // hole regions are found on a grid of 8x8 blocks, as in madf/inpaint/strategy.py
 
 int32_t roundUp(int32_t size, int32_t multiple, int32_t limit)
 {
     return std::min((size + multiple - 1) / multiple * multiple, limit);
+}
+
+// A box side for a hole `extent` long, as madf/inpaint/strategy.py's _side: the hole plus the margin each way, within
+// the cap while it still leaves half the margin each way; past that the whole margin (the box runs larger).
+int32_t side(int32_t extent, int32_t margin, int32_t multiple, int32_t length, int32_t cap)
+{
+    int32_t const want = roundUp(extent + 2 * margin, multiple, length);
+    if (want <= cap)
+        return want;
+    return extent + margin <= cap ? cap : want;
 }
 
 int32_t floorHalf(int32_t v) { return v >= 0 ? v / 2 : -((1 - v) / 2); }   // Python's v // 2
@@ -196,10 +206,8 @@ std::vector<Box> cropBoxes(MaskU8 const& mask, int32_t multiple, int32_t margin,
         std::vector<Box> grown;
         for (Box const& b : boxes)
         {
-            int32_t const height = std::max(std::min(roundUp(b.bottom - b.top + 2 * margin, multiple, h), cap),
-                b.bottom - b.top);
-            int32_t const width = std::max(std::min(roundUp(b.right - b.left + 2 * margin, multiple, w), cap),
-                b.right - b.left);
+            int32_t const height = side(b.bottom - b.top, margin, multiple, h, cap);
+            int32_t const width = side(b.right - b.left, margin, multiple, w, cap);
             Box g{};
             place(b.top, b.bottom, height, h, g.top, g.bottom);
             place(b.left, b.right, width, w, g.left, g.right);
