@@ -97,3 +97,21 @@ def test_imaging_does_not_import_torch():
     code = ("import madf.inpaint.imaging, madf.inpaint.inpainter, madf.inpaint.strategy, madf.common.errors, sys; "
             "assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_white_on_black_rgba_mask_with_a_transparent_pixel_is_read_by_luminance():
+    """One transparent pixel used to make the alpha rule apply: the whole opaque image became a hole."""
+    white = np.zeros((20, 30), np.uint8)
+    white[5:10, 8:20] = 255
+    rgba = np.dstack([white, white, white, np.full_like(white, 255)])
+    rgba[0, 0, 3] = 0
+    hole = imaging.to_hole_mask(Image.fromarray(rgba, "RGBA"))
+    assert np.array_equal(hole, white >= 128)
+
+
+def test_a_stroke_drawn_on_transparency_is_read_by_its_alpha():
+    """A red stroke (luminance 76, under the threshold) painted on a transparent layer: the stroke is the hole."""
+    alpha = np.zeros((20, 30), np.uint8)
+    alpha[4:12, 3:25] = 255
+    rgba = np.dstack([np.full_like(alpha, 255), np.zeros_like(alpha), np.zeros_like(alpha), alpha])
+    assert np.array_equal(imaging.to_hole_mask(Image.fromarray(rgba, "RGBA")), alpha >= 128)

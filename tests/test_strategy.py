@@ -186,10 +186,43 @@ def test_alpha_is_kept_and_formats_follow_the_name(ckpt, tmp_path):
         if fmt != "JPEG":   # lossless with alpha: alpha copied, known RGB bit-exact
             arr = np.asarray(written.convert("RGBA"))
             assert np.array_equal(arr[..., 3], alpha), fmt
-            if fmt != "WEBP":
-                assert np.array_equal(arr[..., :3][~hole], rgb[~hole]), fmt
+            assert np.array_equal(arr[..., :3][~hole], rgb[~hole]), fmt   # WebP is written lossless
         else:
             assert written.mode == "RGB"
+
+
+@pytest.mark.parametrize("mode", ["L", "1", "I;16", "LA"])
+def test_gray_photos_come_out_gray_with_their_profile(ckpt, tmp_path, mode):
+    """A gray (or 1-bit, 16-bit, gray + alpha) photo's result is gray, not RGB with a tinted fill, and keeps the
+    photo's ICC profile; its known pixels are the photo's values."""
+    from PIL import ImageCms
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rgb, hole = random_pair(40, 56, seed=5)
+    gray = np.asarray(Image.fromarray(rgb).convert("L"))
+    photo = Image.fromarray(gray)
+    photo = {"L": photo, "1": photo.convert("1"), "I;16": Image.fromarray(gray.astype(np.uint16) * 257),
+             "LA": Image.merge("LA", [photo, Image.new("L", photo.size, 200)])}[mode]
+    photo.save(tmp_path / "gray.png", icc_profile=icc)
+    imaging.write_png(tmp_path / "hole.png", (hole * 255).astype(np.uint8))
+    result = _inpaint("--ckpt", ckpt, "--image", tmp_path / "gray.png", "--mask", tmp_path / "hole.png",
+                      "--output", tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    written = Image.open(tmp_path / "out.png")
+    assert written.mode == ("LA" if mode == "LA" else "L"), written.mode
+    assert written.info.get("icc_profile") == icc
+    known = imaging.read_image(tmp_path / "gray.png")[..., 0][~hole]   # 16 bits scaled, not clipped
+    assert np.array_equal(np.asarray(written.convert("L"))[~hole], known)
+
+
+def test_jpeg_results_say_they_are_lossy(ckpt, tmp_path, caplog):
+    rgb, hole = random_pair(32, 48, seed=6)
+    Image.fromarray(rgb).save(tmp_path / "p.png")
+    imaging.write_png(tmp_path / "hole.png", (hole * 255).astype(np.uint8))
+    from madf.cli.inpaint import main
+    result = CliRunner().invoke(main, ["--ckpt", str(ckpt), "--image", str(tmp_path / "p.png"), "--mask",
+                                       str(tmp_path / "hole.png"), "--output", str(tmp_path / "o.jpg")])
+    assert result.exit_code == 0, result.output
+    assert "JPEG is lossy" in result.output + caplog.text
 
 
 def test_a_resized_mask_is_refused_unless_asked_to_resize(ckpt, tmp_path):

@@ -100,10 +100,10 @@ def run_jobs(inpainter, jobs: List[Job], invert_mask: bool = False, show_progres
     mask_cache: dict = {}
     for start in range(0, len(jobs), CHUNK * inpainter.batch_size):
         ready: List[Tuple[Job, object, object]] = []
-        alphas = {}
+        alphas = {}   # image path -> its Look (alpha, gray, ICC profile)
         for job in jobs[start:start + CHUNK * inpainter.batch_size]:
             try:
-                rgb, alphas[job.image] = imaging.read_image_alpha(job.image)
+                rgb, alphas[job.image] = imaging.read_photo(job.image)
                 if job.mask not in mask_cache:
                     mask_cache = {job.mask: imaging.read_mask(job.mask, invert=invert_mask)}
                 hole = mask_cache[job.mask]
@@ -125,12 +125,12 @@ def run_jobs(inpainter, jobs: List[Job], invert_mask: bool = False, show_progres
                 results = [None] * len(ready)
         for (job, _, _), result in zip(ready, results):
             if result is not None:
-                alpha = alphas.get(job.image)
-                if alpha is not None and not imaging.keeps_alpha(job.output):
+                look = alphas.get(job.image)
+                if look.alpha is not None and not imaging.keeps_alpha(job.output):
                     log.warning("%s: %s has no alpha channel; the transparency is dropped", job.image.name,
                                 job.output.suffix)
                 try:
-                    imaging.write_image(job.output, result, alpha, quality=quality)
+                    imaging.write_image(job.output, result, quality=quality, look=look)
                 except OSError as exc:
                     errors.append(str(exc))
             bar.update(1)
@@ -191,6 +191,9 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
     with cli_errors():
         chosen = Strategy(strategy, trigger=crop_trigger, margin=margin, max_side=max_side)
         jobs = plan_jobs(image, mask, output, overwrite, fmt)
+        if jobs and imaging.is_lossy(jobs[0].output):
+            log.warning("JPEG is lossy: the known pixels of %s will not be the input's bytes; write .png, .webp or "
+                        ".tif to keep them exact", "the results" if len(jobs) > 1 else jobs[0].output.name)
         from madf.inpaint.inpainter import Inpainter
         runner = open_backend(backend, ckpt=ckpt, model=model_path, engine=engine, device=device,
                               plugin_libs=plugin_libs, cuda_graph=cuda_graph,

@@ -7,6 +7,7 @@ official / NVIDIA masks, white = known. In memory a mask is a boolean (H, W) arr
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from pathlib import Path
@@ -28,6 +29,7 @@ PathLike = Union[str, os.PathLike]
 _EIGHT_BIT_MODES = {"1", "L", "P", "RGB", "RGBA", "RGBX", "RGBa", "LA", "La", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 _ALPHA_MODES = {"RGBA", "LA", "La", "RGBa", "PA"}
+_GRAY_MODES = {"1", "L", "LA", "La", "I", "F"} | _SIXTEEN_BIT_MODES
 
 
 def open_image(path, what: str = "image", name: Optional[str] = None) -> Image.Image:
@@ -113,6 +115,22 @@ def read_image_alpha(path: PathLike) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     return split_alpha(open_image(path, "image"), path)
 
 
+@dataclasses.dataclass
+class Look:
+    """What a result keeps of its photo besides the pixels: transparency, being gray, the colour profile."""
+    alpha: Optional[np.ndarray] = None
+    gray: bool = False                  # 1-bit, gray or gray + alpha (any depth): the result is written gray
+    icc_profile: Optional[bytes] = None
+
+
+def read_photo(path: PathLike) -> Tuple[np.ndarray, Look]:
+    """(RGB uint8 (H, W, 3), its Look): what madf-inpaint reads a photo as, to write the result like it."""
+    img = open_image(path, "image")
+    rgb, alpha = split_alpha(img, path)
+    gray = img.mode in _GRAY_MODES
+    return rgb, Look(alpha=alpha, gray=gray, icc_profile=img.info.get("icc_profile") or None)
+
+
 def read_mask(path: PathLike, invert: bool = False) -> np.ndarray:
     """Boolean (H, W), True = hole (white >= 128, or black with ``invert``); oriented like its image."""
     return to_hole_mask(open_image(path, "mask"), invert=invert, what=f"mask {path}")
@@ -136,12 +154,10 @@ def to_rgb_array(image: Union[np.ndarray, Image.Image], what: str = "image") -> 
 def to_hole_mask(mask: Union[np.ndarray, Image.Image], invert: bool = False, what: str = "mask") -> np.ndarray:
     """Any mask (PIL image of any mode, bool array, uint8 0..255 array) as boolean (H, W), True = hole."""
     if isinstance(mask, Image.Image):
-        # An RGBA mask drawn on transparency carries the stroke in alpha; elsewhere luminance decides.
-        if mask.mode in _ALPHA_MODES and np.asarray(mask.getchannel("A")).min() < 255:
-            arr = np.asarray(mask.getchannel("A"))
-        else:
-            arr = to_luminance_or_rgb(mask, what)
-            arr = np.asarray(Image.fromarray(arr).convert("L")) if arr.ndim == 3 else arr
+        arr = to_luminance_or_rgb(mask, what)
+        arr = np.asarray(Image.fromarray(arr).convert("L")) if arr.ndim == 3 else arr
+        if mask.mode in _ALPHA_MODES and _drawn_on_transparency(arr, np.asarray(mask.convert("RGBA").getchannel("A"))):
+            arr = np.asarray(mask.convert("RGBA").getchannel("A"))
     else:
         arr = np.asarray(mask)
         if arr.ndim == 3:
@@ -155,6 +171,17 @@ def to_hole_mask(mask: Union[np.ndarray, Image.Image], invert: bool = False, wha
     else:
         raise InputError(f"mask array must be bool or uint8 (white >= {MASK_THRESHOLD} = hole), got {arr.dtype}")
     return ~hole if invert else hole
+
+
+def _drawn_on_transparency(luminance: np.ndarray, alpha: np.ndarray) -> bool:
+    """A mask is drawn on transparency (its stroke is its alpha) when it has transparent pixels and the luminance
+    of its opaque ones cannot tell hole from keep (a one-colour stroke); a white-on-black mask that merely has a
+    transparent pixel is read by its luminance."""
+    opaque = alpha >= MASK_THRESHOLD
+    if opaque.all():
+        return False
+    seen = luminance[opaque] >= MASK_THRESHOLD
+    return not (seen.any() and not seen.all())
 
 
 def center_square(image: Image.Image, size: int) -> np.ndarray:
@@ -230,21 +257,38 @@ OUTPUT_FORMATS = {".png": ("PNG", True), ".jpg": ("JPEG", False), ".jpeg": ("JPE
                   ".tif": ("TIFF", True), ".tiff": ("TIFF", True)}
 
 
-def write_image(path: PathLike, rgb: np.ndarray, alpha: Optional[np.ndarray] = None, quality: int = 95) -> None:
+def write_image(path: PathLike, rgb: np.ndarray, alpha: Optional[np.ndarray] = None, quality: int = 95,
+                look: Optional[Look] = None) -> None:
     """Write an 8-bit image atomically in the format its name asks for (OUTPUT_FORMATS); ``alpha`` is kept where
-    the format has one (JPEG has none: the caller is told by the return of ``keeps_alpha``)."""
+    the format has one (JPEG has none: the caller is told by the return of ``keeps_alpha``). With ``look`` the
+    result is written like its photo: gray when the photo was (a gray photo's known pixels are R = G = B, which
+    Pillow's luminance returns exactly), with its ICC profile. WebP is written lossless (known pixels bit-exact);
+    JPEG cannot be (``is_lossy``)."""
     path = Path(path)
     fmt, has_alpha = OUTPUT_FORMATS.get(path.suffix.lower(), (None, False))
     if fmt is None:
         raise InputError(f"{path}: write results as {', '.join(OUTPUT_FORMATS)}")
+    look = look or Look(alpha=alpha)
+    alpha = look.alpha if alpha is None else alpha
     img = Image.fromarray(rgb)
     if alpha is not None and has_alpha:
         img = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    if look.gray:
+        img = img.convert("LA" if img.mode == "RGBA" else "L")
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    if fmt == "WEBP":
+        options.update(lossless=True, exact=True)   # exact: RGB under transparent pixels kept too
     if fmt == "TIFF":
         options["compression"] = "tiff_deflate"
+    if look.icc_profile:
+        options["icc_profile"] = look.icc_profile
     with atomic_path(path) as tmp:
         img.save(tmp, format=fmt, **options)
+
+
+def is_lossy(path: PathLike) -> bool:
+    """Whether results written under this name lose the known pixels' exact bytes (JPEG)."""
+    return OUTPUT_FORMATS.get(Path(path).suffix.lower(), (None, False))[0] == "JPEG"
 
 
 def keeps_alpha(path: PathLike) -> bool:
