@@ -52,7 +52,7 @@ def test_short_run_writes_everything(photos, tmp_path):
     assert grid.shape == (2 * 32, 6 * 32, 3)          # 2 samples x (input, mask, 3 outputs, ground truth)
     assert load_checkpoint(run / MODEL_FILE).config == TINY
     assert any((run / "tensorboard").iterdir())
-    state = torch.load(run / STATE_FILE, weights_only=False)
+    state = torch.load(run / STATE_FILE, weights_only=True)
     assert state["step"] == 4 and "exp_avg" in state["optimizer"]["state"][0]
 
 
@@ -62,8 +62,8 @@ def test_resume_is_exact(photos, tmp_path):
     assert train(_config(photos, tmp_path / "split", steps=6, save_every=3), resume=True) == 6
     a, b = _weights(tmp_path / "straight" / MODEL_FILE), _weights(tmp_path / "split" / MODEL_FILE)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    ref = torch.load(tmp_path / "straight" / STATE_FILE, weights_only=False)["optimizer"]["state"]
-    got = torch.load(tmp_path / "split" / STATE_FILE, weights_only=False)["optimizer"]["state"]
+    ref = torch.load(tmp_path / "straight" / STATE_FILE, weights_only=True)["optimizer"]["state"]
+    got = torch.load(tmp_path / "split" / STATE_FILE, weights_only=True)["optimizer"]["state"]
     assert all(torch.equal(ref[i]["exp_avg_sq"], got[i]["exp_avg_sq"]) for i in ref)
 
 
@@ -106,8 +106,10 @@ def test_sigterm_saves_and_resume_continues(photos, tmp_path, workers, to):
     else:
         proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, output
-    step = torch.load(out / STATE_FILE, weights_only=False)["step"]
+    # saved, but not finished: the exit status says so (128 + SIGTERM), as a shell reports a killed command
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    assert "interrupted by signal 15" in output and "continue with --resume" in output
+    step = torch.load(out / STATE_FILE, weights_only=True)["step"]
     assert 0 < step < 100000 and f"stopped at step {step}" in output
     assert train(_config(photos, out, model=dict(TINY.to_dict()), steps=step + 2,
                          save_every=100000), resume=True) == step + 2
@@ -123,7 +125,7 @@ def test_ddp_two_processes_on_gloo(photos, tmp_path):
                            "--master-port", str(_free_port()), "-m", "madf.cli.train", *args],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    state = torch.load(out / STATE_FILE, weights_only=False)
+    state = torch.load(out / STATE_FILE, weights_only=True)
     assert state["step"] == 3 and state["world"] == 2
     assert load_checkpoint(out / MODEL_FILE).config == TINY
 
@@ -179,7 +181,7 @@ def test_bf16_channels_last_cosine_run_resumes_exactly(photos, tmp_path, monkeyp
     with monkeypatch.context() as patch:
         patch.setattr(train_module, "_Stop", StopAfterThree)
         assert train(_config(photos, tmp_path / "split", **opts)) == 3
-    state = torch.load(tmp_path / "split" / STATE_FILE, weights_only=False)
+    state = torch.load(tmp_path / "split" / STATE_FILE, weights_only=True)
     third_lr = train_module.lr_at(_config(photos, "x", **opts), 2)
     assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(third_lr)
     assert train(_config(photos, tmp_path / "split", **opts), resume=True) == 6
@@ -204,3 +206,90 @@ def test_fp16_autocast_on_cpu_is_refused(photos, tmp_path):
     from madf.common.errors import InputError
     with pytest.raises(InputError, match="--amp fp16 needs a GPU; on a CPU use --amp bf16"):
         train(_config(photos, tmp_path / "run", amp="fp16"))
+
+
+# Hostile runs: divergence, planted state files, odd photos, folders that feed on themselves, changed options.
+
+def test_a_diverging_step_stops_the_run_and_keeps_the_last_good_save(photos, tmp_path, monkeypatch):
+    from madf.training import trainer as trainer_module
+    from madf.training.trainer import TrainingError
+    run = tmp_path / "run"
+    assert train(_config(photos, run, steps=2, save_every=2)) == 2
+    good_model, good_state = (run / MODEL_FILE).read_bytes(), (run / STATE_FILE).read_bytes()
+    real = trainer_module.InpaintingLoss.__call__
+
+    def diverging(self, outputs, gt, known):
+        loss, terms = real(self, outputs, gt, known)
+        return loss * float("nan"), terms
+    monkeypatch.setattr(trainer_module.InpaintingLoss, "__call__", diverging)
+    with pytest.raises(TrainingError, match=r"step 3: the loss is nan.*still hold step 2.*lower --lr"):
+        train(_config(photos, run, steps=4, save_every=1), resume=True)
+    assert (run / MODEL_FILE).read_bytes() == good_model and (run / STATE_FILE).read_bytes() == good_state
+
+
+def test_non_finite_weights_are_never_saved(photos, tmp_path):
+    from madf.training.trainer import Trainer, TrainingError
+    trainer = Trainer(_config(photos, tmp_path / "run"))
+    with torch.no_grad():
+        next(trainer.net.parameters()).view(-1)[0] = float("inf")
+    with pytest.raises(TrainingError, match="holds NaN or Inf"):
+        trainer.save()
+    assert not (tmp_path / "run" / MODEL_FILE).exists()
+
+
+def test_resume_never_runs_code_from_the_state_file(photos, tmp_path):
+    run = tmp_path / "run"
+    assert train(_config(photos, run, steps=2, save_every=2)) == 2
+    planted = tmp_path / "planted"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {planted}",))
+    torch.save({"step": 2, "payload": Payload()}, run / STATE_FILE)
+    with pytest.raises(CheckpointError, match="objects other than tensors"):
+        train(_config(photos, run, steps=4), resume=True)
+    assert not planted.exists()
+
+
+def test_resume_with_other_options_is_refused(photos, tmp_path):
+    run = tmp_path / "run"
+    assert train(_config(photos, run, steps=2, save_every=2)) == 2
+    before = (run / "config.json").read_text()
+    with pytest.raises(CheckpointError, match=r"other options \(lr 0\.0002 -> 0\.001\)"):
+        train(_config(photos, run, steps=4, lr=1e-3), resume=True)
+    assert (run / "config.json").read_text() == before
+    assert train(_config(photos, run, steps=3, save_every=1), resume=True) == 3   # --steps may change
+
+
+def _bomb_png(path):
+    """A small PNG whose header declares 20000 x 20000 pixels: Pillow refuses it as a decompression bomb."""
+    import struct
+    import zlib
+    Image.new("L", (4, 4)).save(path)
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", 20000, 20000)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+
+
+def test_odd_photos_train_as_the_cli_reads_them(tmp_path):
+    """16-bit photos are scaled, not read as white; an unreadable or oversized file is skipped, never fatal."""
+    from madf.data.images import InpaintingDataset
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(np.full((40, 40), 32768, np.uint16)).save(folder / "a16.png")
+    (folder / "b_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    _bomb_png(folder / "c_bomb.png")
+    data = InpaintingDataset(folder, 32, seed=0)
+    for index in range(3):
+        image, _ = data.at(0, index)
+        assert abs(float(image.mean()) - 0.5) < 0.01, float(image.mean())   # every read falls back to the 16-bit one
+
+
+def test_output_inside_the_images_is_refused(photos, tmp_path):
+    from click.testing import CliRunner
+    from madf.cli.train import main
+    result = CliRunner().invoke(main, ["--images", str(photos), "--output", str(photos / "run"), "--levels", "4",
+                                       "--width", "0.125", "--size", "32", "--steps", "1", "--perceptual", "none"])
+    assert result.exit_code == 1 and "is inside --images" in result.output, result.output
+    assert not (photos / "run").exists()

@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+import sys
+
 import click
 
 from madf.cli._common import OVERWRITE, PATH, cli_errors, setup_logging
@@ -65,12 +67,16 @@ def main(images, output, masks, invert_masks, levels, width_mult, refinement_dec
     setup_logging()
     with cli_errors():
         paths.check_output_folder(output, "--output", input_folders=[images, masks])
+        for option, source in (("--images", images), ("--masks", masks)):
+            if source is not None and paths.is_inside(output, source):
+                raise click.ClickException(f"--output {output} is inside {option} {source}: the run's grids would "
+                                           f"be read as training data; put the run folder elsewhere")
         earlier = [n for n in RUN_FILES if (output / n).exists()]
         if earlier and not resume and not overwrite:
             raise click.ClickException(f"--output {output} holds an earlier run ({', '.join(earlier)}); add --resume "
                                        f"to continue it or --overwrite to start over")
         from madf.model.config import ModelConfig
-        from madf.training.trainer import TrainConfig, train
+        from madf.training.trainer import TrainConfig, run_training
         config = TrainConfig(
             images=str(images), output=str(output),
             model=ModelConfig(levels=levels, width=width_mult, refinement_decoders=refinement_decoders).to_dict(),
@@ -80,8 +86,13 @@ def main(images, output, masks, invert_masks, levels, width_mult, refinement_dec
             ssim_weight=ssim_weight,
             amp=amp, save_every=save_every, grid_every=grid_every, log_every=log_every, seed=seed, workers=workers,
             init=str(init) if init else None, device=device)
-        reached = train(config, resume=resume)
+        trainer = run_training(config, resume=resume)
+        reached = trainer.step
     click.echo(f"stopped at step {reached} of {steps}; weights: {output / 'model.safetensors'}")
+    if trainer.stop_signal:   # saved, but not finished: a script must not take it for a finished run
+        click.echo(f"interrupted by signal {int(trainer.stop_signal)} at step {reached}; continue with --resume",
+                   err=True)
+        sys.exit(128 + int(trainer.stop_signal))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,12 @@ def _existing_ancestor(path: Path) -> Path:
     return path
 
 
+def is_inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies anywhere below it (symlinks resolved)."""
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    return path == folder or folder in path.parents
+
+
 def _same(a: Path, b: Path) -> bool:
     try:
         if a.exists() and b.exists():

@@ -69,9 +69,9 @@ class InpaintingDataset(torch.utils.data.Dataset):
     def _read(self, path: Path) -> Image.Image:
         img = self._cache.get(path)
         if img is None:
-            img = Image.open(path)
-            img.load()
-            img = img.convert("RGB")
+            # the reader every tool shares: EXIF orientation, 16-bit scaled (not clipped to white), every mode
+            img = Image.fromarray(imaging.to_rgb_array(imaging.open_image(path, "training image"),
+                                                       f"training image {path}"))
             cost = img.width * img.height * 3
             if cost <= self._cache_left:
                 self._cache[path], self._cache_left = img, self._cache_left - cost
@@ -90,10 +90,11 @@ class InpaintingDataset(torch.utils.data.Dataset):
             try:
                 img = self._read(path)
                 break
-            except (OSError, ValueError) as exc:
+            except (InputError, OSError, ValueError) as exc:
                 if path not in self._warned:  # once per file, then silently use the next image
                     self._warned.add(path)
-                    log.warning("skipping unreadable training image %s (%s)", path, exc.__class__.__name__)
+                    log.warning("skipping %s", exc if isinstance(exc, InputError) else
+                                f"unreadable training image {path} ({exc.__class__.__name__})")
         else:
             raise InputError(f"no readable image among the {len(self.paths)} files of the training folder")
         img = random_resized_crop(img, self.size, rng)

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import signal
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ import torch.distributed as dist
 
 from madf.common.atomic import atomic_path
 from madf.common.device import torch_device
-from madf.common.errors import CheckpointError, InputError
+from madf.common.errors import CheckpointError, InputError, MADFError, check_finite
 from madf.data.images import InpaintingDataset, ResumableSampler
 from madf.data.masks import MaskFolder
 from madf.model.checkpoint import load_checkpoint, save_checkpoint
@@ -70,11 +71,25 @@ class TrainConfig:
     device: str = "auto"
 
 
+# Options a resumed run may change: how long it runs and what it reports, not what it learns.
+RESUMABLE_CHANGES = {"steps", "save_every", "grid_every", "log_every", "workers", "device", "output"}
+
+
+class TrainingError(MADFError):
+    """Training cannot go on (a diverged loss): one line, the run's folder left as its last save wrote it."""
+
+
+def _plain(config: "TrainConfig") -> Dict:
+    """The config as JSON types (paths as strings): what config.json and the state file record."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
 class _Stop:
     """SIGINT/SIGTERM set a flag; the loop finishes its step, saves and exits."""
 
     def __init__(self):
         self.requested = False
+        self.signal = 0
         self._old = {}
 
     def __enter__(self):
@@ -83,7 +98,7 @@ class _Stop:
         return self
 
     def _handle(self, signum, frame):
-        self.requested = True
+        self.requested, self.signal = True, signum
         log.warning("signal %d: saving at the end of this step", signum)
 
     def __exit__(self, *exc):
@@ -137,7 +152,10 @@ def _normalize(image: torch.Tensor) -> torch.Tensor:
 
 
 def _rng_state() -> Dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+    # tensors and plain values only, so the state file loads with torch.load(weights_only=True)
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -145,7 +163,8 @@ def _rng_state() -> Dict:
 
 def _set_rng_state(state: Dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -164,6 +183,8 @@ class Trainer:
             torch.cuda.set_device(self.device)
         self.output = Path(config.output)
         self.step = 0
+        self.saved_step: Optional[int] = None   # the step the files in the run folder hold
+        self.stop_signal = 0                    # the signal that ended the run early, if one did
 
         torch.manual_seed(config.seed)
         if config.init:
@@ -208,31 +229,51 @@ class Trainer:
     def save(self) -> None:
         if self.rank != 0:
             return
+        # never replace good weights with non-finite ones
+        check_finite(self.net.state_dict(), f"step {self.step}", TrainingError,
+                     fix=self._diverged_fix())
         state = {"step": self.step, "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scaler": self.scaler.state_dict(), "rng": _rng_state(), "config": dataclasses.asdict(self.config),
+                 "scaler": self.scaler.state_dict(), "rng": _rng_state(), "config": _plain(self.config),
                  "world": self.world}
         with atomic_path(self._state_path()) as tmp:
             torch.save(state, tmp)
         save_checkpoint(self.net, self.output / MODEL_FILE)
+        self.saved_step = self.step
         log.info("step %d: saved %s and %s", self.step, self._state_path(), MODEL_FILE)
+
+    def _diverged_fix(self) -> str:
+        kept = (f"{MODEL_FILE} and {STATE_FILE} still hold step {self.saved_step}" if self.saved_step is not None
+                else "nothing was saved")
+        return (f"training diverged; stopped without saving ({kept}); lower --lr (now {self.config.lr:g}) or "
+                f"resume from the last save")
 
     def _load_state(self) -> None:
         path = self._state_path()
         if not path.is_file():
             raise CheckpointError(f"--resume: no {path}; start without --resume")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)  # RNG states must stay on CPU
+            # tensors and plain values only: a state file is never a way to run code (RNG states stay on CPU)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise CheckpointError(f"{path} holds objects other than tensors and plain values (a planted file, or "
+                                  f"one from an older madf): not loaded; start again without --resume") from None
         except Exception as exc:  # noqa: BLE001
             raise CheckpointError(f"{path}: unreadable ({exc.__class__.__name__}); start again or restore a "
                                   f"copy") from None
         if state["config"]["model"] != self.config.model:
             raise CheckpointError(f"{path} holds a {ModelConfig.from_dict(state['config']['model']).describe()}, "
                                   f"not the model asked for; resume with the same options")
+        changed = [k for k, v in _plain(self.config).items()
+                   if k not in RESUMABLE_CHANGES and state["config"].get(k) != v]
+        if changed:
+            was = ", ".join(f"{k} {state['config'].get(k)!r} -> {_plain(self.config)[k]!r}" for k in changed)
+            raise CheckpointError(f"{path} was trained with other options ({was}); resume with the same options "
+                                  f"(only {', '.join(sorted(RESUMABLE_CHANGES))} may change) or start a new run")
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"])
-        self.step = int(state["step"])
+        self.step = self.saved_step = int(state["step"])
         log.info("resumed %s at step %d", path, self.step)
 
     # Loop ----------------------------------------------------------------------------------------------------
@@ -255,6 +296,10 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             outputs = self.model(gt * known3, known3)
         loss, terms = self.loss([o.float() for o in outputs], gt, known)
+        # a non-finite loss stops the run before it reaches the weights (with FP16's scaler, an overflow is the
+        # scaler's to skip: it lowers the scale and drops that step)
+        if self._agree(not bool(torch.isfinite(loss.detach()))) and not self.scaler.is_enabled():
+            raise TrainingError(f"step {self.step + 1}: the loss is {float(loss.detach()):g}; {self._diverged_fix()}")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -268,7 +313,8 @@ class Trainer:
         writer = self._writer() if self.rank == 0 else None
         if self.rank == 0:
             self.output.mkdir(parents=True, exist_ok=True)
-            (self.output / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
+            with atomic_path(self.output / "config.json") as tmp:
+                tmp.write_text(json.dumps(_plain(cfg), indent=2))
         bar = tqdm(total=cfg.steps, initial=self.step, unit="step", disable=self.rank != 0, dynamic_ncols=True)
         seen, started = 0, time.perf_counter()
         with _Stop() as stop:
@@ -293,6 +339,7 @@ class Trainer:
                 if stopping or self.step % cfg.save_every == 0 or self.step == cfg.steps:
                     self.save()
                 if stopping:
+                    self.stop_signal = stop.signal or signal.SIGTERM   # another rank's signal ended this one
                     break
         bar.close()
         if writer:
@@ -332,13 +379,20 @@ class Trainer:
         imaging.write_png(self.output / "grids" / f"step_{self.step:07d}.png", imaging.to_uint8(grid))
 
 
-def train(config: TrainConfig, resume: bool = False) -> int:
+def run_training(config: TrainConfig, resume: bool = False) -> Trainer:
+    """Train, then leave the process group; the trainer tells the step reached and the signal that stopped it."""
     trainer = Trainer(config, resume=resume)
     try:
-        return trainer.run()
+        trainer.run()
+        return trainer
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
 
 
-__all__ = ["TrainConfig", "Trainer", "train", "lr_at", "STATE_FILE", "MODEL_FILE"]
+def train(config: TrainConfig, resume: bool = False) -> int:
+    """Train; the step reached."""
+    return run_training(config, resume).step
+
+
+__all__ = ["TrainConfig", "Trainer", "TrainingError", "train", "run_training", "lr_at", "STATE_FILE", "MODEL_FILE"]
