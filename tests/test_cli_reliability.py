@@ -266,6 +266,59 @@ def test_non_finite_onnx_weights_refused_by_onnxruntime_and_madf_build(ckpt, tmp
     assert not (tmp_path / "m.plan").exists()
 
 
+def test_flipped_bytes_in_weights_are_found_on_load(ckpt, tmp_path, pair):
+    """A bit flipped in storage leaves every weight finite: the SHA-256 recorded at write time finds it."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+    from madf.common.errors import CheckpointError
+    from madf.export.onnx import export_onnx
+    from madf.model.checkpoint import load_checkpoint
+    flipped = tmp_path / "flipped.safetensors"
+    data = bytearray(ckpt.read_bytes())
+    data[-4] ^= 0x01                       # the lowest mantissa bit of the last float: still finite
+    flipped.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="do not match the SHA-256 recorded"):
+        load_checkpoint(flipped)
+    path = tmp_path / "m.onnx"
+    export_onnx(load_checkpoint(ckpt), path)
+    model = onnx.load(str(path))
+    init = max(model.graph.initializer, key=lambda i: len(i.raw_data))
+    values = numpy_helper.to_array(init).copy()
+    values.view(np.uint8).flat[0] ^= 0x01
+    init.CopyFrom(numpy_helper.from_array(values, init.name))
+    onnx.save(model, str(path))
+    image, mask = pair
+    one_line_error(run("inpaint", "--model", path, "--image", image, "--mask", mask, "--output", tmp_path / "o.png"),
+                   "do not match the SHA-256 madf-export recorded")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_special_files_are_never_replaced(ckpt, pair, tmp_path):
+    """--overwrite onto a FIFO (or, as root, /dev/null) must not turn it into a regular file."""
+    import stat
+    from madf.common.atomic import atomic_path
+    from madf.common.errors import OutputError
+    fifo = tmp_path / "out.png"
+    os.mkfifo(fifo)
+    image, mask = pair
+    one_line_error(inpaint(ckpt, image, mask, fifo, "--overwrite"), "is not a regular file")
+    with pytest.raises(OutputError, match="not a regular file"):
+        with atomic_path(fifo):
+            pass
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_export_engine_checks_its_profile_and_triton_name_before_exporting(ckpt, tmp_path):
+    out = tmp_path / "m.onnx"
+    one_line_error(run("export", "--ckpt", ckpt, "--output", out, "--engine", tmp_path / "m.plan",
+                       "--min", "1x100x100"), "H and W must be multiples of 16")
+    one_line_error(run("export", "--ckpt", ckpt, "--output", out, "--triton-repo", tmp_path / "repo",
+                       "--triton-name", "../x"), "--triton-name '../x'")
+    one_line_error(run("export", "--ckpt", ckpt, "--output", out, "--triton-repo", tmp_path / "repo",
+                       "--triton-name", "plugins"), "not plugins")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_non_finite_outputs_are_an_error(tiny_net):
     from madf.common.errors import ModelError
     from madf.inpaint.inpainter import Inpainter

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -92,6 +93,17 @@ def build_and_describe(onnx: Path, output: Path, fp16: bool, backend: str, **set
     return sidecar
 
 
+# the repository's own folders (Triton would take any other top-level folder for a model)
+RESERVED_TRITON_NAMES = {"plugins"}
+
+
+def check_profile(dims, settings: dict, multiple: int) -> None:
+    """The --min/--opt/--max profile checked for an image input of ``dims`` before anything is exported or built."""
+    from madf.engines.build import BuildOptions, profile_shapes
+    profile_shapes(dims, BuildOptions(**{k: settings.get(k) for k in ("min_shape", "opt_shape", "max_shape")}),
+                   multiple)
+
+
 def check_engine_outputs(engine: Path, inputs, overwrite: bool, settings: dict, option: str = "--output") -> None:
     """The plan, its sidecar and a Triton repository: checked before the (minutes-long) build."""
     from madf.engines.sidecar import sidecar_path
@@ -100,7 +112,11 @@ def check_engine_outputs(engine: Path, inputs, overwrite: bool, settings: dict, 
     paths.check_output_file(sidecar_path(engine), f"{option} (its sidecar)", inputs=inputs, overwrite=overwrite)
     if settings.get("triton_repo"):
         repo = paths.check_output_folder(settings["triton_repo"], "--triton-repo")
-        model = repo / (settings.get("triton_name") or "madf")
+        name = settings.get("triton_name") or "madf"
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or name in RESERVED_TRITON_NAMES:
+            raise InputError(f"--triton-name {name!r}: a model name is one folder name of letters, digits, '_', '-' "
+                             f"and '.', not starting with '.' and not {' or '.join(sorted(RESERVED_TRITON_NAMES))}")
+        model = repo / name
         if model.exists() and not overwrite:
             raise InputError(f"--triton-repo {repo} already has a model {model.name}; add --overwrite to replace it "
                              f"or choose --triton-name")

@@ -14,7 +14,12 @@ from typing import Optional
 import click
 
 from madf.cli._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
-from madf.cli.build import build_and_describe, check_engine_outputs, engine_options
+from madf.cli.build import (
+    build_and_describe,
+    check_engine_outputs,
+    check_profile,
+    engine_options,
+)
 from madf.cli.parity import parity_report
 from madf.common import paths
 
@@ -67,6 +72,9 @@ def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, he
         net = load_checkpoint(ckpt)
         options = ExportOptions(lowering=dynconv, fp16=fp16, batch=batch, height=height, width=width,
                                 raw_outputs=raw_outputs, opset=opset, simplify=simplify)
+        options.validate(net.config.multiple)
+        if engine is not None:   # the engine's profile checked against the file to come, before the export
+            check_profile((batch or -1, 3, height or -1, width or -1), build_settings, net.config.multiple)
         size = check_size or (height if height == width else None)
         if fp16:
             _fp16_headroom(net, height or width or None)

@@ -18,6 +18,8 @@ from madf.common.errors import OutputError
 def atomic_path(path):
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on any error it is removed."""
     path = Path(path)
+    if path.exists() and not path.is_file():   # renaming over a FIFO or a device node would replace it
+        raise OutputError(f"cannot write {path}: it is not a regular file (a FIFO, a device or a socket)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # a short temp name: the target's own name may already be at the file system's limit

@@ -80,6 +80,9 @@ def check_output_file(path: Path, option: str, inputs: Sequence[Path] = (), over
             raise InputError(f"{option} {path} is one of the inputs ({source}); write the result somewhere else")
     if path.is_dir():
         raise InputError(f"{option} {path} is a folder; give a file name")
+    if path.exists() and not path.is_file():   # a FIFO or a device (/dev/null) would be replaced by a file
+        raise InputError(f"{option} {path} is not a regular file (a FIFO, a device or a socket); give a new file "
+                         f"name")
     if path.exists() and not overwrite and not any(_same(path, Path(m)) for m in made_here):
         raise InputError(f"{option} {path} exists; add --overwrite to replace it")
     check_writable_folder(path.parent, option)

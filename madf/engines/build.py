@@ -84,8 +84,13 @@ class BuildReport:
 
 
 def _profile_shapes(network, options: BuildOptions, multiple: int) -> Dict[str, Tuple[Tuple[int, ...], ...]]:
-    """(min, opt, max) per input, honouring fixed dims in the network and the multiple-of-2^levels rule."""
-    dims = tuple(network.get_input(0).shape)             # image: (N, 3, H, W), -1 where dynamic
+    return profile_shapes(tuple(network.get_input(0).shape), options, multiple)
+
+
+def profile_shapes(dims: Sequence[int], options: BuildOptions, multiple: int) -> Dict[str, Tuple[Tuple[int, ...], ...]]:
+    """(min, opt, max) per input for an image input of ``dims`` (N, 3, H, W, -1 where dynamic), honouring its fixed
+    dims and the multiple-of-2^levels rule; pure, so a caller can check a profile before it exports anything."""
+    dims = tuple(dims)
     defaults = {"min": (1, multiple, multiple), "opt": (1, 512, 512), "max": (4, 1024, 1024)}
     chosen = {}
     for key, given in (("min", options.min_shape), ("max", options.max_shape), ("opt", options.opt_shape)):

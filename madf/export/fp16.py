@@ -10,9 +10,8 @@ from typing import List, Tuple
 import torch
 
 from madf.model.network import MADFNet
-from madf.model.precision import FP16_MAX  # noqa: F401 - the limit activations are judged by
 from madf.model.pipeline import InpaintModel
-
+from madf.model.precision import FP16_MAX  # noqa: F401 - the limit activations are judged by
 
 
 def activation_peaks(net: MADFNet, image: torch.Tensor, mask: torch.Tensor) -> List[Tuple[str, float]]:

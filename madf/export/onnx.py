@@ -24,7 +24,9 @@ import torch
 
 import madf
 from madf.common.atomic import atomic_path
+from madf.common.digest import KEY as DIGEST_KEY
 from madf.common.errors import MADFError
+from madf.export.onnx_file import initializers_sha256
 from madf.model.network import MADFNet
 from madf.model.pipeline import InpaintModel
 from madf.model.precision import cast_network
@@ -172,6 +174,7 @@ def export_onnx(net: MADFNet, path, options: Optional[ExportOptions] = None,
     del onnx_model.metadata_props[:]
     for key, value in metadata(model.net, options).items():
         onnx_model.metadata_props.add(key=key, value=value)
+    onnx_model.metadata_props.add(key=DIGEST_KEY, value=initializers_sha256(onnx_model))
     onnx.checker.check_model(onnx_model, full_check=True)
     with atomic_path(path) as tmp:
         onnx.save_model(onnx_model, str(tmp))

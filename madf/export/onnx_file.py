@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 from typing import Dict
 
+import numpy as np
+
+from madf.common.digest import KEY, weights_sha256
 from madf.common.errors import ModelError, check_finite
 
 LOWERINGS = ("native", "plugin")
@@ -47,12 +50,25 @@ def validate_metadata(meta: Dict[str, str], path) -> Dict[str, str]:
     return meta
 
 
+def initializers_sha256(model) -> str:
+    """The weights digest (madf.common.digest) of an ONNX model's initializers."""
+    from onnx import numpy_helper
+    arrays = ((i.name, numpy_helper.to_array(i)) for i in model.graph.initializer)
+    return weights_sha256((name, str(a.dtype), a.shape, np.ascontiguousarray(a).reshape(-1).view(np.uint8))
+                          for name, a in arrays)
+
+
 def check_weights(path: Path, model=None) -> None:
-    """Every initializer finite: a damaged file must not become an engine or fill holes with black."""
+    """Every initializer finite, and as written (the SHA-256 madf-export recorded): a damaged file must not become
+    an engine or fill holes with black."""
     from onnx import numpy_helper
     model = model if model is not None else load_model(path)
     check_finite({i.name: numpy_helper.to_array(i) for i in model.graph.initializer}, str(path), ModelError,
                  fix="the file is damaged: export it again with madf-export")
+    recorded = {p.key: p.value for p in model.metadata_props}.get(KEY)
+    if recorded is not None and recorded != initializers_sha256(model):
+        raise ModelError(f"{path}: its weights do not match the SHA-256 madf-export recorded (damaged in storage "
+                         f"or transfer); copy or export it again")
 
 
 def read_checked(path: Path) -> Dict[str, str]:

@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from madf.common.atomic import atomic_path
+from madf.common.digest import KEY, weights_sha256
 from madf.common.errors import CheckpointError, check_finite
 from madf.model.config import ModelConfig
 from madf.model.network import MADFNet, build_model
@@ -71,6 +72,10 @@ def _read_safetensors(path: Path) -> Tuple[Dict[str, torch.Tensor], Optional[Mod
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: corrupt safetensors file ({exc}); write it again with "
                               f"madf.save_checkpoint") from None
+    recorded = meta.get(KEY)
+    if recorded is not None and recorded != state_sha256(tensors):
+        raise CheckpointError(f"{path}: its weights do not match the SHA-256 recorded when it was written (damaged "
+                              f"in storage or transfer); copy or save it again")
     config = None
     if "config" in meta:
         try:
@@ -78,6 +83,12 @@ def _read_safetensors(path: Path) -> Tuple[Dict[str, torch.Tensor], Optional[Mod
         except (ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: bad ModelConfig in its metadata ({exc})") from None
     return tensors, config
+
+
+def state_sha256(state: Dict[str, torch.Tensor]) -> str:
+    """The weights digest (madf.common.digest) of a state dict."""
+    return weights_sha256((name, str(t.dtype), tuple(t.shape), t.detach().cpu().contiguous().reshape(-1)
+                           .view(torch.uint8).numpy()) for name, t in state.items())
 
 
 def normalize_keys(state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], List[str]]:
@@ -177,7 +188,8 @@ def save_checkpoint(net: MADFNet, path, metadata: Optional[Dict[str, str]] = Non
 
     from madf import __version__
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    meta = {**(metadata or {}), "format": FORMAT_NAME, "config": net.config.to_json(), "madf_version": __version__}
+    meta = {**(metadata or {}), "format": FORMAT_NAME, "config": net.config.to_json(), "madf_version": __version__,
+            KEY: state_sha256(state)}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=meta)
 
