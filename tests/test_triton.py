@@ -38,10 +38,43 @@ def test_repository_layout_and_config(plan, tmp_path):
 
 def test_fixed_batch_profiles_are_not_batched_by_triton(plan):
     side = json.loads(plan.with_name(plan.name + ".json").read_text())
-    side["profile"]["image"]["min"][0] = 2   # min N > 1: the batch dim is the model's, not Triton's
+    side["profile"]["image"]["min"][0] = side["profile"]["image"]["max"][0] = 2   # one fixed N: the model's dim
     config = _parse(triton_config(side, "fixed"))
     assert config.max_batch_size == 0 and list(config.input[0].dims) == [-1, 3, -1, -1]
     assert not config.HasField("dynamic_batching")
+
+
+def test_a_profile_that_cannot_take_batch_one_is_refused(plan):
+    """min N = 2 < max N: Triton would send batches of 1 the engine cannot run (it wrote max_batch_size 0)."""
+    side = json.loads(plan.with_name(plan.name + ".json").read_text())
+    side["profile"]["image"]["min"][0], side["profile"]["image"]["max"][0] = 2, 4
+    with pytest.raises(ModelError, match="build it with --min 1xHxW"):
+        triton_config(side, "m")
+
+
+def test_names_and_texts_are_escaped_and_the_repo_is_readable(plan, tmp_path):
+    side = json.loads(plan.with_name(plan.name + ".json").read_text())
+    side["contract"]["text"] = 'image "RGB" \\ mask\nnext'
+    config = _parse(triton_config(side, 'odd"name'))
+    assert config.name == 'odd"name' and config.parameters["madf.contract"].string_value == side["contract"]["text"]
+    folder = write_triton_repo(tmp_path / "models", plan)
+    assert (folder.stat().st_mode & 0o055) == 0o055   # group and others can list and read it (mkdtemp made 0700)
+
+
+def test_the_plugin_library_lives_inside_the_model(plan, tmp_path):
+    """Triton takes every top-level folder of a repository for a model: a plugins/ folder there fails to load."""
+    plugin_plan = tmp_path / "p.plan"
+    shutil.copy(plan, plugin_plan)
+    side = json.loads(plan.with_name(plan.name + ".json").read_text())
+    side["lowering"] = "plugin"
+    plugin_plan.with_name("p.plan.json").write_text(json.dumps(side))
+    lib = tmp_path / "libmadf_plugins.so"
+    lib.write_bytes(b"\x7fELF stand-in")
+    repo = tmp_path / "models"
+    folder = write_triton_repo(repo, plugin_plan, name="p", plugin_libs=[lib])
+    assert sorted(p.name for p in repo.iterdir()) == ["README.md", "p"]
+    assert (folder / "1" / lib.name).read_bytes() == lib.read_bytes()
+    assert "plugins=/models/p/1/libmadf_plugins.so" in (repo / "README.md").read_text()
 
 
 def test_rewriting_replaces_the_model_whole_and_errors_are_clear(plan, tmp_path):

@@ -117,6 +117,9 @@ def check_engine_outputs(engine: Path, inputs, overwrite: bool, settings: dict, 
             raise InputError(f"--triton-name {name!r}: a model name is one folder name of letters, digits, '_', '-' "
                              f"and '.', not starting with '.' and not {' or '.join(sorted(RESERVED_TRITON_NAMES))}")
         model = repo / name
+        if settings.get("min_shape") and settings.get("max_shape"):
+            from madf.engines.triton import check_batch_profile
+            check_batch_profile(settings["min_shape"][0], settings["max_shape"][0])
         if model.exists() and not overwrite:
             raise InputError(f"--triton-repo {repo} already has a model {model.name}; add --overwrite to replace it "
                              f"or choose --triton-name")

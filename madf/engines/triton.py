@@ -1,13 +1,15 @@
 """A Triton Inference Server model repository for an engine built by madf-build:
 
     REPO/
-      README.md                    how to start tritonserver on it (plugin and version-compatibility flags)
-      NAME/config.pbtxt            platform tensorrt_plan, the input contract, dynamic batching, instance groups
-      NAME/1/model.plan            the engine (and its sidecar model.plan.json beside it)
-      plugins/libmadf_plugins.so   only for plugin-lowered engines, when the library is given
+      README.md                      how to start tritonserver on it (plugin and version-compatibility flags)
+      NAME/config.pbtxt              platform tensorrt_plan, the input contract, dynamic batching, instance groups
+      NAME/1/model.plan              the engine (and its sidecar model.plan.json beside it)
+      NAME/1/libmadf_plugins.so      only for plugin-lowered engines (inside the model: Triton takes every
+                                     top-level folder of a repository for a model)
 
-The batch dimension is Triton's (max_batch_size = the profile's max N) when the profile starts at N = 1; otherwise it
-is part of the dims and Triton does not batch. H and W stay dynamic (-1): Triton batches requests of one size.
+The batch dimension is Triton's (max_batch_size = the profile's max N) when the profile starts at N = 1; an engine
+of one fixed N keeps it in its dims and Triton does not batch; a profile from N > 1 to a larger N cannot be served
+(Triton sends any batch from 1 up) and is refused. H and W stay dynamic (-1): Triton batches requests of one size.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Dict, Sequence
 
+from madf.common.atomic import atomic_path
 from madf.common.errors import ModelError
 from madf.engines.sidecar import read_sidecar, sidecar_path
 
@@ -30,26 +33,39 @@ def _dims(shape, batched: bool) -> str:
     return "[ " + ", ".join(str(int(d)) for d in dims) + " ]"
 
 
+def _text(value) -> str:
+    """A protobuf text-format string literal."""
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def check_batch_profile(min_n: int, max_n: int) -> None:
+    if 1 < min_n < max_n:
+        raise ModelError(f"the engine's profile starts at N = {min_n}, but Triton sends any batch from 1 to "
+                         f"max_batch_size: build it with --min 1xHxW (or one fixed N) for a Triton repository")
+
+
 def triton_config(sidecar: Dict, name: str, instances: int = 1, max_queue_delay_us: int = 100) -> str:
     """config.pbtxt text for an engine with this sidecar."""
     profile = sidecar["profile"]["image"]
-    batched = profile["min"][0] == 1 and profile["max"][0] >= 1
+    check_batch_profile(profile["min"][0], profile["max"][0])
+    batched = profile["min"][0] == 1
     max_batch = profile["max"][0] if batched else 0
 
     def tensors(items):
-        return ",\n".join(f'  {{\n    name: "{t["name"]}"\n    data_type: {TYPES[t["dtype"]]}\n'
+        return ",\n".join(f'  {{\n    name: {_text(t["name"])}\n    data_type: {TYPES[t["dtype"]]}\n'
                           f'    dims: {_dims(t["shape"], batched)}\n  }}' for t in items)
 
     contract = sidecar["contract"]
-    lines = [f'name: "{name}"', 'platform: "tensorrt_plan"', f"max_batch_size: {max_batch}",
+    lines = [f"name: {_text(name)}", 'platform: "tensorrt_plan"', f"max_batch_size: {max_batch}",
              f"input [\n{tensors(contract['inputs'])}\n]", f"output [\n{tensors(contract['outputs'])}\n]"]
     if batched:
         lines.append(f"dynamic_batching {{\n  preferred_batch_size: [ {max_batch} ]\n"
                      f"  max_queue_delay_microseconds: {max_queue_delay_us}\n}}")
     lines.append(f"instance_group [\n  {{\n    count: {instances}\n    kind: KIND_GPU\n  }}\n]")
     params = {"madf.multiple": sidecar["multiple"], "madf.precision": sidecar["precision"],
-              "madf.lowering": sidecar["lowering"], "madf.contract": (contract.get("text") or "").replace('"', "'")}
-    lines += [f'parameters {{\n  key: "{k}"\n  value: {{ string_value: "{v}" }}\n}}' for k, v in params.items()]
+              "madf.lowering": sidecar["lowering"], "madf.contract": contract.get("text") or ""}
+    lines += [f"parameters {{\n  key: {_text(k)}\n  value: {{ string_value: {_text(v)} }}\n}}"
+              for k, v in params.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -57,7 +73,7 @@ def _readme(repo: Path, name: str, sidecar: Dict, plugin_files: Sequence[str]) -
     backend_config = []
     if plugin_files:
         backend_config.append("--backend-config=tensorrt,plugins=" + ";".join(
-            f"/models/plugins/{f}" for f in plugin_files))
+            f"/models/{name}/1/{f}" for f in plugin_files))
     if sidecar.get("version_compatible"):
         backend_config.append("--backend-config=tensorrt,version-compatible=true")
     command = " ".join(["tritonserver --model-repository=/models"] + backend_config)
@@ -92,12 +108,18 @@ def write_triton_repo(repo, engine, name: str = "madf", instances: int = 1, max_
         log.warning("%s was built with TensorRT-RTX; Triton's TensorRT backend needs a TensorRT plan (see %s)",
                     engine, repo / "README.md")
     repo.mkdir(parents=True, exist_ok=True)
+    config = triton_config(sidecar, name, instances, max_queue_delay_us)   # refuses what Triton cannot serve
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=repo))
+    plugin_files = []
     try:
+        os.chmod(staging, 0o777 & ~_umask())   # mkdtemp makes 0700: the server often runs as another user
         (staging / "1").mkdir()
         shutil.copyfile(engine, staging / "1" / "model.plan")
         shutil.copyfile(sidecar_path(engine), staging / "1" / "model.plan.json")
-        (staging / "config.pbtxt").write_text(triton_config(sidecar, name, instances, max_queue_delay_us))
+        for lib in map(Path, plugin_libs):
+            shutil.copyfile(lib, staging / "1" / lib.name)
+            plugin_files.append(lib.name)
+        (staging / "config.pbtxt").write_text(config)
         target = repo / name
         if target.exists():   # swap in whole: a half-written model folder is never visible
             old = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=repo))
@@ -109,11 +131,12 @@ def write_triton_repo(repo, engine, name: str = "madf", instances: int = 1, max_
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    plugin_files = []
-    if plugin_libs:
-        (repo / "plugins").mkdir(exist_ok=True)
-        for lib in map(Path, plugin_libs):
-            shutil.copyfile(lib, repo / "plugins" / lib.name)
-            plugin_files.append(lib.name)
-    (repo / "README.md").write_text(_readme(repo, name, sidecar, plugin_files))
+    with atomic_path(repo / "README.md") as tmp:
+        tmp.write_text(_readme(repo, name, sidecar, plugin_files))
     return repo / name
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
