@@ -81,7 +81,7 @@ def test_bad_requests_get_one_line_reasons(client):
         ({"files": {"image": ("x.png", b"not an image"), "mask": ("m.png", mask_png)}}, 400,
          "image x.png: unreadable (not an image format Pillow reads)"),
         ({"files": {"image": ("photo.png", image_png), "mask": ("m.png", small_mask)}}, 400,
-         "photo.png: image is 64x48 but its mask is 32x24 (WxH); add --resize-mask"),
+         "photo.png: image is 64x48 but its mask is 32x24 (WxH); send a mask of the image's size"),
         ({"files": {"image": ("photo.png", image_png)}}, 400, "send two files, 'image' and 'mask'"),
         ({"content": b"{nope", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
         ({"json": {"image": "%%%", "mask": "x"}}, 400, "JSON field 'image' is not valid base64"),
@@ -256,3 +256,148 @@ def test_the_page_fits_a_phone_screen(inpainter, tmp_path):
             browser.quit()
     scroll, inner, canvas = widths
     assert scroll <= inner and canvas <= inner, widths   # no sideways scrolling; the photo is scaled to fit
+
+
+# Hostile clients: declared sizes, stringly booleans, deep JSON, clients that leave, the schema, a fuzzer.
+
+def _declaring(width: int, height: int) -> bytes:
+    """A 4 x 4 PNG whose header declares width x height (a few bytes that claim 168 megapixels)."""
+    import struct
+    import zlib
+    data = bytearray(png(np.zeros((4, 4), np.uint8)))
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def test_a_declared_size_past_the_limit_is_413_before_decoding(client, monkeypatch):
+    from madf.inpaint import imaging
+    decoded = []
+    monkeypatch.setattr(imaging, "decode_image", lambda *a, **k: decoded.append(1) or (_ for _ in ()).throw(
+        AssertionError("decoded")))
+    response = client.post("/inpaint", files={"image": ("bomb.png", _declaring(12000, 14000)),
+                                              "mask": ("m.png", _pair()[3])})
+    assert response.status_code == 413 and "12000x14000" in response.json()["detail"], response.text
+    assert not decoded
+
+
+def test_invert_mask_is_parsed_not_truthy(client):
+    _, _, image_png, mask_png = _pair(seed=2)
+    b64 = {"image": base64.b64encode(image_png).decode(), "mask": base64.b64encode(mask_png).decode()}
+    plain = client.post("/inpaint", json=b64).content
+    stringly = client.post("/inpaint", json={**b64, "invert_mask": "false"})   # bool("false") inverted
+    assert stringly.status_code == 400 and "a JSON boolean" in stringly.json()["detail"]
+    assert client.post("/inpaint", json={**b64, "invert_mask": False}).content == plain
+    inverted = client.post("/inpaint", json={**b64, "invert_mask": True}).content
+    assert inverted != plain
+    assert client.post("/inpaint", files={"image": ("i.png", image_png), "mask": ("m.png", mask_png)},
+                       data={"invert_mask": "on"}).content == inverted
+    bad = client.post("/inpaint", json={**b64, "invert_mask": "maybe"})
+    assert bad.status_code == 400 and "invert_mask must be" in bad.json()["detail"]
+
+
+def test_json_nested_deep_is_a_400_not_a_500(client):
+    body = b"[" * 100_000 + b"]" * 100_000
+    response = client.post("/inpaint", content=body, headers={"content-type": "application/json"})
+    assert response.status_code in (400, 413), response.text
+    response = client.post("/inpaint", content=b'{"a":' * 20_000 + b"1" + b"}" * 20_000,
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "nested too deep" in response.json()["detail"]
+
+
+def test_the_openapi_description_documents_the_request_body_and_docs_work_offline(client):
+    spec = client.get("/openapi.json").json()["paths"]["/inpaint"]["post"]
+    body = spec["requestBody"]["content"]
+    assert body["multipart/form-data"]["schema"]["properties"]["image"]["format"] == "binary"
+    assert body["application/json"]["schema"]["properties"]["invert_mask"]["type"] == "boolean"
+    assert {"200", "400", "413", "415", "503"} <= set(spec["responses"])
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger-ui-bundle.js" in docs.text
+    assert "http://" not in docs.text and "https://" not in docs.text    # no CDN
+    assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+
+
+def test_a_client_that_leaves_is_not_computed():
+    """The second request's client disconnects while the first is being computed: it is dropped, never run."""
+    import asyncio
+    calls = []
+
+    class Slow:
+        multiple = 16
+
+        def describe(self):
+            return "slow"
+
+        def __call__(self, image, mask):
+            calls.append(image.shape[0])
+            time.sleep(0.8)
+            return image
+
+    app = create_app(Inpainter(Slow(), batch_size=1), max_batch=1, wait_ms=0)
+    _, _, image_png, mask_png = _pair()
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"i.png\"\r\n\r\n" + image_png +
+            b"\r\n--b\r\nContent-Disposition: form-data; name=\"mask\"; filename=\"m.png\"\r\n\r\n" + mask_png +
+            b"\r\n--b--\r\n")
+    scope = {"type": "http", "method": "POST", "path": "/inpaint", "raw_path": b"/inpaint", "query_string": b"",
+             "headers": [(b"content-type", b"multipart/form-data; boundary=b"),
+                         (b"content-length", str(len(body)).encode())], "http_version": "1.1",
+             "scheme": "http", "server": ("test", 80), "client": ("test", 1), "root_path": ""}
+
+    async def call(leave_after: float):
+        sent, statuses = [False], []
+        left_at = asyncio.get_running_loop().time() + leave_after
+
+        async def receive():   # as a server's: the body, then (once the client has gone) a disconnect at once
+            if not sent[0]:
+                sent[0] = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            wait = left_at - asyncio.get_running_loop().time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+        await app(scope, receive, send)
+        return statuses[0]
+
+    async def scenario():
+        fastapi_app = app.app
+        async with fastapi_app.router.lifespan_context(fastapi_app):
+            first = asyncio.ensure_future(call(leave_after=60))
+            await asyncio.sleep(0.2)                     # the first is running now
+            second = await call(leave_after=0.05)        # this client leaves at once
+            return await first, second
+    first, second = asyncio.run(scenario())
+    assert first == 200 and second == 499
+    assert len(calls) == 1, calls
+
+
+def test_the_api_holds_against_a_fuzzer_driven_by_its_own_schema(inpainter):
+    """schemathesis generates requests from /openapi.json (bounded: a few dozen per operation) and checks every
+    answer: no 5xx, status codes, content types and bodies as the schema documents them."""
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis import checks
+    app = create_app(inpainter, max_upload_mb=1, max_megapixels=0.05)
+    with TestClient(app):   # starts the batcher (lifespan) for the fuzzer's in-process calls
+        schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+        failures, calls = [], {}
+        for operation in schema.get_all_operations():
+            operation = operation.ok()
+
+            @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+            @given(case=operation.as_strategy())
+            def fuzz(case):
+                calls[f"{case.method} {case.path}"] = calls.get(f"{case.method} {case.path}", 0) + 1
+                try:
+                    # every check but "schema-valid data is accepted": a schema cannot say which bytes are a
+                    # decodable photo of the mask's size, so those are rightly 400s
+                    case.call_and_validate(excluded_checks=[checks.positive_data_acceptance])
+                except Exception as exc:  # noqa: BLE001 - collected, reported together
+                    failures.append(f"{case.method} {case.path}: {str(exc).strip().splitlines()[0]}")
+            fuzz()
+        print("fuzzed:", calls)
+        assert not failures, "\n".join(sorted(set(failures))[:10])
+        assert calls.get("POST /inpaint", 0) >= 10 and len(calls) >= 3, calls

@@ -55,8 +55,27 @@ def main(ckpt, model_path, engine, plugin_libs, device, host, port, batch_size, 
         app = create_app(Inpainter(runner, batch_size=batch_size), max_upload_mb=max_upload_mb,
                          max_megapixels=max_megapixels, queue_size=queue_size, max_batch=batch_size,
                          wait_ms=batch_wait_ms, device=device or "cpu")
+        # bound here, so the address printed is the one served (--port 0 takes a free port and says which)
+        sock = _listen(host, port)
+        port = sock.getsockname()[1]
         click.echo(f"madf-serve: {runner.describe()}\n  page http://{host}:{port}/   API docs http://{host}:{port}/docs")
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+
+
+def _listen(host: str, port: int):
+    import socket
+
+    from madf.common.errors import InputError
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InputError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port or --host") from None
+    sock.listen(128)
+    return sock
 
 
 if __name__ == "__main__":

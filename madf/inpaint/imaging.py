@@ -192,13 +192,15 @@ def center_square(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(image.resize((size, size), Image.BICUBIC, box=(left, top, left + side, top + side)))
 
 
-def check_pair(image: np.ndarray, hole: np.ndarray, name: str = "image") -> None:
+def check_pair(image: np.ndarray, hole: np.ndarray, name: str = "image",
+               resize_hint: str = "add --resize-mask to nearest-resize the mask to the image") -> None:
+    """Image and mask of one size; ``resize_hint`` is the fix named for a mask drawn on a smaller preview (the
+    CLI's option by default; the HTTP service names what a client can do)."""
     if image.shape[:2] != hole.shape:
         (h, w), (mh, mw) = image.shape[:2], hole.shape
         resized = abs(w / h - mw / mh) <= 0.01 * (w / h)   # same shape, another size: a mask drawn on a preview
         raise InputError(f"{name}: image is {w}x{h} but its mask is {mw}x{mh} (WxH); "
-                         + ("add --resize-mask to nearest-resize the mask to the image" if resized
-                            else "give a mask of the image's size"))
+                         + (resize_hint if resized else "give a mask of the image's size"))
 
 
 def resize_mask(hole: np.ndarray, height: int, width: int) -> np.ndarray:

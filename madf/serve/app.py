@@ -7,21 +7,30 @@ routes, request parsing and an OpenAPI description for free, served by uvicorn).
     GET  /info        model, backend, precision, device, strategy, limits, version
     GET  /docs        the OpenAPI description (and /openapi.json)
 
-Bad images or masks: 400 with the CLI's one-line message; uploads over the limit: 413; a full queue: 503 with
-Retry-After. Requests are decoded and answered in memory; nothing is written but the temp files the multipart
-parser spools large uploads to (the system temp folder).
+Bad images or masks: 400 with the CLI's one-line message; uploads over the limit, and images whose header declares
+more pixels than the limit (checked before they are decoded): 413; a full queue or no memory left: 503 with
+Retry-After. Decoding, inference and encoding run off the event loop, so one large request never stalls the
+others; a request whose client has gone is dropped before it is computed. Requests are decoded and answered in
+memory; nothing is written but the temp files the multipart parser spools large uploads to (the system temp
+folder). /docs serves Swagger UI from the package (swagger-ui-bundle), nothing from a CDN.
 """
+import asyncio
 import base64
 import binascii
 import io
+import logging
+import warnings
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
 from PIL import Image
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from madf import __version__
 from madf.common.errors import MADFError
@@ -29,6 +38,21 @@ from madf.inpaint import imaging
 from madf.serve.batcher import Batcher, QueueFull
 
 PAGE = Path(__file__).parent / "static" / "index.html"
+log = logging.getLogger("madf")
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+ERROR = {"application/json": {"schema": {"type": "object", "properties": {"detail": {"type": "string"}},
+                                          "required": ["detail"]}}}
+# The request body of POST /inpaint, for /docs and generated clients (the route parses it itself: two encodings)
+INPAINT_BODY = {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["image", "mask"], "properties": {
+        "image": {"type": "string", "format": "binary", "description": "the photo (PNG, JPEG, WebP, TIFF, ...)"},
+        "mask": {"type": "string", "format": "binary", "description": "white (>= 128) = hole, the photo's size"},
+        "invert_mask": {"type": "string", "enum": list(TRUE + FALSE[:-1]),
+                        "description": "masks are white = known (official / NVIDIA masks)"}}}},
+    "application/json": {"schema": {"type": "object", "required": ["image", "mask"], "properties": {
+        "image": {"type": "string", "description": "base64 (or a data: URL) of the photo"},
+        "mask": {"type": "string", "description": "base64 (or a data: URL) of the mask"},
+        "invert_mask": {"type": "boolean", "default": False}}}}}}
 
 
 class UploadLimit:
@@ -70,6 +94,30 @@ async def _too_large(send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _flag(value, field: str, text: bool) -> bool:
+    """A yes/no field: a JSON boolean, or (a multipart form's ``text``) one of TRUE / FALSE; anything else is a
+    400, never truthy (bool("false") is True)."""
+    if isinstance(value, bool) and not text:
+        return value
+    if text and isinstance(value, str) and value.strip().lower() in TRUE + FALSE:
+        return value.strip().lower() in TRUE
+    kind = "one of " + ", ".join(TRUE + FALSE[:-1]) if text else "a JSON boolean, true or false"
+    raise MADFError(f"{field} must be {kind}, not {str(value)[:40]!r}")
+
+
+def _check_declared_size(data: bytes, name: str, max_pixels: int, max_megapixels: float) -> None:
+    """The size an image's header declares, read without decoding it: a 20 kB file can declare 12000 x 14000."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # the limit here is ours
+            with Image.open(io.BytesIO(data)) as img:
+                w, h = img.size
+    except Exception:  # noqa: BLE001 - unreadable files get the decoder's own one-line message next
+        return
+    if w * h > max_pixels:
+        raise HTTPException(413, f"{name} is {w}x{h}, more than {max_megapixels:g} megapixels; send a smaller one")
+
+
 def _png(rgb: np.ndarray, alpha: Optional[np.ndarray]) -> bytes:
     img = Image.fromarray(np.dstack([rgb, alpha]), "RGBA") if alpha is not None else Image.fromarray(rgb)
     buffer = io.BytesIO()
@@ -101,8 +149,25 @@ def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40,
         yield
         await state["batcher"].stop()
 
-    app = FastAPI(title="madf-serve", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="madf-serve", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="MADF image inpainting: POST an image and a mask (white = hole), get the filled PNG.")
+    _local_docs(app)
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request, exc):   # the client left mid-upload: nothing to answer, nothing to log but a line
+        log.info("%s %s: the client disconnected", request.method, request.url.path)
+        return Response(status_code=499)
+
+    @app.exception_handler(MemoryError)
+    async def no_memory(request, exc):
+        return JSONResponse({"detail": "out of memory for this request; retry, or send a smaller image"},
+                            status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(Exception)
+    async def unforeseen(request, exc):   # one line in the log and in the answer, never a bare 500 page
+        log.error("%s %s: %s: %s", request.method, request.url.path, exc.__class__.__name__, exc)
+        return JSONResponse({"detail": f"internal error ({exc.__class__.__name__}); see the server log"},
+                            status_code=500)
     limit = int(max_upload_mb * 2**20)
     max_pixels = int(max_megapixels * 1e6)
 
@@ -116,19 +181,22 @@ def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40,
             image, mask = form.get("image"), form.get("mask")
             if not hasattr(image, "read") or not hasattr(mask, "read"):
                 bad("send two files, 'image' and 'mask' (multipart/form-data)")
-            invert = str(form.get("invert_mask", "false")).lower() in ("1", "true", "yes", "on")
+            try:
+                invert = _flag(form.get("invert_mask", "false"), "invert_mask", text=True)
+            except MADFError as exc:
+                bad(str(exc))
             return (await image.read(), image.filename or "image", await mask.read(), mask.filename or "mask",
                     invert)
         if kind.startswith("application/json"):
             try:
                 body = await request.json()
-            except ValueError:
-                bad("the body is not valid JSON")
+            except (ValueError, RecursionError):   # RecursionError: JSON nested thousands deep
+                bad("the body is not valid JSON (or nested too deep)")
             if not isinstance(body, dict):
                 bad('send a JSON object {"image": base64, "mask": base64}')
             try:
                 return (_b64(body.get("image"), "image"), "image", _b64(body.get("mask"), "mask"), "mask",
-                        bool(body.get("invert_mask", False)))
+                        _flag(body.get("invert_mask", False), "invert_mask", text=False))
             except MADFError as exc:
                 bad(str(exc))
         bad("send multipart/form-data (files 'image' and 'mask') or application/json", status=415)
@@ -154,27 +222,63 @@ def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40,
                 "batches_run": len(state["batcher"].batches) if "batcher" in state else 0,
                 "largest_batch": max(state["batcher"].batches, default=0) if "batcher" in state else 0}
 
-    @app.post("/inpaint", response_class=Response,
-              responses={200: {"content": {"image/png": {}}, "description": "the inpainted image, PNG"},
-                         400: {"description": "bad image or mask (one line)"}, 413: {"description": "too large"},
-                         503: {"description": "queue full; retry"}})
+    def decode(image_bytes, image_name, mask_bytes, mask_name, invert):
+        for data, name in ((image_bytes, f"image {image_name}"), (mask_bytes, f"mask {mask_name}")):
+            _check_declared_size(data, name, max_pixels, max_megapixels)
+        rgb, alpha = imaging.decode_image(image_bytes, image_name)
+        hole = imaging.decode_mask(mask_bytes, mask_name, invert=invert)
+        imaging.check_pair(rgb, hole, image_name, resize_hint="send a mask of the image's size (resize it with "
+                                                              "nearest-neighbour sampling)")
+        return rgb, alpha, hole
+
+    @app.post("/inpaint", response_class=Response, openapi_extra={"requestBody": INPAINT_BODY},
+              responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+                               "description": "the inpainted image, PNG"},
+                         400: {"description": "bad image or mask (one line)", "content": ERROR},
+                         413: {"description": "upload or image too large", "content": ERROR},
+                         415: {"description": "neither multipart/form-data nor application/json", "content": ERROR},
+                         500: {"description": "inference failed (one line)", "content": ERROR},
+                         503: {"description": "queue full or out of memory; retry", "content": ERROR}})
     async def inpaint(request: Request):
-        image_bytes, image_name, mask_bytes, mask_name, invert = await read_pair(request)
-        try:
-            rgb, alpha = imaging.decode_image(image_bytes, image_name)
-            if rgb.shape[0] * rgb.shape[1] > max_pixels:
-                bad(f"image {image_name} is {rgb.shape[1]}x{rgb.shape[0]}, more than {max_megapixels:g} "
-                    f"megapixels; send a smaller one", status=413)
-            hole = imaging.decode_mask(mask_bytes, mask_name, invert=invert)
-            imaging.check_pair(rgb, hole, image_name)
+        pair = await read_pair(request)
+        try:   # decoding a photo takes a while: off the event loop, so the other requests go on
+            rgb, alpha, hole = await run_in_threadpool(decode, *pair)
         except MADFError as exc:
             bad(str(exc).splitlines()[0])
+        job = asyncio.ensure_future(state["batcher"].submit(rgb, hole))
+        while not job.done():   # a client that leaves before its turn is dropped, not computed
+            await asyncio.wait({job}, timeout=0.25)
+            if not job.done() and await request.is_disconnected():
+                job.cancel()
+                log.info("POST /inpaint: the client left before its result; dropped")
+                return Response(status_code=499)
         try:
-            result = await state["batcher"].submit(rgb, hole)
+            result = job.result()
         except QueueFull as exc:
             return JSONResponse({"detail": f"busy: {exc}"}, status_code=503, headers={"Retry-After": "1"})
         except MADFError as exc:
             bad(str(exc).splitlines()[0], status=500)
-        return Response(_png(result, alpha), media_type="image/png")
+        return Response(await run_in_threadpool(_png, result, alpha), media_type="image/png")
 
     return UploadLimit(app, limit)
+
+
+def _local_docs(app: FastAPI) -> None:
+    """/docs from Swagger UI's files in the swagger-ui-bundle package: it works offline (the default page loads
+    them from a CDN and stays blank without one)."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:   # the API works without it; /docs says what to install
+        @app.get("/docs", include_in_schema=False)
+        async def no_docs():
+            return JSONResponse({"detail": "pip install swagger-ui-bundle for /docs; /openapi.json is here"}, 404)
+        return
+    from fastapi.staticfiles import StaticFiles
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="madf-serve API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -31,6 +32,9 @@ class Batcher:
     async def stop(self) -> None:
         if self.task:
             self.task.cancel()
+            if self.task.get_loop() is asyncio.get_running_loop():   # let it end here (no "destroyed pending")
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self.task
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def submit(self, rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
