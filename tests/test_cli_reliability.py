@@ -369,7 +369,8 @@ def test_out_of_memory_is_one_line_and_spares_the_folder(ckpt, tmp_path, monkeyp
     monkeypatch.setattr(TorchBackend, "__call__", tight)
     result = inpaint(ckpt, imgs, masks, tmp_path / "out")
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "big.png: out of memory; use a smaller --batch-size or image, or another --device" in result.output
+    assert ("big.png: out of memory; try a smaller --batch-size, a smaller --max-side, another --device, a smaller "
+            "image") in result.output
     assert (tmp_path / "out" / "a.png").is_file() and not (tmp_path / "out" / "big.png").exists()
 
 
@@ -485,3 +486,58 @@ def test_eval_skips_an_unreadable_photo(ckpt, tmp_path):
     assert result.exit_code == 0, result.output
     assert "broken.png: unreadable" in result.output and "(1 unreadable skipped)" in result.output
     assert (tmp_path / "eval" / "eval.json").is_file()
+
+
+# ---- messages that name the right fix --------------------------------------------------------------------------
+
+def test_model_files_given_to_the_wrong_option_say_which_one(ckpt, pair, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from madf.export.onnx import export_onnx
+    from madf.model.checkpoint import load_checkpoint
+    onnx_file = tmp_path / "m.onnx"
+    export_onnx(load_checkpoint(ckpt), onnx_file)
+    image, mask = pair
+    folder = tmp_path / "models"
+    folder.mkdir()
+    one_line_error(run("inpaint", "--model", folder, "--image", image, "--mask", mask, "--output", tmp_path / "o.png"),
+                   "is a folder; give an ONNX file in it")
+    one_line_error(run("inpaint", "--engine", onnx_file, "--image", image, "--mask", mask, "--output",
+                       tmp_path / "o.png"), "is an ONNX file, not a TensorRT engine: pass it as --model")
+    one_line_error(run("eval", "--engine", onnx_file, "--images", image.parent, "--size", "16", "--output",
+                       tmp_path / "eval"), "pass it as --model")
+    one_line_error(run("inpaint", "--model", ckpt, "--image", image, "--mask", mask, "--output", tmp_path / "o.png"),
+                   "is a checkpoint, not an ONNX file: pass it as --ckpt")
+
+
+def test_an_opset_the_exporter_does_not_write_is_refused(ckpt, tmp_path):
+    """--opset 99 was recorded in the metadata while the file was opset 18."""
+    one_line_error(run("export", "--ckpt", ckpt, "--output", tmp_path / "m.onnx", "--opset", "99"),
+                   "--opset 99: torch's ONNX exporter wrote opset 18 instead")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_out_of_memory_names_only_the_options_a_tool_has(ckpt, tmp_path, monkeypatch):
+    import madf.export.onnx as exporter
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+    monkeypatch.setattr(exporter, "export_onnx", no_memory)
+    line = one_line_error(run("export", "--ckpt", ckpt, "--output", tmp_path / "m.onnx"), "out of memory")
+    assert "--batch-size" not in line and "--device" not in line and "--max-side" not in line, line
+
+
+def test_errors_of_a_folder_run_are_whole_lines_after_the_bar(ckpt, tmp_path):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for stem in ("a", "b"):
+        rgb, hole = random_pair(16, 24, seed=len(stem))
+        imaging.write_png(images / f"{stem}.png", rgb)
+        imaging.write_png(masks / f"{stem}.png", (hole * 255).astype(np.uint8))
+    (images / "c.png").write_bytes(b"not a png")
+    imaging.write_png(masks / "c.png", np.zeros((16, 24), np.uint8))
+    result = run("inpaint", "--ckpt", ckpt, "--image", images, "--mask", masks, "--output", tmp_path / "out")
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert any(line.startswith("Error: image ") and "c.png: unreadable" in line for line in lines), lines
+    assert any(line.startswith("Error: 1 of 3 image(s) failed") for line in lines), lines

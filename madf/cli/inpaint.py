@@ -96,7 +96,13 @@ def run_jobs(inpainter, jobs: List[Job], invert_mask: bool = False, show_progres
     """Inpaint and write every job; returns one error line per job that failed (the others are written): one bad
     file, or one batch the backend could not run, never stops the rest."""
     errors: List[str] = []
-    bar = progress(total=len(jobs), unit="img", disable=not show_progress or len(jobs) == 1)
+    # closed (its line ended) however the run ends, so an error printed after it is never drawn over
+    with progress(total=len(jobs), unit="img", disable=not show_progress or len(jobs) == 1) as bar:
+        _run_chunks(inpainter, jobs, bar, errors, invert_mask, resize_mask, quality)
+    return errors
+
+
+def _run_chunks(inpainter, jobs, bar, errors, invert_mask, resize_mask, quality) -> None:
     mask_cache: dict = {}
     for start in range(0, len(jobs), CHUNK * inpainter.batch_size):
         ready: List[Tuple[Job, object, object]] = []
@@ -134,8 +140,6 @@ def run_jobs(inpainter, jobs: List[Job], invert_mask: bool = False, show_progres
                 except OSError as exc:
                     errors.append(str(exc))
             bar.update(1)
-    bar.close()
-    return errors
 
 
 def _one(inpainter, job: Job, rgb, hole, errors: List[str]):

@@ -168,6 +168,10 @@ def export_onnx(net: MADFNet, path, options: Optional[ExportOptions] = None,
                                     dynamic_shapes=_dynamic_shapes(options, multiple),
                                     opset_version=options.opset, external_data=False, verbose=False, **kwargs)
     onnx_model = program.model_proto
+    written = next((o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if written != options.opset:   # the exporter falls back to an opset it knows, with only a warning
+        raise ExportError(f"--opset {options.opset}: torch's ONNX exporter wrote opset {written} instead; choose "
+                          f"--opset {written} or another it supports")
     if options.simplify:
         onnx_model = _simplify(onnx_model)
     _name_dynamic_axes(onnx_model)

@@ -16,6 +16,26 @@ LOWERINGS = ("native", "plugin")
 PRECISIONS = ("fp32", "fp16")
 
 
+# What each kind of model file is called and which option takes it, for "you gave the other one" messages.
+KINDS = {".onnx": ("an ONNX file", "--model"), ".plan": ("a TensorRT engine", "--engine"),
+         ".engine": ("a TensorRT engine", "--engine"), ".pth": ("a checkpoint", "--ckpt"),
+         ".pt": ("a checkpoint", "--ckpt"), ".safetensors": ("a checkpoint", "--ckpt")}
+
+
+def check_file_kind(path: Path, wanted: str, option: str) -> None:
+    """``path`` exists, is a file, and is not by its name another kind of model file: one line naming the fix."""
+    path = Path(path)
+    if path.is_dir():
+        raise ModelError(f"{option} {path} is a folder; give {wanted} in it")
+    found = KINDS.get(path.suffix.lower())
+    if found and found[0] != wanted:
+        raise ModelError(f"{option} {path} is {found[0]}, not {wanted}: pass it as {found[1]}")
+    if not path.is_file():
+        make = ("engine; build one with madf-build --onnx MODEL.onnx --output " if option == "--engine"
+                else "ONNX file; write one with madf-export --ckpt CKPT --output ")
+        raise ModelError(f"{path}: no such {make}{path}")
+
+
 def load_model(path: Path):
     import onnx
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from madf.common.errors import DeviceError, InputError, ModelError
+from madf.export.onnx_file import check_file_kind
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -36,8 +37,7 @@ class OnnxRuntimeBackend:
             raise DeviceError("the onnxruntime backend needs onnxruntime: pip install 'madf-trt[onnx]' "
                               "(or onnxruntime-gpu)") from None
         path = Path(path)
-        if not path.is_file():
-            raise ModelError(f"{path}: no such ONNX file; write one with madf-export --ckpt CKPT --output {path}")
+        check_file_kind(path, "an ONNX file", "--model")
         kind = device.split(":")[0]
         if kind not in PROVIDERS:
             raise DeviceError(f"device {device!r} for onnxruntime: use one of {', '.join(PROVIDERS)}")

@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from madf.common.errors import DeviceError, InputError, ModelError
+from madf.export.onnx_file import check_file_kind
 from madf.runtime import cuda
 
 log = logging.getLogger("madf")
@@ -141,8 +142,7 @@ class TensorRTBackend:
                  runtime: str = "auto"):
         from madf.engines.sidecar import read_sidecar
         path = Path(engine)
-        if not path.is_file():
-            raise ModelError(f"{path}: no such engine; build one with madf-build --onnx MODEL.onnx --output {path}")
+        check_file_kind(path, "a TensorRT engine", "--engine")
         self.path, self.cuda_graph = path, cuda_graph
         self.sidecar = read_sidecar(path)
         data = read_engine(path, self.sidecar)
