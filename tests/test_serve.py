@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY, random_pair
 from PIL import Image
 
-from conftest import TINY, random_pair
 from madf.inpaint.inpainter import Inpainter, TorchBackend
 from madf.model.network import build_model
 
@@ -401,3 +401,62 @@ def test_the_api_holds_against_a_fuzzer_driven_by_its_own_schema(inpainter):
         print("fuzzed:", calls)
         assert not failures, "\n".join(sorted(set(failures))[:10])
         assert calls.get("POST /inpaint", 0) >= 10 and len(calls) >= 3, calls
+
+
+@pytest.mark.parametrize("error, status, message", [(MemoryError, 503, "out of memory"),
+                                                    (ZeroDivisionError, 500, "inference failed (ZeroDivisionError)")])
+def test_failures_answer_one_line_and_log_no_traceback(error, status, message, caplog):
+    class Failing:
+        multiple = 16
+
+        def describe(self):
+            return "failing"
+
+        def __call__(self, image, mask):
+            raise error("boom")
+
+    _, _, image_png, mask_png = _pair()
+    with TestClient(create_app(Inpainter(Failing()))) as c:
+        response = c.post("/inpaint", files={"image": ("i.png", image_png), "mask": ("m.png", mask_png)})
+    assert response.status_code == status and message in response.json()["detail"], response.text
+    assert "Traceback" not in caplog.text
+
+
+def test_port_zero_prints_the_port_it_took(tmp_path):
+    import subprocess
+    import sys
+    import urllib.request
+
+    from madf.model.checkpoint import save_checkpoint
+    ckpt = tmp_path / "tiny.safetensors"
+    save_checkpoint(build_model(TINY, seed=0), ckpt)
+    import queue
+    proc = subprocess.Popen([sys.executable, "-m", "madf.cli.serve", "--ckpt", str(ckpt), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: "queue.Queue[str]" = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+    try:
+        line, seen = "", []
+        deadline = time.time() + 60
+        while "page http://" not in line and time.time() < deadline:
+            try:
+                line = lines.get(timeout=1)
+                seen.append(line)
+            except queue.Empty:
+                if proc.poll() is not None:
+                    break
+        assert "page http://" in line, seen
+        port = int(line.split("page http://127.0.0.1:")[1].split("/")[0])
+        assert port != 0
+        for _ in range(50):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError(f"nothing answers on the printed port {port}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+import sys
+
 import click
 
 from madf.cli._common import cli_errors, setup_logging
@@ -58,7 +60,9 @@ def main(ckpt, model_path, engine, plugin_libs, device, host, port, batch_size, 
         # bound here, so the address printed is the one served (--port 0 takes a free port and says which)
         sock = _listen(host, port)
         port = sock.getsockname()[1]
+        # flushed: a supervisor reading a pipe learns the address now, not when the buffer fills
         click.echo(f"madf-serve: {runner.describe()}\n  page http://{host}:{port}/   API docs http://{host}:{port}/docs")
+        sys.stdout.flush()
         uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
 
 

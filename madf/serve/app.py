@@ -163,11 +163,6 @@ def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40,
         return JSONResponse({"detail": "out of memory for this request; retry, or send a smaller image"},
                             status_code=503, headers={"Retry-After": "5"})
 
-    @app.exception_handler(Exception)
-    async def unforeseen(request, exc):   # one line in the log and in the answer, never a bare 500 page
-        log.error("%s %s: %s: %s", request.method, request.url.path, exc.__class__.__name__, exc)
-        return JSONResponse({"detail": f"internal error ({exc.__class__.__name__}); see the server log"},
-                            status_code=500)
     limit = int(max_upload_mb * 2**20)
     max_pixels = int(max_megapixels * 1e6)
 
@@ -254,11 +249,17 @@ def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40,
                 return Response(status_code=499)
         try:
             result = job.result()
+            return Response(await run_in_threadpool(_png, result, alpha), media_type="image/png")
         except QueueFull as exc:
             return JSONResponse({"detail": f"busy: {exc}"}, status_code=503, headers={"Retry-After": "1"})
         except MADFError as exc:
             bad(str(exc).splitlines()[0], status=500)
-        return Response(await run_in_threadpool(_png, result, alpha), media_type="image/png")
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one line in the log and in the answer, never a traceback
+            log.error("POST /inpaint: %s: %s", exc.__class__.__name__, str(exc).strip().splitlines()[0:1])
+            return JSONResponse({"detail": f"inference failed ({exc.__class__.__name__}); see the server log"},
+                                status_code=500)
 
     return UploadLimit(app, limit)
 

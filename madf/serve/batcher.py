@@ -11,8 +11,6 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from madf.common.errors import MADFError
-
 
 class QueueFull(Exception):
     """More requests are waiting than the queue holds."""
@@ -71,7 +69,7 @@ class Batcher:
         request does not fail the others."""
         try:
             return list(self.inpainter.inpaint_many([(rgb, hole) for rgb, hole, _ in batch]))
-        except (MADFError, RuntimeError, MemoryError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure goes to its request: an escaped one killed the worker
             if len(batch) == 1:
                 return [exc]
             return [self._run([item])[0] for item in batch]
