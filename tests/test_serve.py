@@ -273,7 +273,7 @@ def _declaring(width: int, height: int) -> bytes:
 def test_a_declared_size_past_the_limit_is_413_before_decoding(client, monkeypatch):
     from madf.inpaint import imaging
     decoded = []
-    monkeypatch.setattr(imaging, "decode_image", lambda *a, **k: decoded.append(1) or (_ for _ in ()).throw(
+    monkeypatch.setattr(imaging, "decode_photo", lambda *a, **k: decoded.append(1) or (_ for _ in ()).throw(
         AssertionError("decoded")))
     response = client.post("/inpaint", files={"image": ("bomb.png", _declaring(12000, 14000)),
                                               "mask": ("m.png", _pair()[3])})
@@ -460,3 +460,45 @@ def test_port_zero_prints_the_port_it_took(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_gray_photo_comes_back_gray_with_its_profile(client):
+    from PIL import ImageCms
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    image, hole, _, mask_png = _pair(seed=4)
+    gray = np.asarray(Image.fromarray(image).convert("L"))
+    buffer = io.BytesIO()
+    Image.fromarray(gray).save(buffer, format="PNG", icc_profile=icc)
+    response = client.post("/inpaint", files={"image": ("g.png", buffer.getvalue()), "mask": ("m.png", mask_png)})
+    assert response.status_code == 200, response.text
+    out = Image.open(io.BytesIO(response.content))
+    assert out.mode == "L" and out.info.get("icc_profile") == icc
+    assert np.array_equal(np.asarray(out)[~hole], gray[~hole])
+
+
+def test_an_aborted_upload_is_one_log_line_and_no_answer(inpainter, caplog):
+    """The client goes away in the middle of its multipart body: no traceback, nothing computed."""
+    import asyncio
+    app = create_app(inpainter)
+    _, _, image_png, _ = _pair()
+    part = b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"i.png\"\r\n\r\n" + image_png
+    scope = {"type": "http", "method": "POST", "path": "/inpaint", "raw_path": b"/inpaint", "query_string": b"",
+             "headers": [(b"content-type", b"multipart/form-data; boundary=b")], "http_version": "1.1",
+             "scheme": "http", "server": ("test", 80), "client": ("test", 1), "root_path": ""}
+    messages = [{"type": "http.request", "body": part[:500], "more_body": True}, {"type": "http.disconnect"}]
+    statuses = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    async def scenario():
+        async with app.app.router.lifespan_context(app.app):
+            await app(scope, receive, send)
+    with caplog.at_level("INFO", logger="madf"):
+        asyncio.run(scenario())
+    assert statuses in ([], [499]) and "Traceback" not in caplog.text, (statuses, caplog.text)
+    assert "disconnected" in caplog.text

@@ -125,10 +125,18 @@ class Look:
 
 def read_photo(path: PathLike) -> Tuple[np.ndarray, Look]:
     """(RGB uint8 (H, W, 3), its Look): what madf-inpaint reads a photo as, to write the result like it."""
-    img = open_image(path, "image")
-    rgb, alpha = split_alpha(img, path)
-    gray = img.mode in _GRAY_MODES
-    return rgb, Look(alpha=alpha, gray=gray, icc_profile=img.info.get("icc_profile") or None)
+    return _photo(open_image(path, "image"), path)
+
+
+def decode_photo(data: bytes, name: str = "image") -> Tuple[np.ndarray, Look]:
+    """read_photo for encoded bytes (an upload)."""
+    import io
+    return _photo(open_image(io.BytesIO(data), "image", name), name)
+
+
+def _photo(img: Image.Image, name) -> Tuple[np.ndarray, Look]:
+    rgb, alpha = split_alpha(img, name)
+    return rgb, Look(alpha=alpha, gray=img.mode in _GRAY_MODES, icc_profile=img.info.get("icc_profile") or None)
 
 
 def read_mask(path: PathLike, invert: bool = False) -> np.ndarray:
@@ -271,21 +279,35 @@ def write_image(path: PathLike, rgb: np.ndarray, alpha: Optional[np.ndarray] = N
     if fmt is None:
         raise InputError(f"{path}: write results as {', '.join(OUTPUT_FORMATS)}")
     look = look or Look(alpha=alpha)
-    alpha = look.alpha if alpha is None else alpha
-    img = Image.fromarray(rgb)
-    if alpha is not None and has_alpha:
-        img = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
-    if look.gray:
-        img = img.convert("LA" if img.mode == "RGBA" else "L")
-    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    img, options = _encoded(rgb, look if alpha is None else dataclasses.replace(look, alpha=alpha), has_alpha)
+    options.update({"quality": quality} if fmt in ("JPEG", "WEBP") else {})
     if fmt == "WEBP":
         options.update(lossless=True, exact=True)   # exact: RGB under transparent pixels kept too
     if fmt == "TIFF":
         options["compression"] = "tiff_deflate"
-    if look.icc_profile:
-        options["icc_profile"] = look.icc_profile
     with atomic_path(path) as tmp:
         img.save(tmp, format=fmt, **options)
+
+
+def _encoded(rgb: np.ndarray, look: Look, has_alpha: bool = True) -> Tuple[Image.Image, dict]:
+    """The result as a Pillow image like its photo (alpha where the format has one, gray when the photo was; a
+    gray photo's known pixels are R = G = B, which Pillow's luminance returns exactly) and the save options that
+    keep its colour profile."""
+    img = Image.fromarray(rgb)
+    if look.alpha is not None and has_alpha:
+        img = Image.fromarray(np.dstack([rgb, look.alpha]), "RGBA")
+    if look.gray:
+        img = img.convert("LA" if img.mode == "RGBA" else "L")
+    return img, ({"icc_profile": look.icc_profile} if look.icc_profile else {})
+
+
+def encode_png(rgb: np.ndarray, look: Optional[Look] = None) -> bytes:
+    """The result as PNG bytes, like its photo (madf-serve's answer)."""
+    import io
+    img, options = _encoded(rgb, look or Look())
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG", **options)
+    return buffer.getvalue()
 
 
 def is_lossy(path: PathLike) -> bool:

@@ -22,9 +22,7 @@ import logging
 import warnings
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Optional
 
-import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -116,13 +114,6 @@ def _check_declared_size(data: bytes, name: str, max_pixels: int, max_megapixels
         return
     if w * h > max_pixels:
         raise HTTPException(413, f"{name} is {w}x{h}, more than {max_megapixels:g} megapixels; send a smaller one")
-
-
-def _png(rgb: np.ndarray, alpha: Optional[np.ndarray]) -> bytes:
-    img = Image.fromarray(np.dstack([rgb, alpha]), "RGBA") if alpha is not None else Image.fromarray(rgb)
-    buffer = io.BytesIO()
-    img.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _b64(value, field: str) -> bytes:
@@ -220,11 +211,11 @@ def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40,
     def decode(image_bytes, image_name, mask_bytes, mask_name, invert):
         for data, name in ((image_bytes, f"image {image_name}"), (mask_bytes, f"mask {mask_name}")):
             _check_declared_size(data, name, max_pixels, max_megapixels)
-        rgb, alpha = imaging.decode_image(image_bytes, image_name)
+        rgb, look = imaging.decode_photo(image_bytes, image_name)   # the answer keeps alpha, gray, ICC
         hole = imaging.decode_mask(mask_bytes, mask_name, invert=invert)
         imaging.check_pair(rgb, hole, image_name, resize_hint="send a mask of the image's size (resize it with "
                                                               "nearest-neighbour sampling)")
-        return rgb, alpha, hole
+        return rgb, look, hole
 
     @app.post("/inpaint", response_class=Response, openapi_extra={"requestBody": INPAINT_BODY},
               responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
@@ -237,7 +228,7 @@ def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40,
     async def inpaint(request: Request):
         pair = await read_pair(request)
         try:   # decoding a photo takes a while: off the event loop, so the other requests go on
-            rgb, alpha, hole = await run_in_threadpool(decode, *pair)
+            rgb, look, hole = await run_in_threadpool(decode, *pair)
         except MADFError as exc:
             bad(str(exc).splitlines()[0])
         job = asyncio.ensure_future(state["batcher"].submit(rgb, hole))
@@ -249,7 +240,7 @@ def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40,
                 return Response(status_code=499)
         try:
             result = job.result()
-            return Response(await run_in_threadpool(_png, result, alpha), media_type="image/png")
+            return Response(await run_in_threadpool(imaging.encode_png, result, look), media_type="image/png")
         except QueueFull as exc:
             return JSONResponse({"detail": f"busy: {exc}"}, status_code=503, headers={"Retry-After": "1"})
         except MADFError as exc:
