@@ -27,7 +27,12 @@ def installed(tmp_path_factory):
     if shutil.which("nvcc") is None and not os.environ.get("CUDA_HOME"):
         pytest.skip("needs the CUDA toolkit's headers (nvcc) for the emulated extension")
     work = tmp_path_factory.mktemp("wheel")
-    _run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "--quiet",
+    # built from a copy: setuptools keeps a build/ folder in the source tree, and a stale one there (modules since
+    # moved) would ride into the wheel and into the checkout
+    source = work / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info",
+                                                                "__pycache__", ".hypothesis", ".ruff_cache"))
+    _run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "--quiet",
           "-w", str(work / "dist")])
     wheel = next((work / "dist").glob("madf_trt-*.whl"))
     env_dir = work / "venv"
