@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import functools
-import re
 from pathlib import Path
 from typing import Optional
 
@@ -93,10 +92,6 @@ def build_and_describe(onnx: Path, output: Path, fp16: bool, backend: str, **set
     return sidecar
 
 
-# the repository's own folders (Triton would take any other top-level folder for a model)
-RESERVED_TRITON_NAMES = {"plugins"}
-
-
 def check_profile(dims, settings: dict, multiple: int) -> None:
     """The --min/--opt/--max profile checked for an image input of ``dims`` before anything is exported or built."""
     from madf.engines.build import BuildOptions, profile_shapes
@@ -112,13 +107,11 @@ def check_engine_outputs(engine: Path, inputs, overwrite: bool, settings: dict, 
     paths.check_output_file(sidecar_path(engine), f"{option} (its sidecar)", inputs=inputs, overwrite=overwrite)
     if settings.get("triton_repo"):
         repo = paths.check_output_folder(settings["triton_repo"], "--triton-repo")
+        from madf.engines.triton import check_batch_profile, check_model_name
         name = settings.get("triton_name") or "madf"
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or name in RESERVED_TRITON_NAMES:
-            raise InputError(f"--triton-name {name!r}: a model name is one folder name of letters, digits, '_', '-' "
-                             f"and '.', not starting with '.' and not {' or '.join(sorted(RESERVED_TRITON_NAMES))}")
+        check_model_name(name)
         model = repo / name
         if settings.get("min_shape") and settings.get("max_shape"):
-            from madf.engines.triton import check_batch_profile
             check_batch_profile(settings["min_shape"][0], settings["max_shape"][0])
         if model.exists() and not overwrite:
             raise InputError(f"--triton-repo {repo} already has a model {model.name}; add --overwrite to replace it "

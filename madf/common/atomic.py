@@ -29,7 +29,7 @@ def atomic_path(path):
         raise OutputError(f"cannot write {path}: {exc.strerror}") from None
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give outputs the usual permissions
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; give outputs the usual permissions
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
@@ -41,7 +41,8 @@ def atomic_path(path):
         raise
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask (os.umask can only be read by setting it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Dict, Sequence
 
-from madf.common.atomic import atomic_path
+from madf.common.atomic import atomic_path, umask
 from madf.common.errors import ModelError
 from madf.engines.sidecar import read_sidecar, sidecar_path
 
@@ -36,6 +37,18 @@ def _dims(shape, batched: bool) -> str:
 def _text(value) -> str:
     """A protobuf text-format string literal."""
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+# A repository's top-level folders are models; "plugins" is refused too, as earlier madf repositories kept the
+# plugin library in a folder of that name.
+RESERVED_NAMES = {"plugins"}
+
+
+def check_model_name(name: str) -> None:
+    """A model name Triton and config.pbtxt take: one folder name, not hidden, not reserved."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name or "") or name in RESERVED_NAMES:
+        raise ModelError(f"--triton-name {name!r} must be a plain folder name: letters, digits, '_', '-' and '.', "
+                         f"not starting with '.' and not {' or '.join(sorted(RESERVED_NAMES))}")
 
 
 def check_batch_profile(min_n: int, max_n: int) -> None:
@@ -99,8 +112,7 @@ def write_triton_repo(repo, engine, name: str = "madf", instances: int = 1, max_
     """Write (or replace) REPO/NAME with the engine and its config; returns the model folder."""
     repo, engine = Path(repo), Path(engine)
     sidecar = read_sidecar(engine)
-    if not name or "/" in name or name.startswith("."):
-        raise ModelError(f"--triton-name {name!r} must be a plain folder name")
+    check_model_name(name)
     if sidecar["lowering"] == "plugin" and not plugin_libs:
         raise ModelError(f"{engine} uses the MADFDynamicFilter plugin: pass --plugin-lib so the repository carries "
                          f"the library Triton must load")
@@ -112,7 +124,7 @@ def write_triton_repo(repo, engine, name: str = "madf", instances: int = 1, max_
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=repo))
     plugin_files = []
     try:
-        os.chmod(staging, 0o777 & ~_umask())   # mkdtemp makes 0700: the server often runs as another user
+        os.chmod(staging, 0o777 & ~umask())   # mkdtemp makes 0700: the server often runs as another user
         (staging / "1").mkdir()
         shutil.copyfile(engine, staging / "1" / "model.plan")
         shutil.copyfile(sidecar_path(engine), staging / "1" / "model.plan.json")
@@ -134,9 +146,3 @@ def write_triton_repo(repo, engine, name: str = "madf", instances: int = 1, max_
     with atomic_path(repo / "README.md") as tmp:
         tmp.write_text(_readme(repo, name, sidecar, plugin_files))
     return repo / name
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -32,17 +32,29 @@ _ALPHA_MODES = {"RGBA", "LA", "La", "RGBa", "PA"}
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "F"} | _SIXTEEN_BIT_MODES
 
 
-def open_image(path, what: str = "image", name: Optional[str] = None) -> Image.Image:
+class ImageTooLarge(InputError):
+    """An image whose header declares more pixels than the caller's limit (found before decoding it)."""
+
+
+def open_image(path, what: str = "image", name: Optional[str] = None,
+               max_pixels: Optional[int] = None) -> Image.Image:
     """Open an image file (or a binary file object, named ``name`` in messages) as it is shown: EXIF orientation
     applied, the first frame of a multi-frame file, pixels loaded. Every failure is one InputError naming the file
-    (too large for Pillow's decompression-bomb guard included), so a folder run can report it and go on."""
+    (too large for Pillow's decompression-bomb guard included), so a folder run can report it and go on. With
+    ``max_pixels``, the size the header declares is checked before anything is decoded (ImageTooLarge): a 20 kB
+    file can declare 12000 x 14000."""
     label = path if name is None else name
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # big photos are fine up to 2x the limit
             img = Image.open(path)
+            if max_pixels is not None and img.width * img.height > max_pixels:
+                raise ImageTooLarge(f"{what} {label} is {img.width}x{img.height}, more than {max_pixels / 1e6:g} "
+                                    f"megapixels; send a smaller one")
             img.load()
         return ImageOps.exif_transpose(img)
+    except ImageTooLarge:
+        raise   # an InputError is a ValueError: not "unreadable"
     except FileNotFoundError:
         raise InputError(f"{what} {label}: no such file") from None
     except IsADirectoryError:
@@ -58,15 +70,9 @@ def open_image(path, what: str = "image", name: Optional[str] = None) -> Image.I
         raise InputError(f"{what} {label}: unreadable ({detail}); give a valid PNG/JPEG/WebP/TIFF file") from None
 
 
-def decode_image(data: bytes, name: str = "image") -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """(RGB, alpha or None) from encoded bytes (an upload), with the same conversions as read_image_alpha."""
+def decode_mask(data: bytes, name: str = "mask", invert: bool = False, max_pixels: Optional[int] = None) -> np.ndarray:
     import io
-    return split_alpha(open_image(io.BytesIO(data), "image", name), name)
-
-
-def decode_mask(data: bytes, name: str = "mask", invert: bool = False) -> np.ndarray:
-    import io
-    return to_hole_mask(open_image(io.BytesIO(data), "mask", name), invert=invert, what=f"mask {name}")
+    return to_hole_mask(open_image(io.BytesIO(data), "mask", name, max_pixels), invert=invert, what=f"mask {name}")
 
 
 def split_alpha(img: Image.Image, name) -> Tuple[np.ndarray, Optional[np.ndarray]]:
@@ -110,11 +116,6 @@ def read_image(path: PathLike) -> np.ndarray:
     return to_rgb_array(open_image(path, "image"), f"image {path}")
 
 
-def read_image_alpha(path: PathLike) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """(RGB uint8 (H, W, 3), alpha uint8 (H, W) or None): a photo's transparency, kept through inpainting."""
-    return split_alpha(open_image(path, "image"), path)
-
-
 @dataclasses.dataclass
 class Look:
     """What a result keeps of its photo besides the pixels: transparency, being gray, the colour profile."""
@@ -128,10 +129,10 @@ def read_photo(path: PathLike) -> Tuple[np.ndarray, Look]:
     return _photo(open_image(path, "image"), path)
 
 
-def decode_photo(data: bytes, name: str = "image") -> Tuple[np.ndarray, Look]:
-    """read_photo for encoded bytes (an upload)."""
+def decode_photo(data: bytes, name: str = "image", max_pixels: Optional[int] = None) -> Tuple[np.ndarray, Look]:
+    """read_photo for encoded bytes (an upload); ``max_pixels`` as in open_image."""
     import io
-    return _photo(open_image(io.BytesIO(data), "image", name), name)
+    return _photo(open_image(io.BytesIO(data), "image", name, max_pixels), name)
 
 
 def _photo(img: Image.Image, name) -> Tuple[np.ndarray, Look]:
@@ -278,8 +279,10 @@ def write_image(path: PathLike, rgb: np.ndarray, alpha: Optional[np.ndarray] = N
     fmt, has_alpha = OUTPUT_FORMATS.get(path.suffix.lower(), (None, False))
     if fmt is None:
         raise InputError(f"{path}: write results as {', '.join(OUTPUT_FORMATS)}")
-    look = look or Look(alpha=alpha)
-    img, options = _encoded(rgb, look if alpha is None else dataclasses.replace(look, alpha=alpha), has_alpha)
+    look = look or Look()
+    if alpha is not None:
+        look = dataclasses.replace(look, alpha=alpha)
+    img, options = _encoded(rgb, look, has_alpha)
     options.update({"quality": quality} if fmt in ("JPEG", "WEBP") else {})
     if fmt == "WEBP":
         options.update(lossless=True, exact=True)   # exact: RGB under transparent pixels kept too

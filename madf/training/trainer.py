@@ -263,10 +263,10 @@ class Trainer:
         if state["config"]["model"] != self.config.model:
             raise CheckpointError(f"{path} holds a {ModelConfig.from_dict(state['config']['model']).describe()}, "
                                   f"not the model asked for; resume with the same options")
-        changed = [k for k, v in _plain(self.config).items()
-                   if k not in RESUMABLE_CHANGES and state["config"].get(k) != v]
+        now = _plain(self.config)
+        changed = [k for k, v in now.items() if k not in RESUMABLE_CHANGES and state["config"].get(k) != v]
         if changed:
-            was = ", ".join(f"{k} {state['config'].get(k)!r} -> {_plain(self.config)[k]!r}" for k in changed)
+            was = ", ".join(f"{k} {state['config'].get(k)!r} -> {now[k]!r}" for k in changed)
             raise CheckpointError(f"{path} was trained with other options ({was}); resume with the same options "
                                   f"(only {', '.join(sorted(RESUMABLE_CHANGES))} may change) or start a new run")
         self.net.load_state_dict(state["model"])
