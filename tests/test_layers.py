@@ -26,7 +26,10 @@ ALLOWED = {
     "serve": {"common", "inpaint"},
 }
 # Of an earlier stage, the deployment stages read files only: these modules are the file contracts they may use.
-CONTRACTS = {"engines": {"madf.export.onnx_file"}, "runtime": {"madf.export.onnx_file", "madf.engines.sidecar"}}
+# The runtime may also build through the engine cache (an ONNX file and a cache folder, as ORT's TensorRT provider).
+CONTRACTS = {"engines": {"madf.export.onnx_file"},
+             "runtime": {"madf.export.onnx_file", "madf.engines.sidecar", "madf.engines.cache",
+                         "madf.engines.build"}}
 
 
 def modules():

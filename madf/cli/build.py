@@ -4,6 +4,8 @@
     madf-build --onnx places2-plugin.onnx --plugin-lib build/plugins/libmadf_plugins.so --version-compatible
     madf-build --onnx demo.onnx --backend tensorrt-rtx --compute-capability 8.9      # no GPU needed
     madf-build --onnx places2-fp16.onnx --fp16 --max 8x512x512 --triton-repo models/   # + a Triton repository
+    madf-build --onnx places2.onnx --cache ~/.cache/madf/engines       # built once per GPU/TensorRT, then reused
+    madf-build --cache ~/.cache/madf/engines --list
 """
 from __future__ import annotations
 
@@ -92,11 +94,12 @@ def build_and_describe(onnx: Path, output: Path, fp16: bool, backend: str, **set
     return sidecar
 
 
-def check_profile(dims, settings: dict, multiple: int) -> None:
-    """The --min/--opt/--max profile checked for an image input of ``dims`` before anything is exported or built."""
+def check_profile(dims, settings: dict, multiple: int, io: str = "float") -> None:
+    """The --min/--opt/--max profile checked for an image input of ``dims`` (N, H, W; -1 dynamic) before anything
+    is exported or built."""
     from madf.engines.build import BuildOptions, profile_shapes
     profile_shapes(dims, BuildOptions(**{k: settings.get(k) for k in ("min_shape", "opt_shape", "max_shape")}),
-                   multiple)
+                   multiple, io)
 
 
 def check_engine_outputs(engine: Path, inputs, overwrite: bool, settings: dict, option: str = "--output") -> None:
@@ -120,18 +123,90 @@ def check_engine_outputs(engine: Path, inputs, overwrite: bool, settings: dict, 
         paths.check_writable_folder(Path(settings["timing_cache"]).parent, "--timing-cache")
 
 
+def _cached(onnx: Path, output: Optional[Path], cache: Path, cache_size_mb: int, fp16: bool, backend: str,
+            overwrite: bool, settings: dict) -> None:
+    """Look the plan up in the cache, building it on a miss; copy it to --output when given."""
+    import shutil
+
+    from madf.common.atomic import atomic_path
+    from madf.engines.build import BuildOptions
+    from madf.engines.cache import EngineCache
+    from madf.engines.sidecar import read_sidecar, sidecar_path
+    triton = {k: settings.pop(k, None) for k in ("triton_repo", "triton_name", "triton_instances")}
+    if output is not None:
+        check_engine_outputs(output, [onnx], overwrite, {**settings, **triton})
+    options = BuildOptions(fp16=fp16, plugin_libs=tuple(settings.pop("plugin_libs", None) or ()), **settings)
+    result = EngineCache(cache, max_bytes=cache_size_mb << 20).get_or_build(onnx, options, backend=backend)
+    plan = result.plan
+    if output is not None:   # the plan and its sidecar, each written whole
+        for src, dst in ((plan, output), (sidecar_path(plan), sidecar_path(output))):
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(src, tmp)
+        plan = output
+    sidecar = read_sidecar(plan)
+    click.echo(f"engine cache {'hit' if result.hit else 'miss'}: {'found' if result.hit else 'built'} {plan} in "
+               f"{result.seconds:.2f} s (key {result.key[:12]}, {sidecar['tensorrt']['backend']} "
+               f"{sidecar['tensorrt']['version']}, SM {sidecar['target'].get('compute_capability') or '?'})")
+    if triton["triton_repo"]:
+        from madf.engines.triton import write_triton_repo
+        folder = write_triton_repo(triton["triton_repo"], plan, name=triton["triton_name"] or "madf",
+                                   instances=triton["triton_instances"] or 1, plugin_libs=options.plugin_libs)
+        click.echo(f"Triton model: {folder}")
+
+
+def _list_cache(cache: Path) -> None:
+    import datetime
+
+    from madf.engines.cache import EngineCache
+    if not cache.is_dir():
+        raise InputError(f"--cache {cache}: no engine cache there (madf-build --onnx FILE --cache {cache} makes one)")
+    entries = EngineCache(cache).entries()
+    rows = []
+    for e in entries:
+        sc = e["sidecar"]
+        key = sc.get("cache", {})
+        profile = sc["profile"]["image"]
+        rows.append([e["key"][:12], sc["onnx"]["file"], f"{sc['tensorrt']['backend']} {sc['tensorrt']['version']}",
+                     sc["target"].get("compute_capability") or "?", sc.get("io", "float"), sc["precision"],
+                     " .. ".join("x".join(map(str, profile[k])) for k in ("min", "max")),
+                     len(key.get("plugins", [])), f"{e['bytes'] / 1e6:.1f}",
+                     datetime.datetime.fromtimestamp(e["last_used"]).isoformat(sep=" ", timespec="seconds")])
+    click.echo(format_table(["key", "onnx", "TensorRT", "SM", "io", "precision", "profile (image)", "plugins", "MB",
+                             "last used"], rows))
+    click.echo(f"{len(entries)} engines, {sum(e['bytes'] for e in entries) / 1e6:.1f} MB in {cache}")
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--onnx", required=True, type=PATH, help="ONNX file written by madf-export.")
+@click.option("--onnx", type=PATH, default=None, help="ONNX file written by madf-export.")
 @click.option("--output", type=PATH, default=None,
-              help="Engine to write (default: the ONNX path with .plan); the sidecar goes to OUTPUT.json.")
+              help="Engine to write (default: the ONNX path with .plan; with --cache: only in the cache); the "
+                   "sidecar goes to OUTPUT.json.")
 @click.option("--fp16", is_flag=True, help="Require an FP16 engine: the ONNX must come from madf-export --fp16 "
                                            "(TensorRT 10 may instead cast an FP32 ONNX, with a warning).")
+@click.option("--cache", type=PATH, default=None,
+              help="Engine cache folder: the plan for this file, TensorRT version, GPU, profile, precision and "
+                   "plugins is built once and reused (concurrent builders wait for one build).")
+@click.option("--cache-size", "cache_size_mb", type=click.IntRange(min=1), default=8192, show_default=True,
+              metavar="MB", help="Largest size of --cache; least recently used engines go first.")
+@click.option("--list", "list_cache", is_flag=True, help="With --cache: show the cached engines and exit.")
 @engine_options
 @OVERWRITE
-def main(onnx: Path, output: Optional[Path], fp16: bool, backend: str, overwrite: bool, **settings) -> None:
+def main(onnx: Optional[Path], output: Optional[Path], fp16: bool, cache: Optional[Path], cache_size_mb: int,
+         list_cache: bool, backend: str, overwrite: bool, **settings) -> None:
     """Build a TensorRT engine (one optimization profile over N, H, W) from ONNX, written atomically."""
     setup_logging()
+    if list_cache:
+        if cache is None:
+            raise click.UsageError("--list shows an engine cache: add --cache DIR")
+        with cli_errors():
+            _list_cache(cache)
+        return
+    if onnx is None:
+        raise click.UsageError("Missing option '--onnx' (the ONNX file from madf-export to build)")
     with cli_errors():
+        if cache is not None:
+            _cached(onnx, output, cache, cache_size_mb, fp16, backend, overwrite, settings)
+            return
         output = output or onnx.with_suffix(".plan")
         check_engine_outputs(output, [onnx], overwrite, settings)
         build_and_describe(onnx, output, fp16, backend, **settings)

@@ -4,6 +4,7 @@
     madf-export --ckpt places2.pth --output places2-fp16.onnx --fp16          # FP16 graph, verified against FP32
     madf-export --ckpt places2.pth --output places2-plugin.onnx --dynconv plugin   # for the TensorRT plugin
     madf-export --ckpt places2.pth --fp16 --engine places2-fp16.plan               # export, then madf-build
+    madf-export --ckpt places2.pth --io uint8 --output places2-u8.onnx   # raw photos in, the composite out
 """
 from __future__ import annotations
 
@@ -33,8 +34,16 @@ from madf.common import paths
               help="native: standard ops (Conv+Mul+ReduceSum); plugin: one madf::MADFDynamicFilter node per level.")
 @click.option("--fp16", is_flag=True, help="FP16 network inside FP32 I/O, normalization and compositing.")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Fix N (default: dynamic).")
-@click.option("--height", type=click.IntRange(min=1), default=None, help="Fix H, a multiple of 2^levels.")
-@click.option("--width", type=click.IntRange(min=1), default=None, help="Fix W, a multiple of 2^levels.")
+@click.option("--height", type=click.IntRange(min=1), default=None,
+              help="Fix H (a multiple of 2^levels for --io float; any for uint8).")
+@click.option("--width", type=click.IntRange(min=1), default=None,
+              help="Fix W (a multiple of 2^levels for --io float; any for uint8).")
+@click.option("--io", "io", type=click.Choice(["float", "uint8"]), default="float", show_default=True,
+              help="float: the contract (NCHW [0,1], caller pads and composites); uint8: image (N,H,W,3) and mask "
+                   "(N,H,W,1) uint8 of any size in, the composite (N,H,W,3) uint8 out; padding, cropping, rounding "
+                   "and compositing run inside the graph.")
+@click.option("--invert-mask", is_flag=True,
+              help="--io uint8: the file takes masks with black (< 128) = hole, white = keep.")
 @click.option("--raw-outputs", is_flag=True, help="Export the K+1 network outputs (normalized space) instead.")
 @click.option("--opset", default=18, show_default=True, type=click.IntRange(min=17))
 @click.option("--simplify", is_flag=True, help="Run onnxslim over the graph (pip install onnxslim).")
@@ -49,7 +58,8 @@ from madf.common import paths
               help="Also build a TensorRT engine here (as madf-build does, with the options below).")
 @engine_options
 @OVERWRITE
-def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, height, width, raw_outputs: bool,
+def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, height, width, io: str,
+         invert_mask: bool, raw_outputs: bool,
          opset: int, simplify: bool, check: bool, verify: bool, check_size, engine: Optional[Path], backend: str, overwrite: bool,
          **build_settings) -> None:
     """Export CKPT to ONNX (checked with onnx.checker and full shape inference; written atomically)."""
@@ -59,7 +69,8 @@ def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, he
                                "the contract output: use it with --dynconv native and without --raw-outputs")
     with cli_errors():
         if output is None:
-            suffix = ("-plugin" if dynconv == "plugin" else "") + ("-fp16" if fp16 else "") + ("-raw" if raw_outputs else "")
+            suffix = ("-plugin" if dynconv == "plugin" else "") + ("-fp16" if fp16 else "") + \
+                ("-raw" if raw_outputs else "") + ("-uint8" if io == "uint8" else "")
             output = ckpt.with_name(ckpt.stem + suffix + ".onnx")
         # every output checked before the checkpoint is even read: a read-only folder fails at once
         paths.check_output_file(output, "--output", inputs=[ckpt], overwrite=overwrite)
@@ -71,10 +82,11 @@ def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, he
         from madf.model.checkpoint import load_checkpoint
         net = load_checkpoint(ckpt)
         options = ExportOptions(lowering=dynconv, fp16=fp16, batch=batch, height=height, width=width,
-                                raw_outputs=raw_outputs, opset=opset, simplify=simplify)
+                                raw_outputs=raw_outputs, opset=opset, simplify=simplify, io=io,
+                                invert_mask=invert_mask)
         options.validate(net.config.multiple)
         if engine is not None:   # the engine's profile checked against the file to come, before the export
-            check_profile((batch or -1, 3, height or -1, width or -1), build_settings, net.config.multiple)
+            check_profile((batch or -1, height or -1, width or -1), build_settings, net.config.multiple, io)
         size = check_size or (height if height == width else None)
         if fp16:
             _fp16_headroom(net, height or width or None)

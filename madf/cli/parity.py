@@ -57,7 +57,7 @@ def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: in
                   cuda_graph: bool = False) -> bool:
     """Print the comparison table for {backend: file}; return whether it passed. MADFError on bad input."""
     from madf.common.errors import InputError
-    from madf.runtime.parity import TOLERANCE, compare, photo_feeds
+    from madf.runtime.parity import TOLERANCE, UINT8_STEP, compare, photo_feeds
     if len(files) < 2 and not ("torch" in files and _accelerated(torch_options, cuda_graph)):
         raise InputError("parity needs two models to compare: give two of --ckpt, --model, --engine, or --ckpt "
                          "with --precision / --compile / --channels-last / --cuda-graph")
@@ -85,7 +85,11 @@ def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: in
     if size % multiple:
         raise InputError(f"--size {size} is not a multiple of {multiple} (2^levels)")
     precision = max((_precision(b) for b in backends.values()), key=TOLERANCE.__getitem__)
-    atol = TOLERANCE[precision] if atol is None else atol
+    if atol is None:
+        atol = TOLERANCE[precision]
+        if any(getattr(b, "io", "float") == "uint8" for b in backends.values()):
+            atol += UINT8_STEP / 2   # a uint8 file rounds to 8 bits: half a level on top of the model's own error
+            precision += " + uint8 rounding"
     feeds = photo_feeds(size, count=photos, seed=seed)
     rows, passed = compare(backends, feeds, atol, verbose=verbose)
     click.echo(f"parity: reference {reference.describe()}; {len(feeds)} photos at {size}x{size} with procedural "

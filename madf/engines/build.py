@@ -83,32 +83,42 @@ class BuildReport:
     seconds: float = 0.0
 
 
-def _profile_shapes(network, options: BuildOptions, multiple: int) -> Dict[str, Tuple[Tuple[int, ...], ...]]:
-    return profile_shapes(tuple(network.get_input(0).shape), options, multiple)
+def _profile_shapes(network, options: BuildOptions, meta: Dict[str, str]) -> Dict[str, Tuple[Tuple[int, ...], ...]]:
+    io = meta.get("madf.io", "float")
+    dims = tuple(network.get_input(0).shape)
+    nhw = (dims[0], dims[1], dims[2]) if io == "uint8" else (dims[0], dims[2], dims[3])
+    return profile_shapes(nhw, options, int(meta["madf.multiple"]), io)
 
 
-def profile_shapes(dims: Sequence[int], options: BuildOptions, multiple: int) -> Dict[str, Tuple[Tuple[int, ...], ...]]:
-    """(min, opt, max) per input for an image input of ``dims`` (N, 3, H, W, -1 where dynamic), honouring its fixed
-    dims and the multiple-of-2^levels rule; pure, so a caller can check a profile before it exports anything."""
+def profile_shapes(dims: Sequence[int], options: BuildOptions, multiple: int, io: str = "float"
+                   ) -> Dict[str, Tuple[Tuple[int, ...], ...]]:
+    """(min, opt, max) per input for an image input of ``dims`` (N, H, W, -1 where dynamic), honouring its fixed
+    dims; float files (NCHW) keep H and W multiples of 2^levels, uint8 files (NHWC) pad in the graph and take any
+    size. Pure, so a caller can check a profile before it exports anything."""
     dims = tuple(dims)
-    defaults = {"min": (1, multiple, multiple), "opt": (1, 512, 512), "max": (4, 1024, 1024)}
+    uint8 = io == "uint8"
+    defaults = {"min": (1, 1, 1) if uint8 else (1, multiple, multiple), "opt": (1, 512, 512), "max": (4, 1024, 1024)}
     chosen = {}
     for key, given in (("min", options.min_shape), ("max", options.max_shape), ("opt", options.opt_shape)):
         shape = list(given or defaults[key])
-        for i, axis in enumerate((0, 2, 3)):
-            fixed = dims[axis]
+        for i in range(3):
+            fixed = dims[i]
             if fixed != -1:
                 if given and given[i] != fixed:
                     raise ModelError(f"--{key} {'x'.join(map(str, given))}: the network fixes "
                                      f"{'NHW'[i]} = {fixed}; export with dynamic shapes or use {fixed}")
                 shape[i] = fixed
-            elif i > 0 and shape[i] % multiple:
-                raise ModelError(f"--{key} {'x'.join(map(str, shape))}: H and W must be multiples of {multiple}")
+            elif i > 0 and not uint8 and shape[i] % multiple:
+                raise ModelError(f"--{key} {'x'.join(map(str, shape))}: H and W must be multiples of {multiple} "
+                                 f"(a file from madf-export --io uint8 takes any size)")
         if key == "opt" and not given:
             shape = [min(max(s, lo), hi) for s, lo, hi in zip(shape, chosen["min"], chosen["max"])]
         chosen[key] = tuple(shape)
     if not all(a <= b <= c for a, b, c in zip(chosen["min"], chosen["opt"], chosen["max"])):
         raise ModelError(f"profile needs min <= opt <= max on every axis, got {chosen}")
+    if uint8:
+        return {name: tuple(s + (c,) for s in (chosen["min"], chosen["opt"], chosen["max"]))
+                for name, c in (("image", 3), ("mask", 1))}
     return {name: tuple((s[0], c) + s[1:] for s in (chosen["min"], chosen["opt"], chosen["max"]))
             for name, c in (("image", 3), ("mask", 1))}
 
@@ -247,7 +257,6 @@ def build_engine(onnx_path, output, options: Optional[BuildOptions] = None, back
     if not onnx_path.is_file():
         raise ModelError(f"{onnx_path}: no such ONNX file; write one with madf-export")
     meta = read_onnx_metadata(onnx_path)
-    multiple = int(meta["madf.multiple"])
     trt, name = load_tensorrt(backend)
     started = time.perf_counter()
     logger = trt.Logger(trt.Logger.WARNING)
@@ -258,7 +267,7 @@ def build_engine(onnx_path, output, options: Optional[BuildOptions] = None, back
     config = builder.create_builder_config()
     if weak_fp16:
         config.set_flag(trt.BuilderFlag.FP16)
-    profile_shapes = _profile_shapes(network, options, multiple)
+    profile_shapes = _profile_shapes(network, options, meta)
     profile = builder.create_optimization_profile()
     for input_name, (lo, opt, hi) in profile_shapes.items():
         profile.set_shape(input_name, lo, opt, hi)

@@ -2,7 +2,8 @@
 mismatch with a clear message before TensorRT does it with an opaque one, and what madf-bench records.
 
 Fields: format, engine (file name, bytes, sha256), onnx (file name, sha256), model (ModelConfig), multiple, contract
-(inputs/outputs with shapes and dtypes, the ONNX contract string), lowering, precision, profile (min/opt/max per input),
+(inputs/outputs with shapes and dtypes, the ONNX contract string), io (float or uint8) and mask (hole or inverted:
+the uint8 mask's polarity), lowering, precision, profile (min/opt/max per input),
 tensorrt (backend, version), target (compute capability, and the GPU name when built on one), version_compatible,
 lean_runtime_excluded,
 plugins (library file names and whether the plan carries them), built (UTC time, seconds, madf version).
@@ -66,6 +67,8 @@ def build_sidecar(engine, onnx_path, report) -> Dict[str, Any]:
         "model": json.loads(meta["madf.config"]) if "madf.config" in meta else None,
         "multiple": int(meta["madf.multiple"]),
         "contract": {"inputs": report.inputs, "outputs": report.outputs, "text": meta.get("madf.contract")},
+        "io": meta.get("madf.io", "float"),
+        "mask": meta.get("madf.mask", "hole"),
         "lowering": report.lowering,
         "precision": report.precision,
         "profile": {name: dict(zip(("min", "opt", "max"), map(list, shapes)))

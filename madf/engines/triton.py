@@ -26,7 +26,7 @@ from madf.common.errors import ModelError
 from madf.engines.sidecar import read_sidecar, sidecar_path
 
 log = logging.getLogger("madf")
-TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int32": "TYPE_INT32"}
+TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int32": "TYPE_INT32", "uint8": "TYPE_UINT8"}
 
 
 def _dims(shape, batched: bool) -> str:
@@ -76,7 +76,8 @@ def triton_config(sidecar: Dict, name: str, instances: int = 1, max_queue_delay_
                      f"  max_queue_delay_microseconds: {max_queue_delay_us}\n}}")
     lines.append(f"instance_group [\n  {{\n    count: {instances}\n    kind: KIND_GPU\n  }}\n]")
     params = {"madf.multiple": sidecar["multiple"], "madf.precision": sidecar["precision"],
-              "madf.lowering": sidecar["lowering"], "madf.contract": contract.get("text") or ""}
+              "madf.lowering": sidecar["lowering"], "madf.io": sidecar.get("io", "float"),
+              "madf.mask": sidecar.get("mask", "hole"), "madf.contract": contract.get("text") or ""}
     lines += [f"parameters {{\n  key: {_text(k)}\n  value: {{ string_value: {_text(v)} }}\n}}"
               for k, v in params.items()]
     return "\n".join(lines) + "\n"
@@ -101,10 +102,30 @@ def _readme(repo: Path, name: str, sidecar: Dict, plugin_files: Sequence[str]) -
                                    else "") + ".\n\n"
             f"```bash\ndocker run --gpus all --rm -p 8000:8000 -p 8001:8001 -v {repo.resolve()}:/models "
             f"nvcr.io/nvidia/tritonserver:<release>-py3 \\\n    {command}\n```\n\n"
-            f"Inputs: `image` (N, 3, H, W) float32 RGB in [0, 1] and `mask` (N, 1, H, W) float32, 1 = hole; output "
+            + _io_text(name, sidecar) + rtx_note)
+
+
+def _io_text(name: str, sidecar: Dict) -> str:
+    lo, hi = sidecar["profile"]["image"]["min"], sidecar["profile"]["image"]["max"]
+    if sidecar.get("io") == "uint8":
+        hole = "black (< 128)" if sidecar.get("mask") == "inverted" else "white (>= 128)"
+        return (f"Inputs: `image` (N, H, W, 3) uint8 RGB and `mask` (N, H, W, 1) uint8, {hole} = hole; output "
+                f"`inpainted` (N, H, W, 3) uint8, the finished photo (known pixels are the input's bytes). Any H x W "
+                f"from {lo[1]}x{lo[2]} to {hi[1]}x{hi[2]}: the engine pads, crops and composites itself, so a client "
+                f"sends the photo's bytes and nothing else.\n\n"
+                f"```python\nimport numpy as np, tritonclient.http as http\nfrom PIL import Image\n"
+                f"image = np.asarray(Image.open('photo.png').convert('RGB'))[None]\n"
+                f"mask = np.asarray(Image.open('hole.png').convert('L'))[None, ..., None]\n"
+                f"client = http.InferenceServerClient('localhost:8000')\n"
+                f"inputs = [http.InferInput('image', image.shape, 'UINT8'), http.InferInput('mask', mask.shape, "
+                f"'UINT8')]\n"
+                f"inputs[0].set_data_from_numpy(image); inputs[1].set_data_from_numpy(mask)\n"
+                f"result = client.infer('{name}', inputs).as_numpy('inpainted')[0]\n"
+                f"Image.fromarray(result).save('result.png')\n```\n")
+    return (f"Inputs: `image` (N, 3, H, W) float32 RGB in [0, 1] and `mask` (N, 1, H, W) float32, 1 = hole; output "
             f"`inpainted`. H and W must be multiples of {sidecar['multiple']} within the engine's profile "
-            f"({'x'.join(map(str, sidecar['profile']['image']['min'][2:]))} to "
-            f"{'x'.join(map(str, sidecar['profile']['image']['max'][2:]))}); pad on the client.\n" + rtx_note)
+            f"({'x'.join(map(str, lo[2:]))} to {'x'.join(map(str, hi[2:]))}); pad on the client (or export with "
+            f"madf-export --io uint8, which needs none of this).\n")
 
 
 def write_triton_repo(repo, engine, name: str = "madf", instances: int = 1, max_queue_delay_us: int = 100,

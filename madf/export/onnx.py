@@ -8,6 +8,9 @@ Lowerings of the dynamic filter:
 
 ``fp16`` exports a half-precision network inside an FP32 shell: I/O, normalization, masking, compositing and
 clamping stay FP32 (TensorRT 11 builds strongly typed networks, so an FP16 engine needs an FP16 graph).
+
+``io="uint8"`` wraps the finished graph in the uint8 shell (madf/export/uint8_io.py): raw photos of any size in,
+the composite out, padding and cropping inside the graph.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from madf.common.atomic import atomic_path
 from madf.common.digest import KEY as DIGEST_KEY
 from madf.common.errors import MADFError
 from madf.export.onnx_file import initializers_sha256
+from madf.export.uint8_io import IO_KINDS, uint8_metadata, wrap_uint8
 from madf.model.network import MADFNet
 from madf.model.pipeline import InpaintModel
 from madf.model.precision import cast_network
@@ -56,13 +60,23 @@ class ExportOptions:
     raw_outputs: bool = False
     opset: int = DEFAULT_OPSET
     simplify: bool = False
+    io: str = "float"                # "uint8": raw photos in, the composite out (any H, W)
+    invert_mask: bool = False        # uint8 only: mask < 128 = hole (white = keep)
 
     def validate(self, multiple: int) -> None:
         if self.lowering not in LOWERINGS:
             raise ExportError(f"unknown lowering {self.lowering!r}; choose one of {', '.join(LOWERINGS)}")
+        if self.io not in IO_KINDS:
+            raise ExportError(f"unknown --io {self.io!r}; choose one of {', '.join(IO_KINDS)}")
+        if self.io == "uint8" and self.raw_outputs:
+            raise ExportError("--io uint8 returns the composite photo; --raw-outputs needs --io float")
+        if self.invert_mask and self.io != "uint8":
+            raise ExportError("--invert-mask is a property of --io uint8 files; float files take mask 1 = hole")
         for name in ("height", "width"):
             value = getattr(self, name)
-            if value is not None and (value <= 0 or value % multiple):
+            if value is not None and value <= 0:
+                raise ExportError(f"--{name} {value} must be positive")
+            if value is not None and self.io == "float" and value % multiple:
                 raise ExportError(f"--{name} {value} is not a positive multiple of {multiple} (2^levels); the "
                                   f"runtime pads images, so pick the padded size")
         if self.batch is not None and self.batch <= 0:
@@ -90,6 +104,10 @@ def prepare(net: MADFNet, options: ExportOptions) -> InpaintModel:
     return InpaintModel(net, raw_outputs=options.raw_outputs).eval()
 
 
+def _padded(size: Optional[int], multiple: int) -> Optional[int]:
+    return None if size is None else -(-size // multiple) * multiple
+
+
 def _dynamic_shapes(options: ExportOptions, multiple: int):
     Dim = torch.export.Dim
     axes = {}
@@ -112,7 +130,7 @@ def _name_dynamic_axes(model: onnx.ModelProto) -> None:
 
 
 def metadata(net: MADFNet, options: ExportOptions) -> Dict[str, str]:
-    return {
+    meta = {
         "madf.version": madf.__version__,
         "madf.config": net.config.to_json(),
         "madf.multiple": str(net.config.multiple),
@@ -120,9 +138,14 @@ def metadata(net: MADFNet, options: ExportOptions) -> Dict[str, str]:
         "madf.precision": "fp16" if options.fp16 else "fp32",
         "madf.opset": str(options.opset),
         "madf.raw_outputs": str(int(options.raw_outputs)),
+        "madf.io": "float",
+        "madf.mask": "hole",
         "madf.contract": "image (N,3,H,W) float32 RGB [0,1]; mask (N,1,H,W) float32 1=hole 0=keep -> "
                          "inpainted (N,3,H,W) float32 [0,1]; H, W multiples of madf.multiple",
     }
+    if options.io == "uint8":
+        meta.update(uint8_metadata(options.invert_mask))
+    return meta
 
 
 def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -154,7 +177,8 @@ def export_onnx(net: MADFNet, path, options: Optional[ExportOptions] = None,
     options.validate(multiple)
     model = prepare(net, options)
     n = options.batch or 1
-    h, w = options.height or 2 * multiple, options.width or 2 * multiple
+    h = _padded(options.height, multiple) or 2 * multiple
+    w = _padded(options.width, multiple) or 2 * multiple
     example = (torch.rand(n, 3, h, w), (torch.rand(n, 1, h, w) > 0.5).float())
     kwargs = {}
     if options.lowering == "plugin":
@@ -175,6 +199,9 @@ def export_onnx(net: MADFNet, path, options: Optional[ExportOptions] = None,
     if options.simplify:
         onnx_model = _simplify(onnx_model)
     _name_dynamic_axes(onnx_model)
+    if options.io == "uint8":
+        wrap_uint8(onnx_model, multiple, invert_mask=options.invert_mask, batch=options.batch,
+                   height=options.height, width=options.width)
     del onnx_model.metadata_props[:]
     for key, value in metadata(model.net, options).items():
         onnx_model.metadata_props.add(key=key, value=value)
@@ -184,8 +211,9 @@ def export_onnx(net: MADFNet, path, options: Optional[ExportOptions] = None,
         onnx.save_model(onnx_model, str(tmp))
         if verify is not None:
             verify(Path(tmp))
-    log.info("wrote %s (%s, %s lowering, %s, opset %d, %.1f MB)", path, model.net.config.describe(),
-             options.lowering, "fp16" if options.fp16 else "fp32", options.opset, Path(path).stat().st_size / 1e6)
+    log.info("wrote %s (%s, %s lowering, %s, %s I/O, opset %d, %.1f MB)", path, model.net.config.describe(),
+             options.lowering, "fp16" if options.fp16 else "fp32", options.io, options.opset,
+             Path(path).stat().st_size / 1e6)
     return onnx_model
 
 

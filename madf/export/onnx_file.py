@@ -14,6 +14,10 @@ from madf.common.errors import ModelError, check_finite
 
 LOWERINGS = ("native", "plugin")
 PRECISIONS = ("fp32", "fp16")
+# What a file takes and returns: the float contract (NCHW [0, 1], padded by the caller) or the uint8 shell
+# (madf/export/uint8_io.py: raw NHWC photos of any size in, the composite out); and the uint8 mask's polarity.
+IO_KINDS = ("float", "uint8")
+MASK_POLARITIES = ("hole", "inverted")
 
 
 # What each kind of model file is called and which option takes it, for "you gave the other one" messages.
@@ -60,6 +64,10 @@ def validate_metadata(meta: Dict[str, str], path) -> Dict[str, str]:
         raise ModelError(f"{path}: madf.lowering {meta['madf.lowering']!r} is not one of {LOWERINGS}; {fix}")
     if meta.get("madf.precision", "fp32") not in PRECISIONS:
         raise ModelError(f"{path}: madf.precision {meta['madf.precision']!r} is not one of {PRECISIONS}; {fix}")
+    if meta.get("madf.io", "float") not in IO_KINDS:
+        raise ModelError(f"{path}: madf.io {meta['madf.io']!r} is not one of {IO_KINDS}; {fix}")
+    if meta.get("madf.mask", "hole") not in MASK_POLARITIES:
+        raise ModelError(f"{path}: madf.mask {meta['madf.mask']!r} is not one of {MASK_POLARITIES}; {fix}")
     if "madf.config" in meta:
         try:
             config = json.loads(meta["madf.config"])

@@ -225,15 +225,15 @@ def padded_size(height: int, width: int, multiple: int) -> Tuple[int, int]:
 
 def pad_to_multiple(arr: np.ndarray, multiple: int) -> np.ndarray:
     """Reflect-pad the first two axes (bottom/right) up to the next multiple; numpy reflects repeatedly when the
-    pad is longer than the image, so tiny images work too."""
+    pad is longer than the image, so tiny images work too. An axis of one pixel repeats it (reflect needs two), axis
+    by axis, as the C++ runtime and the uint8 graph do."""
     h, w = arr.shape[:2]
-    ph, pw = padded_size(h, w, multiple)
-    if (ph, pw) == (h, w):
-        return arr
-    pad = [(0, ph - h), (0, pw - w)] + [(0, 0)] * (arr.ndim - 2)
-    if min(h, w) == 1:  # reflect needs two samples along an axis
-        return np.pad(arr, pad, mode="edge")
-    return np.pad(arr, pad, mode="reflect")
+    for axis, (size, padded) in enumerate(zip((h, w), padded_size(h, w, multiple))):
+        if padded != size:
+            pad = [(0, 0)] * arr.ndim
+            pad[axis] = (0, padded - size)
+            arr = np.pad(arr, pad, mode="reflect" if size > 1 else "edge")
+    return arr
 
 
 def to_contract(images, holes, multiple: int):

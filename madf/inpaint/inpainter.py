@@ -3,7 +3,9 @@
 ``Inpainter`` does what every backend shares (mask polarity, reflect-padding to the network's multiple, batching,
 cropping back, compositing at 8 bits so known pixels stay bit-exact); a backend only maps the contract tensors
 (``madf.pipeline``) ``image (N,3,H,W) [0,1], mask (N,1,H,W) 1 = hole -> inpainted (N,3,H,W)`` as float32 numpy.
-``TorchBackend`` is the PyTorch one; ONNX Runtime and TensorRT backends plug in the same way.
+``TorchBackend`` is the PyTorch one; ONNX Runtime and TensorRT backends plug in the same way. A backend of a uint8
+file (``io == "uint8"``, madf/runtime/uint8.py) pads, crops and composites in its graph: it gets the pieces as they
+are, batched where their sizes agree, through ``run_uint8``.
 
     from madf import Inpainter
     inpainter = Inpainter.from_checkpoint("places2.pth", device="cuda")
@@ -80,13 +82,13 @@ class Inpainter:
             items.append((rgb, hole))
         todo = [piece for i, (rgb, hole) in enumerate(items) if hole.any()
                 for piece in pieces(i, rgb, hole, self._strategy_for(rgb), self.multiple)]
-        todo.sort(key=lambda p: self._padded(p.rgb))   # same padded size next to each other: one batch
+        todo.sort(key=lambda p: self._batch_key(p.rgb))   # same padded size next to each other: one batch
         results = [rgb.copy() for rgb, _ in items]
         start = 0
         while start < len(todo):
-            size = self._padded(todo[start].rgb)
+            size = self._batch_key(todo[start].rgb)
             stop = start + 1
-            while stop < len(todo) and stop - start < self.batch_size and self._padded(todo[stop].rgb) == size:
+            while stop < len(todo) and stop - start < self.batch_size and self._batch_key(todo[stop].rgb) == size:
                 stop += 1
             for piece, filled in zip(todo[start:stop], self._run(todo[start:stop])):
                 paste(results[piece.image], piece, filled, items[piece.image][1])
@@ -103,7 +105,18 @@ class Inpainter:
     def _padded(self, rgb: np.ndarray) -> Tuple[int, int]:
         return imaging.padded_size(rgb.shape[0], rgb.shape[1], self.multiple)
 
+    def _batch_key(self, rgb: np.ndarray) -> Tuple[int, int]:
+        """Pieces that can share a call: one padded size (float files), one size (uint8 files pad in the graph)."""
+        return tuple(rgb.shape[:2]) if self._uint8 else self._padded(rgb)
+
+    @property
+    def _uint8(self) -> bool:
+        return getattr(self.backend, "io", "float") == "uint8"
+
     def _run(self, batch) -> List[np.ndarray]:
+        if self._uint8:
+            out = self.backend.run_uint8(np.stack([p.rgb for p in batch]), np.stack([p.hole for p in batch]))
+            return list(out)
         image_t, mask_t = imaging.to_contract([p.rgb for p in batch], [p.hole for p in batch], self.multiple)
         out = np.asarray(self.backend(image_t, mask_t))
         check_finite({"output": out}, f"{self.backend.describe()}", ModelError,

@@ -16,6 +16,7 @@ import numpy as np
 
 from madf.common.errors import DeviceError, InputError, ModelError
 from madf.export.onnx_file import check_file_kind
+from madf.runtime import uint8
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -66,9 +67,12 @@ class OnnxRuntimeBackend:
         if names != ["image", "mask"] or [o.name for o in self.session.get_outputs()] != ["inpainted"]:
             raise ModelError(f"{path}: inputs {names} are not the madf contract (image, mask -> inpainted)")
         self.multiple = int(self.metadata["madf.multiple"])
+        self.io = uint8.io_kind(self.metadata)   # "uint8": raw photos in, the composite out (run_uint8)
+        self.inverted_mask = self.metadata.get("madf.mask") == "inverted"
         shape = self.session.get_inputs()[0].shape
+        spatial = shape[1:3] if self.io == "uint8" else shape[2:]
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
-        self.fixed_size = tuple(shape[2:]) if all(isinstance(d, int) for d in shape[2:]) else None
+        self.fixed_size = tuple(spatial) if all(isinstance(d, int) for d in spatial) else None
 
     @property
     def config(self):
@@ -76,13 +80,29 @@ class OnnxRuntimeBackend:
 
     def describe(self) -> str:
         return (f"onnxruntime {self.session.get_providers()[0]}, {self.path.name} "
-                f"({self.metadata.get('madf.precision')}, {self.metadata.get('madf.lowering')} lowering)")
+                f"({self.metadata.get('madf.precision')}, {self.metadata.get('madf.lowering')} lowering, "
+                f"{self.io} I/O)")
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        if self.fixed_size and tuple(image.shape[2:]) != self.fixed_size:
+        """The float contract (a uint8 file converts it exactly)."""
+        if self.io == "uint8":
+            return uint8.run_contract(self, image, mask)
+        self._check_size(image.shape[2], image.shape[3], "pads to ")
+        return self._run(image, mask)
+
+    def run_uint8(self, images: np.ndarray, holes: np.ndarray) -> np.ndarray:
+        """uint8 files: (N,H,W,3) uint8 photos of any size and bool (N,H,W) holes -> the (N,H,W,3) composites."""
+        if self.io != "uint8":
+            raise ModelError(f"{self.path.name} takes the float contract; export it with --io uint8 for raw photos")
+        self._check_size(images.shape[1], images.shape[2], "is ")
+        return self._run(np.ascontiguousarray(images, np.uint8), uint8.encode_masks(holes, self.inverted_mask))
+
+    def _check_size(self, h: int, w: int, verb: str) -> None:
+        if self.fixed_size and (h, w) != self.fixed_size:
             raise InputError(f"{self.path.name} was exported for {self.fixed_size[1]}x{self.fixed_size[0]} (WxH) "
-                             f"but this image pads to {image.shape[3]}x{image.shape[2]}; export without "
-                             f"--height/--width for any size")
+                             f"but this image {verb}{w}x{h}; export without --height/--width for any size")
+
+    def _run(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if not self.fixed_batch:
             return self.session.run(["inpainted"], {"image": image, "mask": mask})[0]
         # A fixed batch: run full chunks, padding the last one with copies of its first item.

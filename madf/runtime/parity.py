@@ -19,6 +19,7 @@ from madf.inpaint import imaging
 # Max abs error on [0, 1] per precision of the least precise model compared (measured on an H200 against pure FP32 at
 # 256x256: TF32 79 dB / FP16 75 dB PSNR, FP16 max abs 0.005, BF16 57 dB and 0.024).
 TOLERANCE = {"fp32": 1e-4, "tf32": 5e-3, "fp16": 5e-2, "bf16": 5e-2}
+UINT8_STEP = 1.0 / 255.0   # one 8-bit level on [0, 1]: what a uint8 file's output is quantized to
 
 
 def _runner_class():

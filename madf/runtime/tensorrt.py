@@ -23,7 +23,7 @@ import numpy as np
 
 from madf.common.errors import DeviceError, InputError, ModelError
 from madf.export.onnx_file import check_file_kind
-from madf.runtime import cuda
+from madf.runtime import cuda, uint8
 
 log = logging.getLogger("madf")
 
@@ -105,16 +105,19 @@ def check_gpu(path: Path, sidecar: Dict, gpu: Dict[str, str]) -> None:
                          f"({gpu['name']}): rebuild the engine for this GPU with madf-build")
 
 
-def profile_range(profile: Dict[str, List[List[int]]]) -> Tuple[Tuple[int, int, int], Tuple[int, int, int]]:
-    """((N, H, W) min, (N, H, W) max) of the image input."""
+def profile_range(profile: Dict[str, List[List[int]]], io: str = "float"
+                  ) -> Tuple[Tuple[int, int, int], Tuple[int, int, int]]:
+    """((N, H, W) min, (N, H, W) max) of the image input: NCHW for float files, NHWC for uint8 ones."""
     lo, hi = profile["image"]["min"], profile["image"]["max"]
-    return (lo[0], lo[2], lo[3]), (hi[0], hi[2], hi[3])
+    axes = (0, 1, 2) if io == "uint8" else (0, 2, 3)
+    return tuple(lo[a] for a in axes), tuple(hi[a] for a in axes)
 
 
-def check_size(path: Path, profile: Dict, height: int, width: int) -> None:
-    (_, h0, w0), (n1, h1, w1) = profile_range(profile)
+def check_size(path: Path, profile: Dict, height: int, width: int, io: str = "float") -> None:
+    (_, h0, w0), (n1, h1, w1) = profile_range(profile, io)
     if not (h0 <= height <= h1 and w0 <= width <= w1):
-        raise InputError(f"{height}x{width} (HxW, padded) is outside {path.name}'s profile {h0}x{w0}..{h1}x{w1}; "
+        padded = ", padded" if io == "float" else ""
+        raise InputError(f"{height}x{width} (HxW{padded}) is outside {path.name}'s profile {h0}x{w0}..{h1}x{w1}; "
                          f"rebuild it with madf-build --max {n1}x{max(height, h1)}x{max(width, w1)}")
 
 
@@ -139,9 +142,14 @@ class TensorRTBackend:
     """The contract (image, mask 1 = hole -> inpainted) on a TensorRT engine."""
 
     def __init__(self, engine, plugin_libs: Sequence = (), device: int = 0, cuda_graph: bool = False,
-                 runtime: str = "auto"):
+                 runtime: str = "auto", cache=None, build_options=None):
+        """``engine``: a plan from madf-build, or an ONNX file together with ``cache`` (a folder): the plan for
+        this GPU and TensorRT is looked up there and built once on a miss (madf.engines.cache; ``build_options``:
+        madf.engines.build.BuildOptions for the profile)."""
         from madf.engines.sidecar import read_sidecar
         path = Path(engine)
+        if path.suffix.lower() == ".onnx":
+            path = self._cached_plan(path, cache, build_options, plugin_libs, device)
         check_file_kind(path, "a TensorRT engine", "--engine")
         self.path, self.cuda_graph = path, cuda_graph
         self.sidecar = read_sidecar(path)
@@ -175,9 +183,11 @@ class TensorRTBackend:
         if self.context is None:
             raise DeviceError(f"{path}: TensorRT could not create an execution context ({self._last_error()})")
         self.multiple = int(self.sidecar["multiple"])
+        self.io = self.sidecar.get("io", "float")   # "uint8": raw photos in, the composite out (run_uint8)
+        self.inverted_mask = self.sidecar.get("mask") == "inverted"
         self.metadata = {"madf.precision": self.sidecar.get("precision", "fp32"),
-                         "madf.lowering": self.sidecar.get("lowering", "native")}
-        (self.min_batch, *_), (self.max_batch, h1, w1) = profile_range(self.sidecar["profile"])
+                         "madf.lowering": self.sidecar.get("lowering", "native"), "madf.io": self.io}
+        (self.min_batch, *_), (self.max_batch, h1, w1) = profile_range(self.sidecar["profile"], self.io)
         self.max_side = min(h1, w1)   # the Inpainter crops larger photos to fit the profile
         self.stream = cuda.Stream()
         self.buffers = {name: cuda.DeviceBuffer() for name in names}
@@ -187,6 +197,24 @@ class TensorRTBackend:
         self.start, self.end = cuda.Event(), cuda.Event()
         self.last_gpu_ms: Optional[float] = None
         self.peak_memory_mb = 0.0
+
+    @staticmethod
+    def _cached_plan(onnx_path: Path, cache, build_options, plugin_libs, device: int) -> Path:
+        if cache is None:
+            raise ModelError(f"{onnx_path} is an ONNX file: build an engine with madf-build, or pass an engine "
+                             f"cache folder (cache=..., madf-build --cache) to build and reuse one here")
+        import dataclasses
+
+        from madf.engines.build import BuildOptions
+        from madf.engines.cache import EngineCache
+        cuda.require_gpu(device)
+        options = build_options or BuildOptions()
+        # TensorRT-RTX builds for the GPU it is told: this one
+        options = dataclasses.replace(options, compute_capability=cuda.device_info(device)["compute_capability"],
+                                      plugin_libs=tuple(options.plugin_libs or plugin_libs))
+        result = EngineCache(cache).get_or_build(onnx_path, options)
+        log.info("engine cache %s: %s in %.2f s", "hit" if result.hit else "miss, built", result.plan, result.seconds)
+        return result.plan
 
     @property
     def config(self):
@@ -205,7 +233,21 @@ class TensorRTBackend:
         return self.peak_memory_mb
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The float contract (a uint8 engine converts it exactly)."""
+        if self.io == "uint8":
+            return uint8.run_contract(self, image, mask)
         check_size(self.path, self.sidecar["profile"], image.shape[2], image.shape[3])
+        return self._batched(image, mask)
+
+    def run_uint8(self, images: np.ndarray, holes: np.ndarray) -> np.ndarray:
+        """uint8 engines: (N,H,W,3) uint8 photos of any size in the profile and bool (N,H,W) holes -> composites."""
+        if self.io != "uint8":
+            raise ModelError(f"{self.path.name} takes the float contract; build it from an --io uint8 export")
+        check_size(self.path, self.sidecar["profile"], images.shape[1], images.shape[2], self.io)
+        return self._batched(np.ascontiguousarray(images, np.uint8), uint8.encode_masks(holes, self.inverted_mask))
+
+    def _batched(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Batches of the profile's sizes: larger ones split, smaller ones padded with copies."""
         out, gpu_ms = [], 0.0
         for start in range(0, image.shape[0], self.max_batch):
             img, msk = image[start:start + self.max_batch], mask[start:start + self.max_batch]
@@ -247,7 +289,7 @@ class TensorRTBackend:
         self.stream.synchronize()
         self.last_gpu_ms = self.end.elapsed_ms(self.start)
         self.peak_memory_mb = max(self.peak_memory_mb, cuda.memory_used_mb() - self._memory_baseline)
-        return result.astype(np.float32, copy=True)
+        return result.copy() if self.io == "uint8" else result.astype(np.float32, copy=True)
 
     def _enqueue(self, stream) -> None:
         if not self.context.execute_async_v3(stream.ptr):
