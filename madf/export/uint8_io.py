@@ -134,7 +134,12 @@ def convert_file(src, dst, invert_mask: bool = False) -> onnx.ModelProto:
     from madf.common.atomic import atomic_path
     from madf.common.digest import KEY
     from madf.common.errors import ModelError
-    from madf.export.onnx_file import check_weights, initializers_sha256, load_model, validate_metadata
+    from madf.export.onnx_file import (
+        check_weights,
+        initializers_sha256,
+        load_model,
+        validate_metadata,
+    )
     model = load_model(src)
     meta = validate_metadata({p.key: p.value for p in model.metadata_props}, src)
     if meta.get("madf.io", "float") != "float" or meta.get("madf.raw_outputs") == "1":
