@@ -49,14 +49,15 @@ std::string readFile(std::string const& path, char const* what)
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-// The sidecar is madf-build's own JSON; the runtime needs three scalar fields from it, read by pattern.
+// The sidecar is madf-build's own JSON; the runtime needs a few scalar fields from it, read by pattern (a key whose
+// value is an object, as the profile's "mask", does not match).
 bool sidecarField(std::string const& sidecar, std::string const& key, std::string& value)
 {
     std::smatch match;
-    std::regex const pattern("\"" + key + "\"\\s*:\\s*(true|false|-?[0-9]+)");
+    std::regex const pattern("\"" + key + "\"\\s*:\\s*(true|false|-?[0-9]+|\"([^\"]*)\")");
     if (!std::regex_search(sidecar, match, pattern))
         return false;
-    value = match[1];
+    value = match[2].matched ? match[2].str() : match[1].str();
     return true;
 }
 
@@ -81,7 +82,6 @@ struct DeviceBuffer
     }
 };
 
-nvinfer1::Dims4 dims(int32_t n, int32_t c, int32_t h, int32_t w) { return nvinfer1::Dims4(n, c, h, w); }
 
 } // namespace
 
@@ -95,6 +95,8 @@ struct Engine::Impl
     cudaStream_t stream{nullptr};
     DeviceBuffer image, mask, output;
     int32_t multiple{0};
+    bool uint8Io{false};        // NHWC uint8 tensors (madf-export --io uint8), else the NCHW float contract
+    bool maskInverted{false};   // a uint8 file's masks: 255 = keep
     Profile profile;
     CropOptions crop;
 
@@ -110,27 +112,74 @@ struct Engine::Impl
             cudaStreamDestroy(stream);
     }
 
-    void run(float const* img, float const* msk, float* out, int32_t n, int32_t h, int32_t w)
+    size_t element() const { return uint8Io ? 1 : sizeof(float); }
+    nvinfer1::Dims4 dims(int32_t n, int32_t c, int32_t h, int32_t w) const
     {
-        size_t const plane = static_cast<size_t>(h) * w;
+        return uint8Io ? nvinfer1::Dims4(n, h, w, c) : nvinfer1::Dims4(n, c, h, w);
+    }
+
+    void checkProfile(int32_t h, int32_t w) const
+    {
+        Profile const& p = profile;
+        if (h < p.minHeight || h > p.maxHeight || w < p.minWidth || w > p.maxWidth)
+            throw Error(ErrorCode::kPROFILE, std::to_string(h) + "x" + std::to_string(w) + " (HxW) is outside "
+                    + path + "'s profile " + std::to_string(p.minHeight) + "x" + std::to_string(p.minWidth) + ".."
+                    + std::to_string(p.maxHeight) + "x" + std::to_string(p.maxWidth) + "; rebuild it with madf-build "
+                    + "--max " + std::to_string(p.maxBatch) + "x" + std::to_string(std::max(h, p.maxHeight)) + "x"
+                    + std::to_string(std::max(w, p.maxWidth)));
+    }
+
+    void run(void const* img, void const* msk, void* out, int32_t n, int32_t h, int32_t w)
+    {
+        size_t const plane = static_cast<size_t>(h) * w * element();
         if (!context->setInputShape("image", dims(n, 3, h, w)) || !context->setInputShape("mask", dims(n, 1, h, w)))
             throw Error(ErrorCode::kPROFILE, path + ": TensorRT refused shape " + std::to_string(n) + "x"
                     + std::to_string(h) + "x" + std::to_string(w) + " (" + logger.lastError() + ")");
-        image.ensure(n * 3 * plane * sizeof(float));
-        mask.ensure(n * plane * sizeof(float));
-        output.ensure(n * 3 * plane * sizeof(float));
+        image.ensure(n * 3 * plane);
+        mask.ensure(n * plane);
+        output.ensure(n * 3 * plane);
         context->setTensorAddress("image", image.ptr);
         context->setTensorAddress("mask", mask.ptr);
         context->setTensorAddress("inpainted", output.ptr);
-        cudaCheck(cudaMemcpyAsync(image.ptr, img, n * 3 * plane * sizeof(float), cudaMemcpyHostToDevice, stream),
+        cudaCheck(cudaMemcpyAsync(image.ptr, img, n * 3 * plane, cudaMemcpyHostToDevice, stream),
             "cudaMemcpyAsync (image)");
-        cudaCheck(cudaMemcpyAsync(mask.ptr, msk, n * plane * sizeof(float), cudaMemcpyHostToDevice, stream),
-            "cudaMemcpyAsync (mask)");
+        cudaCheck(cudaMemcpyAsync(mask.ptr, msk, n * plane, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync (mask)");
         if (!context->enqueueV3(stream))
             throw Error(ErrorCode::kCUDA, path + ": TensorRT execution failed (" + logger.lastError() + ")");
-        cudaCheck(cudaMemcpyAsync(out, output.ptr, n * 3 * plane * sizeof(float), cudaMemcpyDeviceToHost, stream),
+        cudaCheck(cudaMemcpyAsync(out, output.ptr, n * 3 * plane, cudaMemcpyDeviceToHost, stream),
             "cudaMemcpyAsync (output)");
         cudaCheck(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+    }
+
+    // Profile-sized batches: larger n split, a batch below the profile's min padded with copies of its first item.
+    void batched(uint8_t const* img, uint8_t const* msk, uint8_t* out, int32_t n, int32_t h, int32_t w)
+    {
+        size_t const plane = static_cast<size_t>(h) * w * element();
+        std::vector<uint8_t> padImage, padMask, padOut;
+        for (int32_t start = 0; start < n; start += profile.maxBatch)
+        {
+            int32_t const count = std::min(profile.maxBatch, n - start);
+            uint8_t const* i0 = img + start * 3 * plane;
+            uint8_t const* m0 = msk + start * plane;
+            uint8_t* o0 = out + start * 3 * plane;
+            if (count >= profile.minBatch)
+            {
+                run(i0, m0, o0, count, h, w);
+                continue;
+            }
+            int32_t const padded = profile.minBatch;
+            padImage.resize(padded * 3 * plane);
+            padMask.resize(padded * plane);
+            padOut.resize(padded * 3 * plane);
+            for (int32_t i = 0; i < padded; ++i)
+            {
+                int32_t const src = i < count ? i : 0;
+                std::memcpy(&padImage[i * 3 * plane], i0 + src * 3 * plane, 3 * plane);
+                std::memcpy(&padMask[i * plane], m0 + src * plane, plane);
+            }
+            run(padImage.data(), padMask.data(), padOut.data(), padded, h, w);
+            std::memcpy(o0, padOut.data(), count * 3 * plane);
+        }
     }
 };
 
@@ -201,15 +250,22 @@ Engine::Engine(std::string const& planPath, EngineOptions const& options)
     if (io.size() != 3 || io.count("image") == 0 || io.count("mask") == 0 || io.count("inpainted") == 0
         || io["inpainted"] != nvinfer1::TensorIOMode::kOUTPUT)
         throw Error(ErrorCode::kENGINE, planPath + " is not a madf engine (image, mask -> inpainted)");
+    // The float contract, or the uint8 shell: all three tensors of one kind.
+    m.uint8Io = m.engine->getTensorDataType("image") == nvinfer1::DataType::kUINT8;
+    nvinfer1::DataType const wanted = m.uint8Io ? nvinfer1::DataType::kUINT8 : nvinfer1::DataType::kFLOAT;
     for (char const* name : {"image", "mask", "inpainted"})
     {
-        if (m.engine->getTensorDataType(name) != nvinfer1::DataType::kFLOAT)
-            throw Error(ErrorCode::kENGINE, planPath + ": tensor " + name + " is not float32 (the madf contract)");
+        if (m.engine->getTensorDataType(name) != wanted)
+            throw Error(ErrorCode::kENGINE, planPath + ": tensor " + name + " is not "
+                    + (m.uint8Io ? "uint8 like the image" : "float32") + " (the madf contract)");
     }
+    m.maskInverted = m.uint8Io && sidecarField(sidecar, "mask", field) && field == "inverted";
     nvinfer1::Dims const lo = m.engine->getProfileShape("image", 0, nvinfer1::OptProfileSelector::kMIN);
     nvinfer1::Dims const hi = m.engine->getProfileShape("image", 0, nvinfer1::OptProfileSelector::kMAX);
-    m.profile = Profile{static_cast<int32_t>(lo.d[0]), static_cast<int32_t>(hi.d[0]), static_cast<int32_t>(lo.d[2]),
-        static_cast<int32_t>(hi.d[2]), static_cast<int32_t>(lo.d[3]), static_cast<int32_t>(hi.d[3])};
+    int32_t const hAxis = m.uint8Io ? 1 : 2;   // NHWC or NCHW
+    m.profile = Profile{static_cast<int32_t>(lo.d[0]), static_cast<int32_t>(hi.d[0]),
+        static_cast<int32_t>(lo.d[hAxis]), static_cast<int32_t>(hi.d[hAxis]), static_cast<int32_t>(lo.d[hAxis + 1]),
+        static_cast<int32_t>(hi.d[hAxis + 1])};
     m.context.reset(m.engine->createExecutionContext());
     if (!m.context)
         throw Error(ErrorCode::kCUDA, planPath + ": could not create an execution context (" + m.logger.lastError()
@@ -225,46 +281,34 @@ int32_t Engine::multiple() const noexcept { return mImpl->multiple; }
 Profile Engine::profile() const noexcept { return mImpl->profile; }
 CUstream_st* Engine::stream() const noexcept { return mImpl->stream; }
 
+bool Engine::uint8Io() const noexcept { return mImpl->uint8Io; }
+bool Engine::maskInverted() const noexcept { return mImpl->maskInverted; }
+
 void Engine::infer(float const* image, float const* mask, float* output, int32_t n, int32_t h, int32_t w)
 {
     Impl& m = *mImpl;
-    Profile const& p = m.profile;
+    if (m.uint8Io)
+        throw Error(ErrorCode::kINVALID_INPUT, m.path + " is a uint8 engine (madf-export --io uint8): call inferU8 "
+                                                        "or inpaint");
     if (n <= 0 || h % m.multiple || w % m.multiple)
         throw Error(ErrorCode::kINVALID_INPUT, "infer wants n > 0 and h, w multiples of " + std::to_string(m.multiple)
                 + "; got " + std::to_string(n) + "x" + std::to_string(h) + "x" + std::to_string(w));
-    if (h < p.minHeight || h > p.maxHeight || w < p.minWidth || w > p.maxWidth)
-        throw Error(ErrorCode::kPROFILE, std::to_string(h) + "x" + std::to_string(w) + " (HxW) is outside "
-                + m.path + "'s profile " + std::to_string(p.minHeight) + "x" + std::to_string(p.minWidth) + ".."
-                + std::to_string(p.maxHeight) + "x" + std::to_string(p.maxWidth) + "; rebuild it with madf-build --max "
-                + std::to_string(p.maxBatch) + "x" + std::to_string(std::max(h, p.maxHeight)) + "x"
-                + std::to_string(std::max(w, p.maxWidth)));
-    size_t const plane = static_cast<size_t>(h) * w;
-    std::vector<float> padImage, padMask, padOut;
-    for (int32_t start = 0; start < n; start += p.maxBatch)
-    {
-        int32_t const count = std::min(p.maxBatch, n - start);
-        float const* img = image + start * 3 * plane;
-        float const* msk = mask + start * plane;
-        float* out = output + start * 3 * plane;
-        if (count >= p.minBatch)
-        {
-            m.run(img, msk, out, count, h, w);
-            continue;
-        }
-        // below the profile's min batch: repeat the first item, keep the real results
-        int32_t const padded = p.minBatch;
-        padImage.resize(padded * 3 * plane);
-        padMask.resize(padded * plane);
-        padOut.resize(padded * 3 * plane);
-        for (int32_t i = 0; i < padded; ++i)
-        {
-            int32_t const src = i < count ? i : 0;
-            std::memcpy(&padImage[i * 3 * plane], img + src * 3 * plane, 3 * plane * sizeof(float));
-            std::memcpy(&padMask[i * plane], msk + src * plane, plane * sizeof(float));
-        }
-        m.run(padImage.data(), padMask.data(), padOut.data(), padded, h, w);
-        std::memcpy(out, padOut.data(), count * 3 * plane * sizeof(float));
-    }
+    m.checkProfile(h, w);
+    m.batched(reinterpret_cast<uint8_t const*>(image), reinterpret_cast<uint8_t const*>(mask),
+        reinterpret_cast<uint8_t*>(output), n, h, w);
+}
+
+void Engine::inferU8(uint8_t const* image, uint8_t const* mask, uint8_t* output, int32_t n, int32_t h, int32_t w)
+{
+    Impl& m = *mImpl;
+    if (!m.uint8Io)
+        throw Error(ErrorCode::kINVALID_INPUT, m.path + " takes the float contract: call infer or inpaint (or build "
+                                                        "the engine from madf-export --io uint8)");
+    if (n <= 0 || h <= 0 || w <= 0)
+        throw Error(ErrorCode::kINVALID_INPUT, "inferU8 wants n, h, w > 0; got " + std::to_string(n) + "x"
+                + std::to_string(h) + "x" + std::to_string(w));
+    m.checkProfile(h, w);
+    m.batched(image, mask, output, n, h, w);
 }
 
 std::vector<ImageU8> Engine::inpaint(std::vector<ImageU8> const& images, std::vector<MaskU8> const& masks)
@@ -304,7 +348,10 @@ std::vector<ImageU8> Engine::inpaint(std::vector<ImageU8> const& images, std::ve
         for (imaging::Box const& box : imaging::cropBoxes(masks[i], multiple(), crop.margin, std::min(crop.maxSide, limit)))
             pieces.push_back({i, box, imaging::crop(img, box), imaging::crop(masks[i], box)});
     }
+    bool const u8 = uint8Io();   // a uint8 engine pads in its graph: pieces of one exact size run together
     auto padded = [&](Piece const& piece) {
+        if (u8)
+            return std::make_pair(piece.rgb.height, piece.rgb.width);
         return std::make_pair(imaging::paddedSize(piece.rgb.height, multiple()),
             imaging::paddedSize(piece.rgb.width, multiple()));
     };
@@ -312,6 +359,7 @@ std::vector<ImageU8> Engine::inpaint(std::vector<ImageU8> const& images, std::ve
     std::vector<ImageU8> rgbs;
     std::vector<MaskU8> holes;
     std::vector<float> image, mask, output;
+    std::vector<uint8_t> imageU8, maskU8, outputU8;
     size_t start = 0;
     while (start < pieces.size())
     {
@@ -323,6 +371,20 @@ std::vector<ImageU8> Engine::inpaint(std::vector<ImageU8> const& images, std::ve
             rgbs.push_back(pieces[k].rgb), holes.push_back(pieces[k].hole);
         int32_t h = 0, w = 0;
         int32_t const count = static_cast<int32_t>(end - start);
+        if (u8)
+        {
+            imaging::toUint8Batch(rgbs.data(), holes.data(), count, maskInverted(), imageU8, maskU8);
+            outputU8.resize(imageU8.size());
+            inferU8(imageU8.data(), maskU8.data(), outputU8.data(), count, rgbs[0].height, rgbs[0].width);
+            for (int32_t k = 0; k < count; ++k)
+            {
+                Piece const& piece = pieces[start + k];
+                ImageU8 const filled = imaging::fromUint8Batch(outputU8.data(), k, piece.rgb, piece.hole);
+                imaging::pasteHoles(results[piece.image], filled, masks[piece.image], piece.box);
+            }
+            start = end;
+            continue;
+        }
         imaging::toContract(rgbs.data(), holes.data(), count, multiple(), image, mask, h, w);
         output.resize(image.size());
         infer(image.data(), mask.data(), output.data(), count, h, w);

@@ -107,6 +107,40 @@ ImageU8 fromContract(float const* output, int32_t index, int32_t paddedHeight, i
     return result;
 }
 
+void toUint8Batch(ImageU8 const* images, MaskU8 const* masks, int32_t count, bool invertedMask,
+    std::vector<uint8_t>& image, std::vector<uint8_t>& mask)
+{
+    if (count <= 0)
+        throw Error(ErrorCode::kINVALID_INPUT, "no images");
+    size_t const pixels = static_cast<size_t>(images[0].height) * images[0].width;
+    image.resize(static_cast<size_t>(count) * pixels * 3);
+    mask.resize(static_cast<size_t>(count) * pixels);
+    for (int32_t n = 0; n < count; ++n)
+    {
+        checkPair(images[n], masks[n]);
+        if (images[n].height != images[0].height || images[n].width != images[0].width)
+            throw Error(ErrorCode::kINVALID_INPUT, "images in one uint8 batch must have the same size");
+        std::copy(images[n].pixels.begin(), images[n].pixels.end(), image.begin() + n * pixels * 3);
+        uint8_t const hole = invertedMask ? 0 : 255;
+        std::transform(masks[n].values.begin(), masks[n].values.end(), mask.begin() + n * pixels,
+            [hole](uint8_t v) { return v ? hole : static_cast<uint8_t>(255 - hole); });
+    }
+}
+
+ImageU8 fromUint8Batch(uint8_t const* output, int32_t index, ImageU8 const& original, MaskU8 const& mask)
+{
+    checkPair(original, mask);
+    ImageU8 result = original;
+    size_t const pixels = static_cast<size_t>(original.height) * original.width;
+    uint8_t const* item = output + static_cast<size_t>(index) * pixels * 3;
+    for (size_t p = 0; p < pixels; ++p)
+    {
+        if (mask.values[p])   // known pixels stay the original bytes, whatever the engine returned
+            std::copy(item + p * 3, item + p * 3 + 3, result.pixels.begin() + p * 3);
+    }
+    return result;
+}
+
 namespace
 {
 constexpr int32_t kCell = 8;   // hole regions are found on a grid of 8x8 blocks, as in madf/inpaint/strategy.py

@@ -79,6 +79,33 @@ int main(int argc, char** argv)
     imaging::toContract(&line, &lineMask, 1, 4, image, hole, h, w);
     expect(w == 4 && std::fabs(image[3] * 255.0F - line.pixels[0]) < 1e-3F, "1-pixel side pads by edge");
 
+    // uint8 engines: NHWC bytes as they are, masks in the file's polarity, known pixels kept from the original
+    ImageU8 pair[2] = {ramp(5, 3), ramp(5, 3)};
+    pair[1].pixels[0] = 77;
+    MaskU8 pairMasks[2] = {mask, MaskU8{5, 3, std::vector<uint8_t>(15, 1)}};
+    std::vector<uint8_t> bytes, maskBytes;
+    imaging::toUint8Batch(pair, pairMasks, 2, false, bytes, maskBytes);
+    expect(bytes.size() == 2 * 45 && bytes[45] == 77 && bytes[1] == pair[0].pixels[1], "uint8 batch: NHWC bytes");
+    expect(maskBytes.size() == 30 && maskBytes[7] == 255 && maskBytes[0] == 0 && maskBytes[15] == 255,
+        "uint8 batch: 255 = hole");
+    imaging::toUint8Batch(pair, pairMasks, 2, true, bytes, maskBytes);
+    expect(maskBytes[7] == 0 && maskBytes[0] == 255 && maskBytes[15] == 0, "uint8 batch: inverted, 255 = keep");
+    std::vector<uint8_t> engineOut(2 * 45, 9);
+    ImageU8 fromU8 = imaging::fromUint8Batch(engineOut.data(), 0, pair[0], mask);
+    expect(fromU8.pixels[7 * 3] == 9 && fromU8.pixels[0] == pair[0].pixels[0], "uint8 result: holes from the engine, "
+                                                                              "known pixels exact");
+    try
+    {
+        ImageU8 mixed[2] = {ramp(5, 3), ramp(6, 3)};
+        MaskU8 mixedMasks[2] = {mask, MaskU8{6, 3, std::vector<uint8_t>(18, 0)}};
+        imaging::toUint8Batch(mixed, mixedMasks, 2, false, bytes, maskBytes);
+        expect(false, "uint8 batch of two sizes refused");
+    }
+    catch (Error const& e)
+    {
+        expect(std::string(e.what()).find("same size") != std::string::npos, "uint8 batch of two sizes refused");
+    }
+
     // errors name the problem
     MaskU8 wrong{4, 3, std::vector<uint8_t>(12, 0)};
     try

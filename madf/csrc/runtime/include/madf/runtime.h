@@ -5,7 +5,8 @@
  *     std::vector<madf::ImageU8> out = engine.inpaint({image}, {mask});   // any size: padded, batched, cropped back
  *
  * The image-level contract is the Python runtime's: 8-bit RGB in, hole mask (nonzero = hole) in, 8-bit RGB out with
- * known pixels copied through. Errors throw madf::Error (with a code and a one-line message naming the fix); the
+ * known pixels copied through. Engines of both kinds of ONNX file run: float ones (this library pads, crops and
+ * composites) and uint8 ones (madf-export --io uint8: the engine does it all, any size, a quarter of the bytes). Errors throw madf::Error (with a code and a one-line message naming the fix); the
  * *NoThrow functions return a madf::Status instead, for code built without exceptions at its boundary.
  */
 #ifndef MADF_RUNTIME_H
@@ -111,6 +112,12 @@ public:
     // output (n,3,h,w). h, w: multiples of multiple() inside the profile; larger n is split into profile batches.
     void infer(float const* image, float const* mask, float* output, int32_t n, int32_t h, int32_t w);
 
+    // uint8 engines: host NHWC uint8 arrays, image (n,h,w,3), mask (n,h,w,1) in the file's polarity (255 = hole
+    // unless maskInverted()) -> output (n,h,w,3), the composite; any h, w inside the profile.
+    void inferU8(uint8_t const* image, uint8_t const* mask, uint8_t* output, int32_t n, int32_t h, int32_t w);
+    bool uint8Io() const noexcept;        // the engine takes uint8 photos (inferU8), not the float contract (infer)
+    bool maskInverted() const noexcept;   // a uint8 engine's masks are 255 = keep
+
     // Image-level API: pads each image to the multiple (reflect), runs images of one padded size together,
     // crops back and composites (known pixels exact); large photos run in crops around their holes
     // (EngineOptions::crop, capped by the profile), so a photo larger than the profile is still served.
@@ -141,6 +148,11 @@ void toContract(ImageU8 const* images, MaskU8 const* masks, int32_t count, int32
 // Crop item `index` of a contract output back to the original size, round to 8 bits, keep known pixels exact.
 ImageU8 fromContract(float const* output, int32_t index, int32_t paddedHeight, int32_t paddedWidth,
     ImageU8 const& original, MaskU8 const& mask);
+// uint8 engines (madf-export --io uint8): `count` images of one size as the engine's NHWC inputs, the masks as 255 =
+// hole (255 = keep when `invertedMask`, the file's --invert-mask); and item `index` of its output as the result.
+void toUint8Batch(ImageU8 const* images, MaskU8 const* masks, int32_t count, bool invertedMask,
+    std::vector<uint8_t>& image, std::vector<uint8_t>& mask);
+ImageU8 fromUint8Batch(uint8_t const* output, int32_t index, ImageU8 const& original, MaskU8 const& mask);
 
 // The crop strategy of madf/strategy.py, box for box: every hole pixel in exactly one box, boxes disjoint, each
 // rounded up to `multiple` and capped at `maxSide` unless one hole region is larger.
