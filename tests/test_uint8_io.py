@@ -221,3 +221,24 @@ def test_cli_export_and_inpaint(u8, tmp_path):
         assert result.exit_code == 0, result.output
     a, b = (np.asarray(Image.open(tmp_path / n)) for n in ("float.png", "u8.png"))
     assert _levels(a, b) <= 1
+
+
+def test_madf_eval_on_a_uint8_file_scores_like_the_float_file(u8, tmp_path):
+    from PIL import Image
+
+    from madf.cli.eval import main as eval_main
+    floats, files = u8
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    scores = {}
+    for name, model in (("float", floats["native"]), ("uint8", files["native"])):
+        result = CliRunner().invoke(eval_main, ["--model", str(model), "--images", str(photos), "--size", "32",
+                                                "--per-bucket", "1", "--output", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        scores[name] = json.loads((tmp_path / name / "eval.json").read_text())["summary"]["ALL"]["madf"]
+    print("madf-eval ALL:", scores)
+    for metric, value in scores["float"].items():
+        assert scores["uint8"][metric] == pytest.approx(value, rel=1e-3, abs=1e-3), metric

@@ -49,12 +49,13 @@ def wrap_uint8(model: onnx.ModelProto, multiple: int, invert_mask: bool = False,
     del graph.output[:]
     p = PREFIX
     consts = {
-        "255": np.array(255.0, np.float32), "threshold": np.array(MASK_THRESHOLD - 0.5, np.float32),
+        "255": np.array(255.0, np.float32), "per_threshold": np.array(1.0 / MASK_THRESHOLD, np.float32),
         "zero_f": np.array(0.0, np.float32), "one_f": np.array(1.0, np.float32), "half": np.array(0.5, np.float32),
         "multiple": np.array(multiple, np.int64), "m_minus_1": np.array(multiple - 1, np.int64),
         "zero": np.array(0, np.int64), "one": np.array(1, np.int64), "two": np.array(2, np.int64),
         "axis_h": np.array(1, np.int64), "axis_w": np.array(2, np.int64),
-        "starts": np.array([0, 0], np.int64), "crop_axes": np.array([1, 2], np.int64),
+        "channel_axis": np.array([3], np.int64), "one_1d": np.array([1], np.int64),
+        "starts": np.array([0, 0], np.int64), "crop_axes": np.array([2, 3], np.int64),
     }
     graph.initializer.extend(numpy_helper.from_array(v, p + k) for k, v in consts.items())
     nodes = []
@@ -75,35 +76,48 @@ def wrap_uint8(model: onnx.ModelProto, multiple: int, invert_mask: bool = False,
         node("Sub", [size, "one"], size + "_minus_1")
         node("Mul", [size + "_minus_1", "two"], size + "_period2")
         node("Max", [size + "_period2", "one"], size + "_period")
-        node("Range", ["zero", size + "_padded", "one"], size + "_range")
+        node("Range", [size, size + "_padded", "one"], size + "_range")   # the padding's indices only
         node("Mod", [size + "_range", size + "_period"], size + "_t")
         node("Less", [size + "_t", size], size + "_inside")
         node("Sub", [size + "_period", size + "_t"], size + "_mirror")
         node("Where", [size + "_inside", size + "_t", size + "_mirror"], size + "_index")
-    # The image in [0, 255] floats (exact), the hole as 0/1, both padded; then the float contract's NCHW [0, 1].
-    node("Cast", ["image"], "image_255", to=TensorProto.FLOAT)
-    node("Cast", ["mask"], "mask_255", to=TensorProto.FLOAT)
-    node("Less" if invert_mask else "Greater", ["mask_255", "threshold"], "hole")
-    node("Cast", ["hole"], "hole_f", to=TensorProto.FLOAT)
-    for src, dst in (("image_255", "image_pad"), ("hole_f", "hole_pad")):
-        node("Gather", [src, "h_index"], dst + "_h", axis=1)
-        node("Gather", [dst + "_h", "w_index"], dst, axis=2)
-    node("Transpose", ["image_pad"], "image_nchw", perm=[0, 3, 1, 2])
+    # The image in [0, 255] floats (exact) and the hole as 0/1, both NCHW, then padded. Layout matters on ONNX
+    # Runtime's CPU: an innermost axis of size 1 (the NHWC mask) makes every elementwise op ~20x slower, so the mask
+    # drops its channel axis first and gets it back in front.
+    node("Cast", ["image"], "image_nhwc", to=TensorProto.FLOAT)
+    node("Transpose", ["image_nhwc"], "image_255", perm=[0, 3, 1, 2])
+    node("Cast", ["mask"], "mask_nhwc", to=TensorProto.FLOAT)   # TensorRT takes uint8 tensors into Cast only
+    node("Squeeze", ["mask_nhwc", "channel_axis"], "mask_255")
+    # hole = mask >= 128 as 0/1: floor(mask / 128), exact (128 is a power of two); 1 - that when inverted.
+    node("Mul", ["mask_255", "per_threshold"], "mask_scaled")
+    node("Floor", ["mask_scaled"], "keep_f" if invert_mask else "hole_nhw")
+    if invert_mask:
+        node("Sub", ["one_f", "keep_f"], "hole_nhw")
+    node("Unsqueeze", ["hole_nhw", "one_1d"], "hole_f")
+    # Padding = the tensor, then its reflected rows (columns) gathered: only the pad is gathered, the rest copied.
+    for src, dst in (("image_255", "image_nchw"), ("hole_f", "mask_f")):
+        node("Gather", [src, "h_index"], dst + "_hpad", axis=2)
+        node("Concat", [src, dst + "_hpad"], dst + "_h", axis=2)
+        node("Gather", [dst + "_h", "w_index"], dst + "_wpad", axis=3)
+        node("Concat", [dst + "_h", dst + "_wpad"], dst, axis=3)
     node("Div", ["image_nchw", "255"], "image_f")   # the host's astype(float32) / 255, to the bit
-    node("Transpose", ["hole_pad"], "mask_f", perm=[0, 3, 1, 2])
     nodes_before = list(nodes)
     nodes.clear()
-    # After the float graph: back to NHWC, crop to H x W, imaging.to_uint8 (clip, * 255, + 0.5, floor), composite.
-    node("Transpose", ["inpainted_f"], "out_nhwc", perm=[0, 2, 3, 1])
-    node("Unsqueeze", ["h", "zero"], "h_1d")
-    node("Unsqueeze", ["w", "zero"], "w_1d")
-    node("Concat", ["h_1d", "w_1d"], "ends", axis=0)
-    node("Slice", ["out_nhwc", "starts", "ends", "crop_axes"], "out_crop")
-    node("Clip", ["out_crop", "zero_f", "one_f"], "out_clip")
+    # After the float graph, in its padded NCHW (ONNX Runtime broadcasts a 1-channel mask over channels fast there):
+    # imaging.to_uint8 (clip, * 255, + 0.5, floor), then image + hole * (filled - image), exactly filled or image as
+    # all values are integers below 256; crop to H x W, back to NHWC.
+    node("Clip", ["inpainted_f", "zero_f", "one_f"], "out_clip")
     node("Mul", ["out_clip", "255"], "out_255")
     node("Add", ["out_255", "half"], "out_half")
     node("Floor", ["out_half"], "filled")
-    node("Where", ["hole", "filled", "image_255"], "composite")
+    node("Sub", ["filled", "image_nchw"], "change")
+    node("Mul", ["change", "mask_f"], "hole_change")
+    node("Add", ["image_nchw", "hole_change"], "composite_nchw")
+    node("Unsqueeze", ["h", "zero"], "h_1d")
+    node("Unsqueeze", ["w", "zero"], "w_1d")
+    node("Concat", ["h_1d", "w_1d"], "ends", axis=0)
+    node("Slice", ["composite_nchw", "starts", "ends", "crop_axes"], "composite_crop")
+    node("Transpose", ["composite_crop"], "composite", perm=[0, 2, 3, 1])
     nodes.append(helper.make_node("Cast", [p + "composite"], ["inpainted"], name=p + "to_uint8", to=TensorProto.UINT8))
     body = list(graph.node)
     del graph.node[:]
