@@ -186,12 +186,12 @@ def test_madf_build_cache_cli(exported, rtx, tmp_path):
     assert bad.exit_code != 0 and "is a file" in bad.output
 
 
-def test_backend_given_an_onnx_file_needs_a_cache(exported):
+def test_backend_given_an_onnx_file_without_a_cache(exported):
     from madf.common.errors import ModelError
     from madf.runtime.tensorrt import TensorRTBackend
     _, files = exported
-    with pytest.raises(ModelError, match="pass an engine cache folder"):
-        TensorRTBackend(files["native"])
+    with pytest.raises(ModelError, match="is an ONNX file, not a TensorRT engine"):
+        TensorRTBackend(files["native"])   # without a cache: the file-kind message, as for --engine x.onnx
 
 
 def test_timing_cache_is_kept_in_the_folder_for_tensorrt(tmp_path):

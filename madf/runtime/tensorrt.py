@@ -148,7 +148,7 @@ class TensorRTBackend:
         madf.engines.build.BuildOptions for the profile)."""
         from madf.engines.sidecar import read_sidecar
         path = Path(engine)
-        if path.suffix.lower() == ".onnx":
+        if path.suffix.lower() == ".onnx" and cache is not None:
             path = self._cached_plan(path, cache, build_options, plugin_libs, device)
         check_file_kind(path, "a TensorRT engine", "--engine")
         self.path, self.cuda_graph = path, cuda_graph
@@ -200,9 +200,6 @@ class TensorRTBackend:
 
     @staticmethod
     def _cached_plan(onnx_path: Path, cache, build_options, plugin_libs, device: int) -> Path:
-        if cache is None:
-            raise ModelError(f"{onnx_path} is an ONNX file: build an engine with madf-build, or pass an engine "
-                             f"cache folder (cache=..., madf-build --cache) to build and reuse one here")
         import dataclasses
 
         from madf.engines.build import BuildOptions
