@@ -24,6 +24,8 @@ ALLOWED = {
     "engines": {"common", "export"},
     "runtime": {"common", "inpaint", "data", "export", "engines"},
     "serve": {"common", "inpaint"},
+    # Ray: the actors and replicas get the model as a callable (built where they run), so no backend is imported
+    "scale": {"common", "inpaint", "serve"},
 }
 # Of an earlier stage, the deployment stages read files only: these modules are the file contracts they may use.
 # The runtime may also build through the engine cache (an ONNX file and a cache folder, as ORT's TensorRT provider).

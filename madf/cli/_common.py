@@ -47,6 +47,18 @@ class PathParam(click.Path):
 
 
 PATH = PathParam(path_type=Path)
+
+
+class PathOrURI(PathParam):
+    """A path, or an object-store URI (s3://, gs://, file://) kept as it is (a Path would fold its '//')."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and "://" in value:
+            return value
+        return super().convert(value, param, ctx)
+
+
+PATH_OR_URI = PathOrURI(path_type=Path)
 OVERWRITE = click.option("--overwrite", is_flag=True, help="Replace results that exist already.")
 
 

@@ -99,9 +99,17 @@ def _gpu_index(device: Optional[str]) -> int:
     raise DeviceError(f"device {device!r} for tensorrt: TensorRT runs on a GPU; use cuda or cuda:N")
 
 
+def open_inpainter(backend: str, batch_size: int = 1, strategy=None, **open_kwargs):
+    """An Inpainter on open_backend(backend, **open_kwargs): what each Ray actor or replica builds for itself
+    (pass it as functools.partial(open_inpainter, ...): picklable, evaluated where it runs)."""
+    from madf.inpaint.inpainter import Inpainter
+    return Inpainter(open_backend(backend, **open_kwargs), batch_size=batch_size, strategy=strategy)
+
+
 def open_backend(backend: str, ckpt: Optional[Path] = None, model: Optional[Path] = None,
                  engine: Optional[Path] = None, device: Optional[str] = None,
-                 plugin_libs: Sequence[Path] = (), cuda_graph: bool = False, torch_options: Optional[dict] = None):
+                 plugin_libs: Sequence[Path] = (), cuda_graph: bool = False, torch_options: Optional[dict] = None,
+                 threads: Optional[int] = None):
     if backend == "torch":
         from madf.common.device import torch_device
         from madf.inpaint.inpainter import TorchBackend
@@ -123,7 +131,7 @@ def open_backend(backend: str, ckpt: Optional[Path] = None, model: Optional[Path
                             options=options)
     if backend == "onnxruntime":
         from madf.runtime.onnxruntime import OnnxRuntimeBackend
-        return OnnxRuntimeBackend(model, device=device or "cpu")
+        return OnnxRuntimeBackend(model, device=device or "cpu", threads=threads)
     if backend == "tensorrt":
         from madf.runtime.tensorrt import TensorRTBackend
         return TensorRTBackend(engine, plugin_libs=plugin_libs, device=_gpu_index(device), cuda_graph=cuda_graph)

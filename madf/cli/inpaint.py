@@ -4,6 +4,8 @@
     madf-inpaint --ckpt places2.pth --image photos/ --mask masks/ --output out/      # masks matched by file stem
     madf-inpaint --ckpt places2.pth --image photos/ --mask one.png --output out/     # one mask for every image
     madf-inpaint --model places2.onnx --image photos/ --mask masks/ --output out/    # ONNX Runtime, no torch
+    madf-inpaint --model places2.onnx --image s3://b/photos --mask s3://b/masks --output s3://b/out \
+        --ray auto --actors 8 --resume                                               # a Ray cluster
 
 Masks: white (>= 128) = hole to fill; --invert-mask for the official / NVIDIA masks (white = known).
 """
@@ -11,17 +13,17 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import click
 
 from madf.cli._common import (
     CHUNK,
     OVERWRITE,
-    PATH,
+    PATH_OR_URI,
     cli_errors,
+    format_table,
     progress,
     reason,
     setup_logging,
@@ -35,18 +37,12 @@ from madf.cli.backends import (
     torch_options,
 )
 from madf.common import paths
-from madf.common.errors import InputError, MADFError
+from madf.common.errors import InputError
 from madf.inpaint import imaging
+from madf.inpaint.jobs import Job, pair_by_stem, run_chunk
 from madf.inpaint.strategy import STRATEGIES, Strategy
 
 log = logging.getLogger("madf")
-
-
-@dataclass
-class Job:
-    image: Path
-    mask: Path
-    output: Path
 
 
 def plan_jobs(image: Path, mask: Path, output: Path, overwrite: bool = False, fmt: str = "png") -> List[Job]:
@@ -70,22 +66,11 @@ def plan_jobs(image: Path, mask: Path, output: Path, overwrite: bool = False, fm
     images = imaging.list_images(image)
     if not images:
         raise click.ClickException(f"--image {image}: no images ({', '.join(imaging.IMAGE_EXTENSIONS)}) in it")
-    stems = {}
-    for path in images:
-        if path.stem in stems:
-            raise click.ClickException(f"{stems[path.stem].name} and {path.name} would both write "
-                                       f"{path.stem}.{fmt}; rename one")
-        stems[path.stem] = path
-    if mask.is_file():
-        jobs = [Job(p, mask, output / f"{p.stem}.{fmt}") for p in images]
-    else:
-        masks = {p.stem: p for p in imaging.list_images(mask)}
-        unmatched = [p.name for p in images if p.stem not in masks]
-        if unmatched:
-            shown = ", ".join(unmatched[:5]) + (f", ... {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
-            raise click.ClickException(f"no mask in {mask} with the stem of {len(unmatched)} image(s): {shown}; "
-                                       f"masks are matched by file name without extension")
-        jobs = [Job(p, masks[p.stem], output / f"{p.stem}.{fmt}") for p in images]
+    try:
+        jobs = pair_by_stem(images, mask if mask.is_file() else imaging.list_images(mask),
+                            lambda stem: output / f"{stem}.{fmt}", lambda p: Path(p).name, str(mask), fmt)
+    except InputError as exc:
+        raise click.ClickException(str(exc)) from None
     paths.check_output_files([j.output for j in jobs], "--output", inputs=[*images, *{j.mask for j in jobs}],
                              overwrite=overwrite)
     return jobs
@@ -98,66 +83,25 @@ def run_jobs(inpainter, jobs: List[Job], invert_mask: bool = False, show_progres
     errors: List[str] = []
     # closed (its line ended) however the run ends, so an error printed after it is never drawn over
     with progress(total=len(jobs), unit="img", disable=not show_progress or len(jobs) == 1) as bar:
-        _run_chunks(inpainter, jobs, bar, errors, invert_mask, resize_mask, quality)
-    return errors
-
-
-def _run_chunks(inpainter, jobs, bar, errors, invert_mask, resize_mask, quality) -> None:
-    mask_cache: dict = {}
-    for start in range(0, len(jobs), CHUNK * inpainter.batch_size):
-        ready: List[Tuple[Job, object, object]] = []
-        alphas = {}   # image path -> its Look (alpha, gray, ICC profile)
-        for job in jobs[start:start + CHUNK * inpainter.batch_size]:
-            try:
-                rgb, alphas[job.image] = imaging.read_photo(job.image)
-                if job.mask not in mask_cache:
-                    mask_cache = {job.mask: imaging.read_mask(job.mask, invert=invert_mask)}
-                hole = mask_cache[job.mask]
-                if resize_mask:
-                    hole = imaging.resize_mask(hole, *rgb.shape[:2])
-                imaging.check_pair(rgb, hole, job.image.name)
-                ready.append((job, rgb, hole))
-            except InputError as exc:
-                errors.append(str(exc))
+        for start in range(0, len(jobs), CHUNK * inpainter.batch_size):
+            for outcome in run_chunk(inpainter, jobs[start:start + CHUNK * inpainter.batch_size],
+                                     invert_mask=invert_mask, resize_mask=resize_mask, quality=quality,
+                                     reason=reason):
+                if outcome.error:
+                    errors.append(outcome.error)
                 bar.update(1)
-        try:
-            results = list(inpainter.inpaint_many([(rgb, hole) for _, rgb, hole in ready],
-                                                  names=[job.image.name for job, _, _ in ready]))
-        except (MADFError, RuntimeError, MemoryError) as exc:   # e.g. out of memory on one large batch
-            if len(ready) > 1:   # retry one by one, so only the image that cannot run fails
-                results = [_one(inpainter, job, rgb, hole, errors) for job, rgb, hole in ready]
-            else:
-                errors.extend(f"{job.image.name}: {reason(exc)}" for job, _, _ in ready)
-                results = [None] * len(ready)
-        for (job, _, _), result in zip(ready, results):
-            if result is not None:
-                look = alphas.get(job.image)
-                if look.alpha is not None and not imaging.keeps_alpha(job.output):
-                    log.warning("%s: %s has no alpha channel; the transparency is dropped", job.image.name,
-                                job.output.suffix)
-                try:
-                    imaging.write_image(job.output, result, quality=quality, look=look)
-                except OSError as exc:
-                    errors.append(str(exc))
-            bar.update(1)
-
-
-def _one(inpainter, job: Job, rgb, hole, errors: List[str]):
-    try:
-        return next(iter(inpainter.inpaint_many([(rgb, hole)], names=[job.image.name])))
-    except (MADFError, RuntimeError, MemoryError) as exc:
-        errors.append(f"{job.image.name}: {reason(exc)}")
-        return None
+    return errors
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @model_options
 @click.option("--backend", type=click.Choice(BACKENDS), default=None,
               help="torch (--ckpt), onnxruntime (--model) or tensorrt (--engine); implied by the file given.")
-@click.option("--image", required=True, type=PATH, help="Image file or folder of images.")
-@click.option("--mask", required=True, type=PATH,
+@click.option("--image", required=True, type=PATH_OR_URI,
+              help="Image file or folder of images (with --ray also a URI: s3://, gs://, file://).")
+@click.option("--mask", required=True, type=PATH_OR_URI,
               help="Mask file (serves every image) or folder (matched by file stem). White = hole.")
-@click.option("--output", required=True, type=PATH, help="Output image (.png/.jpg/.webp/.tif), or folder.")
+@click.option("--output", required=True, type=PATH_OR_URI, help="Output image (.png/.jpg/.webp/.tif), or folder.")
 @click.option("--invert-mask", is_flag=True, help="Masks are white = known (official / NVIDIA irregular masks).")
 @click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1),
               help="Images per forward pass (images of one padded size are batched).")
@@ -177,12 +121,26 @@ def _one(inpainter, job: Job, rgb, hole, errors: List[str]):
 @click.option("--resize-mask", is_flag=True, help="Nearest-resize masks to their image's size (masks drawn on a "
                                                   "preview).")
 @click.option("--quiet", is_flag=True, help="No progress bar or info lines.")
+@click.option("--ray", "ray_address", default=None, metavar="local|auto|ADDRESS",
+              help="Run on Ray Data: a pool of actors, each loading the model once (local: a cluster on this "
+                   "machine; auto: the cluster this machine is in; or its address).")
+@click.option("--actors", default=1, show_default=True, type=click.IntRange(min=1), help="--ray: model copies.")
+@click.option("--gpus-per-actor", default=None, type=click.FloatRange(min=0),
+              help="--ray: GPUs each actor reserves (default 1 with --device cuda, else 0; 0.5 = two per GPU).")
+@click.option("--threads-per-actor", default=1, show_default=True, type=click.IntRange(min=1),
+              help="--ray: CPU threads each actor computes with.")
+@click.option("--resume", is_flag=True, help="Skip images whose result is already there (results are written "
+                                            "atomically: a present file is a complete one); redo nothing else.")
+@click.option("--report", "report_path", type=PATH_OR_URI, default=None,
+              help="--ray: the JSON report of every image (default OUTPUT/madf-report.json for a folder).")
 @OVERWRITE
 @torch_options
 def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path], plugin_libs, device: Optional[str],
-         backend: Optional[str], image: Path, mask: Path, output: Path, invert_mask: bool, batch_size: int,
+         backend: Optional[str], image, mask, output, invert_mask: bool, batch_size: int,
          cuda_graph: bool, strategy: str, crop_trigger: int, margin: int, max_side: int,
-         fmt: str, quality: int, resize_mask: bool, quiet: bool, overwrite: bool, torch_options: dict) -> None:
+         fmt: str, quality: int, resize_mask: bool, quiet: bool, ray_address: Optional[str], actors: int,
+         gpus_per_actor: Optional[float], threads_per_actor: int, resume: bool, report_path, overwrite: bool,
+         torch_options: dict) -> None:
     """Fill the holes of IMAGE (file or folder) using MASK, writing 8-bit images to OUTPUT (PNG, JPEG, WebP or
     TIFF, as the name asks; an alpha channel is kept).
 
@@ -192,9 +150,23 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
     """
     setup_logging(quiet)
     backend = choose_backend(backend, ckpt, model_path, engine)
+    uris = [name for name, ref in (("--image", image), ("--mask", mask), ("--output", output)) if isinstance(ref, str)]
+    if uris and not ray_address:
+        raise click.UsageError(f"{', '.join(uris)}: URIs are read through Ray's workers; add --ray local (or auto)")
     with cli_errors():
         chosen = Strategy(strategy, trigger=crop_trigger, margin=margin, max_side=max_side)
-        jobs = plan_jobs(image, mask, output, overwrite, fmt)
+        if ray_address:
+            _run_on_ray(backend, dict(ckpt=ckpt, model=model_path, engine=engine, device=device,
+                                      plugin_libs=plugin_libs, cuda_graph=cuda_graph, torch_options=torch_options,
+                                      threads=threads_per_actor), image, mask, output, ray_address, actors,
+                        gpus_per_actor, threads_per_actor, batch_size, chosen, invert_mask, resize_mask, quality,
+                        fmt, resume, overwrite, report_path, quiet)
+            return
+        jobs = plan_jobs(image, mask, output, overwrite or resume, fmt)
+        if resume:
+            jobs, done = [j for j in jobs if not j.output.exists()], [j for j in jobs if j.output.exists()]
+            if done:
+                log.info("--resume: %d result(s) already written, skipped", len(done))
         if jobs and imaging.is_lossy(jobs[0].output):
             log.warning("JPEG is lossy: the known pixels of %s will not be the input's bytes; write .png, .webp or "
                         ".tif to keep them exact", "the results" if len(jobs) > 1 else jobs[0].output.name)
@@ -216,6 +188,43 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
         sys.exit(1)
     if len(jobs) == 1 and not quiet:
         click.echo(f"wrote {jobs[0].output}")
+
+
+def _run_on_ray(backend, files: dict, image, mask, output, address, actors, gpus_per_actor, threads, batch_size,
+                strategy, invert_mask, resize_mask, quality, fmt, resume, overwrite, report_path, quiet) -> None:
+    """The folder run on Ray Data: the same pairing, strategies, outputs and file rules; a summary and a report."""
+    import functools
+
+    from madf.cli.backends import open_inpainter
+    from madf.scale.batch import inpaint_collection, plan_collection
+    from madf.scale.storage import child, is_uri
+    local = not any(isinstance(ref, str) for ref in (image, mask, output))
+    if local:   # the plain run's checks: never an input, never an existing result without --overwrite / --resume
+        jobs = plan_jobs(Path(image), Path(mask), Path(output), overwrite or resume, fmt)
+    else:
+        jobs = plan_collection(image, mask, output, fmt)
+    if report_path is None and (is_uri(output) or Path(output).is_dir() or not Path(output).suffix):
+        report_path = child(output, "madf-report.json")
+    if gpus_per_actor is None:
+        gpus_per_actor = 1.0 if (files.get("device") or "").startswith("cuda") or backend == "tensorrt" else 0.0
+    factory = functools.partial(open_inpainter, backend, batch_size=batch_size, strategy=strategy, **files)
+    with progress(total=len(jobs), unit="img", disable=quiet) as bar:
+        report = inpaint_collection(factory, jobs, actors=actors, gpus_per_actor=gpus_per_actor,
+                                    threads_per_actor=threads, invert_mask=invert_mask, resize_mask=resize_mask,
+                                    quality=quality, fmt=fmt, resume=resume, ray_address=address,
+                                    report_path=report_path, on_row=lambda row: bar.update(1))
+    summary = report.summary
+    if not quiet:
+        click.echo(format_table(["written", "skipped", "failed", "seconds", "images/s", "actors", "report"],
+                                [[summary["written"], summary["skipped"], summary["failed"], summary["seconds"],
+                                  summary["images_per_s"] or "-", actors, str(report_path)]]))
+    failed = [row for row in report.rows if row["status"] == "failed"]
+    for row in failed:
+        click.echo(f"Error: {row['error']}", err=True)
+    if failed:
+        click.echo(f"Error: {len(failed)} of {len(jobs)} image(s) failed; the others were written to {output}",
+                   err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

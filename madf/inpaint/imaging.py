@@ -268,17 +268,16 @@ OUTPUT_FORMATS = {".png": ("PNG", True), ".jpg": ("JPEG", False), ".jpeg": ("JPE
                   ".tif": ("TIFF", True), ".tiff": ("TIFF", True)}
 
 
-def write_image(path: PathLike, rgb: np.ndarray, alpha: Optional[np.ndarray] = None, quality: int = 95,
-                look: Optional[Look] = None) -> None:
-    """Write an 8-bit image atomically in the format its name asks for (OUTPUT_FORMATS); ``alpha`` is kept where
-    the format has one (JPEG has none: the caller is told by the return of ``keeps_alpha``). With ``look`` the
-    result is written like its photo: gray when the photo was (a gray photo's known pixels are R = G = B, which
-    Pillow's luminance returns exactly), with its ICC profile. WebP is written lossless (known pixels bit-exact);
-    JPEG cannot be (``is_lossy``)."""
-    path = Path(path)
-    fmt, has_alpha = OUTPUT_FORMATS.get(path.suffix.lower(), (None, False))
+def encode_image(name: PathLike, rgb: np.ndarray, alpha: Optional[np.ndarray] = None, quality: int = 95,
+                 look: Optional[Look] = None) -> bytes:
+    """The bytes of an 8-bit image in the format ``name`` asks for (OUTPUT_FORMATS); ``alpha`` is kept where the
+    format has one (JPEG has none: the caller is told by ``keeps_alpha``). With ``look`` the result is encoded like
+    its photo: gray when the photo was (a gray photo's known pixels are R = G = B, which Pillow's luminance returns
+    exactly), with its ICC profile. WebP is lossless (known pixels bit-exact); JPEG cannot be (``is_lossy``)."""
+    import io
+    fmt, has_alpha = OUTPUT_FORMATS.get(Path(str(name)).suffix.lower(), (None, False))
     if fmt is None:
-        raise InputError(f"{path}: write results as {', '.join(OUTPUT_FORMATS)}")
+        raise InputError(f"{name}: write results as {', '.join(OUTPUT_FORMATS)}")
     look = look or Look()
     if alpha is not None:
         look = dataclasses.replace(look, alpha=alpha)
@@ -288,8 +287,17 @@ def write_image(path: PathLike, rgb: np.ndarray, alpha: Optional[np.ndarray] = N
         options.update(lossless=True, exact=True)   # exact: RGB under transparent pixels kept too
     if fmt == "TIFF":
         options["compression"] = "tiff_deflate"
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def write_image(path: PathLike, rgb: np.ndarray, alpha: Optional[np.ndarray] = None, quality: int = 95,
+                look: Optional[Look] = None) -> None:
+    """encode_image, written atomically (a reader never sees half a file)."""
+    data = encode_image(path, rgb, alpha=alpha, quality=quality, look=look)
     with atomic_path(path) as tmp:
-        img.save(tmp, format=fmt, **options)
+        tmp.write_bytes(data)
 
 
 def _encoded(rgb: np.ndarray, look: Look, has_alpha: bool = True) -> Tuple[Image.Image, dict]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -31,7 +32,7 @@ def _first_line(exc: Exception) -> str:
 
 
 class OnnxRuntimeBackend:
-    def __init__(self, path, device: str = "cpu"):
+    def __init__(self, path, device: str = "cpu", threads: Optional[int] = None):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -48,6 +49,9 @@ class OnnxRuntimeBackend:
                               f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu or use cpu")
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        if threads:   # one Ray actor per core wants one thread each
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types per failure

@@ -1,0 +1,188 @@
+"""Batch inpainting of a collection on Ray Data: a pool of actors, each loading the model once, streaming rows of
+(image, mask, output) through ``map_batches``; every result is written by the actor that made it.
+
+    from madf.scale.batch import inpaint_collection
+    report = inpaint_collection(functools.partial(Inpainter.from_checkpoint, "places2.pth"),
+                                [("photos/a.jpg", "masks/a.png"), ...], output="s3://bucket/out", actors=4)
+
+Faults: an actor that dies is restarted by Ray and its task retried; a result written before the crash is kept,
+not recomputed (the retried task skips outputs written since the run started), and writes are atomic, so a present
+file is a complete one. ``resume=True`` skips outputs already there from an earlier run. One image's failure
+(unreadable, size mismatch, out of memory) is a row of the report, never the end of the run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
+
+import numpy as np
+
+from madf.common.errors import InputError
+from madf.inpaint.jobs import Job, pair_by_stem, run_chunk
+from madf.scale.storage import Files, child, is_uri, name_of
+
+log = logging.getLogger("madf")
+COLUMNS = ("image", "mask", "output")
+TEMP_GLOB = ".madf-*.tmp"   # common.atomic's temp files: what a killed writer can leave in a local folder
+
+
+@dataclasses.dataclass
+class BatchReport:
+    rows: List[Dict]
+    seconds: float
+    actors: int
+
+    def count(self, status: str) -> int:
+        return sum(r["status"] == status for r in self.rows)
+
+    @property
+    def summary(self) -> Dict:
+        done = self.count("written")
+        return {"images": len(self.rows), "written": done, "skipped": self.count("skipped"),
+                "failed": self.count("failed"), "seconds": round(self.seconds, 3), "actors": self.actors,
+                "images_per_s": round(done / self.seconds, 3) if self.seconds > 0 else None}
+
+    def to_json(self) -> str:
+        return json.dumps({"summary": self.summary, "rows": self.rows}, indent=2) + "\n"
+
+
+def plan_collection(image: Union[str, Path], mask: Union[str, Path], output: Union[str, Path], fmt: str = "png",
+                    files: Optional[Files] = None) -> List[Job]:
+    """Folders or URIs of images and masks (matched by stem; or one mask for all) -> jobs writing into ``output``,
+    the plain run's pairing rules."""
+    files = files or Files()
+    if not files.is_folder(image):
+        raise InputError(f"--image {image}: not a folder (or bucket prefix) of images")
+    images = files.list_images(image)
+    if not images:
+        raise InputError(f"--image {image}: no images in it")
+    masks = files.list_images(mask) if files.is_folder(mask) else str(mask)
+    return pair_by_stem(images, masks, lambda stem: child(output, f"{stem}.{fmt}"), name_of, str(mask), fmt)
+
+
+def jobs_from_pairs(pairs: Iterable[Sequence], output: Union[str, Path, None], fmt: str = "png") -> List[Job]:
+    """(image, mask) or (image, mask, output) tuples as jobs; outputs of pairs go into ``output`` by stem."""
+    jobs = []
+    for pair in pairs:
+        if len(pair) == 3:
+            jobs.append(Job(str(pair[0]), str(pair[1]), str(pair[2])))
+        elif output is None:
+            raise InputError("give output= (a folder or URI) or (image, mask, output) triples")
+        else:
+            jobs.append(Job(str(pair[0]), str(pair[1]), child(output, f"{Path(name_of(pair[0])).stem}.{fmt}")))
+    return jobs
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _limit_threads(threads: Optional[int]) -> None:
+    """Each actor computes with ``threads`` threads: the env variables reach it at start, and torch, where the
+    backend loaded it, is told again (never imported for it: that alone takes seconds)."""
+    torch = sys.modules.get("torch")
+    if threads and torch is not None:
+        torch.set_num_threads(threads)
+
+
+class InpaintActor:
+    """One per Ray actor: the model loaded once, then batches of rows inpainted and written."""
+
+    def __init__(self, make_inpainter: Callable, options: Dict):
+        self.inpainter = make_inpainter()
+        _limit_threads(options.get("threads"))
+        self.options = options
+        self.files = Files()
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        opts = self.options
+        jobs = [Job(str(i), str(m), str(o)) for i, m, o in zip(batch["image"], batch["mask"], batch["output"])]
+        rows = {k: [] for k in ("image", "output", "status", "error", "seconds", "worker")}
+        for outcome in run_chunk(self.inpainter, jobs, self.files, invert_mask=opts["invert_mask"],
+                                 resize_mask=opts["resize_mask"], quality=opts["quality"],
+                                 written_since=opts["started"]):
+            for key, value in (("image", outcome.job.image), ("output", outcome.job.output),
+                               ("status", outcome.status), ("error", outcome.error or ""),
+                               ("seconds", outcome.seconds), ("worker", self.worker)):
+                rows[key].append(value)
+        return {k: np.asarray(v, dtype=np.float64 if k == "seconds" else object) for k, v in rows.items()}
+
+
+def _dataset(ray, jobs: Union[List[Job], object], rows_per_task: int):
+    if isinstance(jobs, list):
+        # about one block per task, so the actors share the work from the start
+        return ray.data.from_items([dataclasses.asdict(j) for j in jobs],
+                                   override_num_blocks=max(1, min(len(jobs), -(-len(jobs) // rows_per_task))))
+    return jobs   # a Ray Dataset with the image, mask, output columns
+
+
+def sweep_temp_files(folder: Union[str, Path, None]) -> int:
+    """Remove the temp files of interrupted atomic writes in a local output folder; how many there were."""
+    if folder is None or is_uri(folder) or not Path(folder).is_dir():
+        return 0
+    found = list(Path(folder).glob(TEMP_GLOB))
+    for path in found:
+        path.unlink(missing_ok=True)
+    return len(found)
+
+
+def inpaint_collection(make_inpainter: Callable, pairs, output: Union[str, Path, None] = None, *,
+                       actors: int = 1, gpus_per_actor: float = 0.0, cpus_per_actor: float = 1.0,
+                       threads_per_actor: Optional[int] = 1, rows_per_task: int = 4, invert_mask: bool = False,
+                       resize_mask: bool = False, quality: int = 95, fmt: str = "png", resume: bool = False,
+                       on_row: Optional[Callable[[Dict], None]] = None, ray_address: str = "local",
+                       report_path: Union[str, Path, None] = None) -> BatchReport:
+    """Inpaint ``pairs`` (a list of (image, mask[, output]) refs, a list of Jobs, or a Ray Dataset with columns
+    image, mask, output) with ``actors`` copies of ``make_inpainter()`` (a picklable callable returning an
+    Inpainter); returns the report (also written as JSON to ``report_path``). ``on_row(row)`` sees each row as it
+    arrives (a progress bar, a test that kills an actor)."""
+    from madf.scale.cluster import connect
+    if actors < 1:
+        raise InputError(f"actors must be >= 1, got {actors}")
+    if isinstance(pairs, list) and pairs and not isinstance(pairs[0], Job):
+        pairs = jobs_from_pairs(pairs, output, fmt)
+    rows: List[Dict] = []
+    files = Files()
+    if resume and isinstance(pairs, list):   # results of an earlier run stay; nothing of theirs is redone
+        kept = [j for j in pairs if files.modified(j.output) is not None]
+        rows += [{"image": str(j.image), "output": str(j.output), "status": "skipped", "error": "", "seconds": 0.0,
+                  "worker": ""} for j in kept]
+        pairs = [j for j in pairs if files.modified(j.output) is None]
+        for row in rows:
+            if on_row:
+                on_row(row)
+    started = time.perf_counter()
+    folders = {str(Path(j.output).parent) for j in pairs if not is_uri(j.output)} if isinstance(pairs, list) else set()
+    try:
+        if not isinstance(pairs, list) or pairs:
+            with connect(ray_address) as ray:
+                # a retried task keeps what was written since the run began (1 s early: object stores keep whole
+                # seconds); resuming keeps whatever is there
+                options = {"invert_mask": invert_mask, "resize_mask": resize_mask, "quality": quality,
+                           "threads": threads_per_actor, "started": 0.0 if resume else time.time() - 1.0}
+                threads = {"env_vars": {k: str(threads_per_actor) for k in THREAD_VARIABLES}} if threads_per_actor \
+                    else None
+                # Ray Data's actor pools restart a dead actor and retry its task (the fault tests check it)
+                result = _dataset(ray, pairs, rows_per_task).map_batches(
+                    InpaintActor, fn_constructor_args=(make_inpainter, options), batch_size=rows_per_task,
+                    compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=cpus_per_actor,
+                    num_gpus=gpus_per_actor or None, runtime_env=threads)
+                for row in result.iter_rows():
+                    row = {k: (float(v) if k == "seconds" else str(v)) for k, v in row.items()}
+                    rows.append(row)
+                    if on_row:
+                        on_row(row)
+    finally:
+        for folder in folders:   # an interrupted or killed writer's temp files
+            sweep_temp_files(folder)
+    report = BatchReport(rows, time.perf_counter() - started, actors)
+    if report_path is not None:
+        files.write(str(report_path), report.to_json().encode())
+    return report
