@@ -176,7 +176,8 @@ def test_an_actor_killed_mid_run(cluster, model, tmp_path):
     assert {p.name: p.read_bytes() for p in sorted(out.glob("*.png"))} == expected
 
 
-def test_sigint_leaves_no_temp_files_and_resumes(model, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_leaves_no_temp_files_and_resumes(model, tmp_path, signum):
     """The CLI on its own local cluster: interrupted, then --resume finishes without redoing what was written."""
     photos, masks = _collection(tmp_path, 40, seed=40)
     out = tmp_path / "out"
@@ -188,7 +189,7 @@ def test_sigint_leaves_no_temp_files_and_resumes(model, tmp_path):
     deadline = time.time() + 240
     while time.time() < deadline and len(list(out.glob("p*.png"))) < 3 and proc.poll() is None:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     output = proc.communicate(timeout=120)[0]
     print(output[-2000:])
     done = {p.name: p.stat().st_ino for p in out.glob("p*.png")}

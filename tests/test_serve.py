@@ -64,8 +64,13 @@ def test_multipart_and_json_give_the_inpainted_png(client, inpainter):
 
 
 def test_health_info_page_and_openapi(client):
-    assert client.get("/health").json() == {"status": "ok"}
+    import os
+    import socket
+    health = client.get("/health")
+    me = f"{socket.gethostname()}:{os.getpid()}"   # one process: the replica is this host and process
+    assert health.json() == {"status": "ok", "replica": me} and health.headers["X-Madf-Replica"] == me
     info = client.get("/info").json()
+    assert info["replica"] == me
     assert info["model"]["levels"] == TINY.levels and info["precision"] == "fp32" and "PyTorch" in info["backend"]
     assert info["limits"]["max_upload_mb"] == 1 and info["strategy"]["name"] == "auto"
     page = client.get("/")

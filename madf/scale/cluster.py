@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 from typing import Optional
 
 from madf.common.errors import DeviceError
@@ -50,8 +52,20 @@ def connect(address: str = "local", num_cpus: Optional[int] = None, object_store
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise DeviceError(f"--ray {address}: cannot connect ({str(exc).splitlines()[0] if str(exc) else exc!r}); "
                           f"start a cluster with 'ray start --head', or use --ray local") from None
+    _own_sigterm()
     try:
         _quiet_ray_data()
         yield ray
     finally:
         ray.shutdown()
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _own_sigterm() -> None:
+    """ray.init installs a crash handler on SIGTERM that dumps a stack and aborts the process; a SIGTERM to a
+    madf tool means stop cleanly (shut the cluster down, sweep temp files, exit 143), as without Ray."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)

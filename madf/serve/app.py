@@ -3,8 +3,9 @@ routes, request parsing and an OpenAPI description for free, served by uvicorn).
 
     GET  /            the painting page (static/index.html: no build step, nothing fetched from elsewhere)
     POST /inpaint     multipart (image, mask files; invert_mask) or JSON {"image": b64, "mask": b64} -> image/png
-    GET  /health      {"status": "ok"}
-    GET  /info        model, backend, precision, device, strategy, limits, version
+    GET  /health      {"status": "ok", "replica": which process answered}
+    GET  /info        model, backend, precision, device, strategy, limits, version, replica
+Every answer carries the replica in an X-Madf-Replica header (one process, or one of madf.scale's Ray replicas).
     GET  /docs        the OpenAPI description (and /openapi.json)
 
 Bad images or masks: 400 with the CLI's one-line message; uploads over the limit, and images whose header declares
@@ -18,8 +19,11 @@ import asyncio
 import base64
 import binascii
 import logging
+import os
+import socket
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Optional
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -112,10 +116,11 @@ def _b64(value, field: str) -> bytes:
 
 
 def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40, queue_size: int = 16,
-               max_batch: int = 4, wait_ms: float = 10, device: str = "cpu"):
+               max_batch: int = 4, wait_ms: float = 10, device: str = "cpu", replica: Optional[str] = None):
     """The ASGI app serving ``inpainter`` (a madf.inpaint.Inpainter: any backend, the shared padding, batching and
-    large-photo strategy)."""
+    large-photo strategy). ``replica`` names this copy of the service (default host:pid)."""
     state = {}
+    replica = replica or f"{socket.gethostname()}:{os.getpid()}"
 
     @asynccontextmanager
     async def lifespan(app):
@@ -127,6 +132,12 @@ def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40,
     app = FastAPI(title="madf-serve", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="MADF image inpainting: POST an image and a mask (white = hole), get the filled PNG.")
     _local_docs(app)
+
+    @app.middleware("http")
+    async def which_replica(request: Request, call_next):
+        response = await call_next(request)
+        response.headers["X-Madf-Replica"] = replica
+        return response
 
     @app.exception_handler(ClientDisconnect)
     async def gone(request, exc):   # the client left mid-upload: nothing to answer, nothing to log but a line
@@ -177,13 +188,13 @@ def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40,
 
     @app.get("/health")
     async def health():
-        return {"status": "ok"}
+        return {"status": "ok", "replica": replica}
 
     @app.get("/info")
     async def info():
         backend = inpainter.backend
         config = getattr(backend, "config", None) or getattr(getattr(backend, "model", None), "config", None)
-        return {"version": __version__, "backend": backend.describe(), "device": device,
+        return {"version": __version__, "replica": replica, "backend": backend.describe(), "device": device,
                 "precision": getattr(backend, "metadata", {}).get("madf.precision", "fp32"),
                 "model": config.to_dict() if hasattr(config, "to_dict") else config,
                 "multiple": inpainter.multiple, "strategy": vars(inpainter.strategy),

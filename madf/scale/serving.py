@@ -1,0 +1,74 @@
+"""madf-serve on Ray Serve: the same FastAPI app (its API, limits, errors and per-process request batching) as the
+ingress of a deployment of N replicas, each building its own model and app where it runs; Ray Serve's proxy spreads
+requests over them, restarts a replica that dies, and can autoscale between bounds.
+
+    madf-serve --model places2.onnx --replicas 2                          # a local Ray cluster, two replicas
+    madf-serve --engine places2.plan --ray auto --replicas 4 --gpus-per-replica 1   # one replica per GPU
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Callable, Dict, Optional, Tuple
+
+log = logging.getLogger("madf")
+NAME = "madf"
+
+
+def _replica_name() -> str:
+    """This replica's id in Ray Serve (host:pid outside a replica)."""
+    try:
+        from ray import serve
+        context = serve.get_replica_context()
+        unique = getattr(getattr(context, "replica_id", None), "unique_id", None)
+        if unique:
+            return f"{NAME}#{unique}@{socket.gethostname()}:{os.getpid()}"
+    except Exception:  # noqa: BLE001 - no replica context: a plain process
+        pass
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def build_app(make_inpainter: Callable, app_options: Dict):
+    """Evaluated on each replica: its own Inpainter (model loaded once there) and app (its own batcher)."""
+    from madf.serve.app import create_app
+    return create_app(make_inpainter(), replica=_replica_name(), **app_options)
+
+
+def application(make_inpainter: Callable, app_options: Dict, replicas: int = 1, gpus_per_replica: float = 0.0,
+                cpus_per_replica: float = 1.0, autoscale: Optional[Tuple[int, int]] = None):
+    """The Ray Serve application: one deployment whose ingress is madf-serve's app."""
+    from ray import serve
+
+    def builder():   # a plain function: Serve calls it on each replica (a partial would be taken for the app)
+        return build_app(make_inpainter, app_options)
+
+    @serve.ingress(builder)
+    class Replica:
+        pass
+
+    # each replica takes its queue's worth of requests; past that its own batcher answers 503, as one process does
+    ongoing = app_options.get("queue_size", 16) + app_options.get("max_batch", 4)
+    settings = dict(name=NAME, max_ongoing_requests=ongoing,
+                    ray_actor_options={"num_cpus": cpus_per_replica, "num_gpus": gpus_per_replica})
+    if autoscale:
+        low, high = autoscale
+        settings["autoscaling_config"] = {"min_replicas": low, "max_replicas": high, "initial_replicas": low,
+                                          "target_ongoing_requests": app_options.get("max_batch", 4)}
+    else:
+        settings["num_replicas"] = replicas
+    return serve.deployment(Replica, **settings).bind()
+
+
+def start(make_inpainter: Callable, app_options: Dict, host: str = "127.0.0.1", port: int = 8080, **deployment):
+    """Deploy on the connected Ray cluster and return once every replica is up; the proxy listens on host:port."""
+    from ray import serve
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(application(make_inpainter, app_options, **deployment), name=NAME, route_prefix="/", blocking=False)
+
+
+def replica_actors():
+    """Names of the running replica actors (namespace 'serve'), for operators and the fault tests."""
+    import ray
+    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == "serve" and a["name"].startswith("SERVE_REPLICA") and f"::{NAME}#" in a["name"]]
