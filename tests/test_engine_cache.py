@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from madf.cli.build import main as build_main
 from madf.engines.build import BuildOptions, load_tensorrt
-from madf.engines.cache import PLAN, EngineCache
+from madf.engines.cache import EngineCache
 from madf.engines.sidecar import read_sidecar, sha256
 
 SMALL = dict(min_shape=(1, 16, 16), opt_shape=(1, 32, 32), max_shape=(1, 64, 64))

@@ -202,3 +202,19 @@ def test_an_interrupted_run_leaves_no_temp_files_and_resumes(model, tmp_path, si
     assert {n: (out / n).stat().st_ino for n in done} == done   # nothing written before was redone
     report = json.loads((out / "madf-report.json").read_text())
     assert report["summary"]["skipped"] == len(done) and report["summary"]["written"] == 40 - len(done)
+
+
+def test_a_ray_dataset_of_rows(cluster, model, tmp_path):
+    """The Python API over a Ray Dataset (columns image, mask, output), with resume left to the actors."""
+    photos, masks = _collection(tmp_path, 4, seed=50)
+    expected = _plain(model, photos, masks, tmp_path / "plain")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "p01.png").write_bytes(expected["p01.png"])   # there already
+    inode = (out / "p01.png").stat().st_ino
+    rows = [{"image": str(p), "mask": str(masks / p.name), "output": str(out / p.name)}
+            for p in sorted(photos.iterdir())]
+    report = inpaint_collection(_factory(model), ray.data.from_items(rows), actors=1, resume=True)
+    assert report.summary["written"] == 3 and report.summary["skipped"] == 1
+    assert (out / "p01.png").stat().st_ino == inode
+    assert {p.name: p.read_bytes() for p in sorted(out.iterdir())} == expected

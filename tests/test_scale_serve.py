@@ -153,3 +153,13 @@ def test_cli_replicas_start_and_stop(exported, tmp_path):
             break
         time.sleep(0.2)
     assert _raylets() <= before, "madf-serve --replicas left its Ray cluster running"
+
+
+def test_autoscale_bounds_are_checked(exported):
+    from click.testing import CliRunner
+
+    from madf.cli.serve import main
+    model = str(exported[1]["native"])
+    for bad, says in (("3:1", "MIN <= MAX"), ("x", "is not MIN:MAX"), ("0:0", "MAX >= 1")):
+        result = CliRunner().invoke(main, ["--model", model, "--autoscale", bad])
+        assert result.exit_code == 2 and says in result.output, result.output

@@ -322,6 +322,14 @@ def test_the_openapi_description_documents_the_request_body_and_docs_work_offlin
     assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
 
 
+def _fastapi(app):
+    """The FastAPI app inside create_app's ASGI middlewares."""
+    from fastapi import FastAPI
+    while not isinstance(app, FastAPI):
+        app = app.app
+    return app
+
+
 def test_a_client_that_leaves_is_not_computed():
     """The second request's client disconnects while the first is being computed: it is dropped, never run."""
     import asyncio
@@ -368,7 +376,7 @@ def test_a_client_that_leaves_is_not_computed():
         return statuses[0]
 
     async def scenario():
-        fastapi_app = app.app
+        fastapi_app = _fastapi(app)
         async with fastapi_app.router.lifespan_context(fastapi_app):
             first = asyncio.ensure_future(call(leave_after=60))
             await asyncio.sleep(0.2)                     # the first is running now
@@ -501,7 +509,7 @@ def test_an_aborted_upload_is_one_log_line_and_no_answer(inpainter, caplog):
             statuses.append(message["status"])
 
     async def scenario():
-        async with app.app.router.lifespan_context(app.app):
+        async with _fastapi(app).router.lifespan_context(_fastapi(app)):
             await app(scope, receive, send)
     with caplog.at_level("INFO", logger="madf"):
         asyncio.run(scenario())

@@ -180,12 +180,7 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
                           resize_mask=resize_mask, quality=quality)
     if errors and len(jobs) == 1:
         raise click.ClickException(errors[0])
-    for line in errors:
-        click.echo(f"Error: {line}", err=True)
-    if errors:
-        click.echo(f"Error: {len(errors)} of {len(jobs)} image(s) failed; the others were written to {output}",
-                   err=True)
-        sys.exit(1)
+    _exit_on_errors(errors, len(jobs), output)
     if len(jobs) == 1 and not quiet:
         click.echo(f"wrote {jobs[0].output}")
 
@@ -218,12 +213,15 @@ def _run_on_ray(backend, files: dict, image, mask, output, address, actors, gpus
         click.echo(format_table(["written", "skipped", "failed", "seconds", "images/s", "actors", "report"],
                                 [[summary["written"], summary["skipped"], summary["failed"], summary["seconds"],
                                   summary["images_per_s"] or "-", actors, str(report_path)]]))
-    failed = [row for row in report.rows if row["status"] == "failed"]
-    for row in failed:
-        click.echo(f"Error: {row['error']}", err=True)
-    if failed:
-        click.echo(f"Error: {len(failed)} of {len(jobs)} image(s) failed; the others were written to {output}",
-                   err=True)
+    _exit_on_errors([row["error"] for row in report.rows if row["status"] == "failed"], len(jobs), output)
+
+
+def _exit_on_errors(errors: List[str], total: int, output) -> None:
+    """One line per failed image, a count, exit status 1; nothing when every image was written."""
+    for line in errors:
+        click.echo(f"Error: {line}", err=True)
+    if errors:
+        click.echo(f"Error: {len(errors)} of {total} image(s) failed; the others were written to {output}", err=True)
         sys.exit(1)
 
 

@@ -86,6 +86,24 @@ class UploadLimit:
         await self.app(scope, replay, send)
 
 
+class ReplicaHeader:
+    """ASGI middleware: every answer names the replica that made it (X-Madf-Replica). Pure ASGI, not Starlette's
+    BaseHTTPMiddleware, which would hide a client's disconnect from the route."""
+
+    def __init__(self, app, replica: str):
+        self.app, self.header = app, (b"x-madf-replica", replica.encode())
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def named(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), self.header]}
+            await send(message)
+        await self.app(scope, receive, named)
+
+
 async def _too_large(send, limit: int) -> None:
     body = f'{{"detail": "upload larger than {limit // 2**20} MiB; send a smaller image"}}'.encode()
     await send({"type": "http.response.start", "status": 413,
@@ -132,12 +150,6 @@ def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40,
     app = FastAPI(title="madf-serve", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="MADF image inpainting: POST an image and a mask (white = hole), get the filled PNG.")
     _local_docs(app)
-
-    @app.middleware("http")
-    async def which_replica(request: Request, call_next):
-        response = await call_next(request)
-        response.headers["X-Madf-Replica"] = replica
-        return response
 
     @app.exception_handler(ClientDisconnect)
     async def gone(request, exc):   # the client left mid-upload: nothing to answer, nothing to log but a line
@@ -248,7 +260,7 @@ def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40,
             return JSONResponse({"detail": f"inference failed ({exc.__class__.__name__}); see the server log"},
                                 status_code=500)
 
-    return UploadLimit(app, limit)
+    return ReplicaHeader(UploadLimit(app, limit), replica)
 
 
 def _local_docs(app: FastAPI) -> None:
