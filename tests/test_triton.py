@@ -110,3 +110,13 @@ def test_export_writes_a_repository(tmp_path):
     assert (tmp_path / "tiny.plan").is_file()
     config = _parse((tmp_path / "models" / "madf" / "config.pbtxt").read_text())
     assert config.max_batch_size == 4
+
+
+def test_a_min_only_profile_triton_cannot_serve_is_refused_before_the_build(exported, tmp_path):
+    """--min 2x... alone: the default max N (4) makes a profile from 2 to 4, refused before anything is built."""
+    from madf.cli.build import main as build_main
+    _, files = exported
+    result = CliRunner().invoke(build_main, ["--onnx", str(files["native"]), "--output", str(tmp_path / "m.plan"),
+                                             "--min", "2x16x16", "--triton-repo", str(tmp_path / "models")])
+    assert result.exit_code == 1 and "starts at N = 2" in result.output, result.output
+    assert not (tmp_path / "m.plan").exists() and not (tmp_path / "models").exists()

@@ -96,14 +96,19 @@ def build_and_describe(onnx: Path, output: Path, fp16: bool, backend: str, **set
 
 def check_profile(dims, settings: dict, multiple: int, io: str = "float") -> None:
     """The --min/--opt/--max profile checked for an image input of ``dims`` (N, H, W; -1 dynamic) before anything
-    is exported or built."""
+    is exported or built, and against Triton's batch rule when a repository is asked for."""
     from madf.engines.build import BuildOptions, profile_shapes
-    profile_shapes(dims, BuildOptions(**{k: settings.get(k) for k in ("min_shape", "opt_shape", "max_shape")}),
-                   multiple, io)
+    image = profile_shapes(dims, BuildOptions(**{k: settings.get(k) for k in ("min_shape", "opt_shape",
+                                                                              "max_shape")}), multiple, io)["image"]
+    if settings.get("triton_repo"):
+        from madf.engines.triton import check_batch_profile
+        check_batch_profile(image[0][0], image[2][0])
 
 
-def check_engine_outputs(engine: Path, inputs, overwrite: bool, settings: dict, option: str = "--output") -> None:
-    """The plan, its sidecar and a Triton repository: checked before the (minutes-long) build."""
+def check_engine_outputs(engine: Path, inputs, overwrite: bool, settings: dict, option: str = "--output",
+                         onnx: Optional[Path] = None) -> None:
+    """The plan, its sidecar and a Triton repository: checked before the (minutes-long) build; with ``onnx`` the
+    Triton batch rule is judged on the profile that file will get."""
     from madf.engines.sidecar import sidecar_path
     inputs = [*inputs, *(settings.get("plugin_libs") or ())]
     paths.check_output_file(engine, option, inputs=inputs, overwrite=overwrite)
@@ -114,7 +119,12 @@ def check_engine_outputs(engine: Path, inputs, overwrite: bool, settings: dict, 
         name = settings.get("triton_name") or "madf"
         check_model_name(name)
         model = repo / name
-        if settings.get("min_shape") and settings.get("max_shape"):
+        if onnx is not None and onnx.is_file():
+            from madf.engines.build import BuildOptions, file_profile
+            image = file_profile(onnx, BuildOptions(**{k: settings.get(k) for k in
+                                                       ("min_shape", "opt_shape", "max_shape")}))["image"]
+            check_batch_profile(image[0][0], image[2][0])
+        elif settings.get("min_shape") and settings.get("max_shape"):
             check_batch_profile(settings["min_shape"][0], settings["max_shape"][0])
         if model.exists() and not overwrite:
             raise InputError(f"--triton-repo {repo} already has a model {model.name}; add --overwrite to replace it "
@@ -134,7 +144,7 @@ def _cached(onnx: Path, output: Optional[Path], cache: Path, cache_size_mb: int,
     from madf.engines.sidecar import read_sidecar, sidecar_path
     triton = {k: settings.pop(k, None) for k in ("triton_repo", "triton_name", "triton_instances")}
     if output is not None:
-        check_engine_outputs(output, [onnx], overwrite, {**settings, **triton})
+        check_engine_outputs(output, [onnx], overwrite, {**settings, **triton}, onnx=onnx)
     options = BuildOptions(fp16=fp16, plugin_libs=tuple(settings.pop("plugin_libs", None) or ()), **settings)
     result = EngineCache(cache, max_bytes=cache_size_mb << 20).get_or_build(onnx, options, backend=backend)
     plan = result.plan
@@ -208,7 +218,7 @@ def main(onnx: Optional[Path], output: Optional[Path], fp16: bool, cache: Option
             _cached(onnx, output, cache, cache_size_mb, fp16, backend, overwrite, settings)
             return
         output = output or onnx.with_suffix(".plan")
-        check_engine_outputs(output, [onnx], overwrite, settings)
+        check_engine_outputs(output, [onnx], overwrite, settings, onnx=onnx)
         build_and_describe(onnx, output, fp16, backend, **settings)
 
 

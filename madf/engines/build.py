@@ -123,6 +123,19 @@ def profile_shapes(dims: Sequence[int], options: BuildOptions, multiple: int, io
             for name, c in (("image", 3), ("mask", 1))}
 
 
+def file_profile(onnx_path: Path, options: BuildOptions, meta: Optional[Dict[str, str]] = None
+                 ) -> Dict[str, Tuple[Tuple[int, ...], ...]]:
+    """The profile build_engine would use for this file, worked out without TensorRT (the input's fixed dims read
+    from the ONNX): for checks before a minutes-long build, and the engine cache's key."""
+    import onnx
+    meta = meta or read_onnx_metadata(onnx_path)
+    io = meta.get("madf.io", "float")
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    dims = [d.dim_value if d.HasField("dim_value") else -1 for d in model.graph.input[0].type.tensor_type.shape.dim]
+    nhw = (dims[0], dims[1], dims[2]) if io == "uint8" else (dims[0], dims[2], dims[3])
+    return profile_shapes(nhw, options, int(meta["madf.multiple"]), io)
+
+
 def read_onnx_metadata(path: Path) -> Dict[str, str]:
     """The madf.* metadata madf-export writes (config, multiple, lowering, precision, contract), validated, after
     checking that every weight in the file is finite (an engine built from NaN weights fills holes with black)."""

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from madf.common.errors import ModelError, OutputError
-from madf.engines.build import BuildOptions, build_engine, load_tensorrt, profile_shapes
+from madf.engines.build import BuildOptions, build_engine, file_profile, load_tensorrt
 from madf.engines.sidecar import build_sidecar, read_sidecar, sha256, write_sidecar
 
 log = logging.getLogger("madf")
@@ -43,14 +43,6 @@ class CacheResult:
     seconds: float          # lookup (hit) or build (miss) time
     key: str
     fields: Dict
-
-
-def _onnx_image_dims(path: Path, io: str):
-    """(N, H, W) of the file's image input, -1 where dynamic (what the profile's defaults depend on)."""
-    import onnx
-    model = onnx.load(str(path), load_external_data=False)
-    dims = [d.dim_value if d.HasField("dim_value") else -1 for d in model.graph.input[0].type.tensor_type.shape.dim]
-    return (dims[0], dims[1], dims[2]) if io == "uint8" else (dims[0], dims[2], dims[3])
 
 
 def _target(name: str, options: BuildOptions) -> Optional[str]:
@@ -88,9 +80,8 @@ class EngineCache:
         if not onnx_path.is_file():
             raise ModelError(f"{onnx_path}: no such ONNX file; write one with madf-export")
         meta = read_onnx_metadata(onnx_path)
-        io = meta.get("madf.io", "float")
         trt, name = load_tensorrt(backend)
-        profile = profile_shapes(_onnx_image_dims(onnx_path, io), options, int(meta["madf.multiple"]), io)
+        profile = file_profile(onnx_path, options, meta)
         fields = {
             "onnx_sha256": sha256(onnx_path),
             "tensorrt": {"backend": name, "version": trt.__version__},
