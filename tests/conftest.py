@@ -102,3 +102,16 @@ def plan(exported, tmp_path_factory):
                                              "--min", "1x16x16", "--opt", "1x64x64", "--max", "2x128x128"])
     assert result.exit_code == 0, result.output
     return out
+
+
+def raylets() -> int:
+    """How many Ray raylet processes run on this machine (read from /proc: no pgrep or psutil needed)."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                program = (entry / "cmdline").read_bytes().split(b"\0")[0]
+                count += program.rsplit(b"/", 1)[-1] == b"raylet"
+            except OSError:   # the process ended while we looked
+                pass
+    return count

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import random_pair
+from conftest import random_pair, raylets
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("onnxruntime")
@@ -31,23 +31,19 @@ from madf.scale.batch import TEMP_GLOB, inpaint_collection, plan_collection  # n
 S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def _raylets() -> int:
-    return subprocess.run(["pgrep", "-c", "-f", "raylet"], capture_output=True, text=True).stdout.strip() or "0"
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    before = int(_raylets())
+    before = raylets()
     # the local S3 server's credentials, as every worker would find them on a real cluster (the environment)
     ray.init(num_cpus=2, object_store_memory=128 << 20, include_dashboard=False, log_to_driver=False,
              configure_logging=False, runtime_env={"env_vars": S3_ENV})
     yield ray
     ray.shutdown()
     for _ in range(50):   # the raylet exits within a moment of shutdown
-        if int(_raylets()) <= before:
+        if raylets() <= before:
             break
         time.sleep(0.2)
-    assert int(_raylets()) <= before, "a Ray process outlived the test cluster"
+    assert raylets() <= before, "a Ray process outlived the test cluster"
 
 
 def _collection(folder: Path, count: int, seed: int = 0):
@@ -184,7 +180,7 @@ def test_an_interrupted_run_leaves_no_temp_files_and_resumes(model, tmp_path, si
     command = [sys.executable, "-m", "madf.cli.inpaint", "--model", str(model), "--image", str(photos), "--mask",
                str(masks), "--output", str(out), "--ray", "local", "--actors", "1", "--quiet"]
     env = dict(os.environ, MADF_RAY_OBJECT_STORE_MB="128")
-    before = int(_raylets())
+    before = raylets()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 240
     while time.time() < deadline and len(list(out.glob("p*.png"))) < 3 and proc.poll() is None:
@@ -195,7 +191,7 @@ def test_an_interrupted_run_leaves_no_temp_files_and_resumes(model, tmp_path, si
     done = {p.name: p.stat().st_ino for p in out.glob("p*.png")}
     assert proc.returncode != 0 and 3 <= len(done) < 40, (proc.returncode, len(done))
     assert not list(out.glob(TEMP_GLOB))
-    assert int(_raylets()) <= before, "the interrupted run left its Ray cluster running"
+    assert raylets() <= before, "the interrupted run left its Ray cluster running"
     resumed = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert len(list(out.glob("p*.png"))) == 40

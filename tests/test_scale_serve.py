@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import random_pair
+from conftest import random_pair, raylets
 
 ray = pytest.importorskip("ray")
 serve = pytest.importorskip("ray.serve")
@@ -25,10 +25,6 @@ from madf.cli.backends import open_inpainter  # noqa: E402
 from madf.scale import serving  # noqa: E402
 
 OPTIONS = {"queue_size": 16, "max_batch": 4, "max_upload_mb": 1.0}
-
-
-def _raylets() -> int:
-    return int(subprocess.run(["pgrep", "-c", "-f", "raylet"], capture_output=True, text=True).stdout.strip() or 0)
 
 
 def _free_port() -> int:
@@ -45,7 +41,7 @@ def _png(array) -> bytes:
 
 @pytest.fixture(scope="module")
 def service(exported):
-    before = _raylets()
+    before = raylets()
     model = exported[1]["native"]
     ray.init(num_cpus=2, object_store_memory=128 << 20, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
@@ -56,10 +52,10 @@ def service(exported):
     serve.shutdown()
     ray.shutdown()
     for _ in range(50):
-        if _raylets() <= before:
+        if raylets() <= before:
             break
         time.sleep(0.2)
-    assert _raylets() <= before, "a Ray process outlived the test cluster"
+    assert raylets() <= before, "a Ray process outlived the test cluster"
 
 
 def _request(url, files, retries=5):
@@ -128,7 +124,7 @@ def test_a_replica_killed_in_the_middle_of_a_run(service):
 def test_cli_replicas_start_and_stop(exported, tmp_path):
     model = exported[1]["native"]
     port = _free_port()
-    before = _raylets()
+    before = raylets()
     env = dict(os.environ, MADF_RAY_OBJECT_STORE_MB="128")
     proc = subprocess.Popen([sys.executable, "-m", "madf.cli.serve", "--model", str(model), "--replicas", "2",
                              "--cpus-per-replica", "0.5", "--port", str(port)], env=env, stdout=subprocess.PIPE,
@@ -149,10 +145,10 @@ def test_cli_replicas_start_and_stop(exported, tmp_path):
     print(out[-1500:])
     assert proc.returncode == 0 and "stopping the replicas" in out
     for _ in range(50):
-        if _raylets() <= before:
+        if raylets() <= before:
             break
         time.sleep(0.2)
-    assert _raylets() <= before, "madf-serve --replicas left its Ray cluster running"
+    assert raylets() <= before, "madf-serve --replicas left its Ray cluster running"
 
 
 def test_autoscale_bounds_are_checked(exported):
