@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from madf.common.errors import MADFError
+from madf.common.errors import MADFError, first_line
 
 # Images read ahead per batch slot in folder mode: enough to fill batches, bounded memory.
 CHUNK = 8
@@ -66,11 +66,6 @@ def _terminate(signum, frame):
     raise SystemExit(128 + signum)   # unwinds like Ctrl-C: atomic writes remove their temp files
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
-
-
 def _out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
 
@@ -91,7 +86,7 @@ def out_of_memory() -> str:
 def reason(exc: BaseException) -> str:
     """One line for a failure a run reports and goes on past: what to do when it ran out of memory, else the
     error's first line."""
-    return out_of_memory() if _out_of_memory(exc) else _one_line(exc)
+    return out_of_memory() if _out_of_memory(exc) else first_line(exc)
 
 
 @contextlib.contextmanager
@@ -106,7 +101,7 @@ def cli_errors():
     except click.ClickException:
         raise
     except (MADFError, OSError) as exc:
-        raise click.ClickException(_one_line(exc)) from None
+        raise click.ClickException(first_line(exc)) from None
     except KeyboardInterrupt:
         raise click.ClickException("interrupted; nothing half-written was left behind") from None
     except Exception as exc:   # noqa: BLE001 - the last line of defence of a command-line tool
@@ -114,7 +109,7 @@ def cli_errors():
             raise
         if _out_of_memory(exc):
             raise click.ClickException(out_of_memory()) from None
-        raise click.ClickException(f"unexpected {exc.__class__.__name__}: {_one_line(exc)} (MADF_DEBUG=1 shows "
+        raise click.ClickException(f"unexpected {exc.__class__.__name__}: {first_line(exc)} (MADF_DEBUG=1 shows "
                                    f"where)") from None
 
 

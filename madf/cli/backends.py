@@ -99,6 +99,11 @@ def _gpu_index(device: Optional[str]) -> int:
     raise DeviceError(f"device {device!r} for tensorrt: TensorRT runs on a GPU; use cuda or cuda:N")
 
 
+def default_gpus(backend: str, device: Optional[str]) -> float:
+    """GPUs a Ray actor or replica reserves unless told: one on a CUDA device or for a TensorRT engine."""
+    return 1.0 if (device or "").startswith("cuda") or backend == "tensorrt" else 0.0
+
+
 def open_inpainter(backend: str, batch_size: int = 1, strategy=None, **open_kwargs):
     """An Inpainter on open_backend(backend, **open_kwargs): what each Ray actor or replica builds for itself
     (pass it as functools.partial(open_inpainter, ...): picklable, evaluated where it runs)."""

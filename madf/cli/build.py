@@ -98,8 +98,8 @@ def check_profile(dims, settings: dict, multiple: int, io: str = "float") -> Non
     """The --min/--opt/--max profile checked for an image input of ``dims`` (N, H, W; -1 dynamic) before anything
     is exported or built, and against Triton's batch rule when a repository is asked for."""
     from madf.engines.build import BuildOptions, profile_shapes
-    image = profile_shapes(dims, BuildOptions(**{k: settings.get(k) for k in ("min_shape", "opt_shape",
-                                                                              "max_shape")}), multiple, io)["image"]
+    shapes = BuildOptions(**{k: settings.get(k) for k in ("min_shape", "opt_shape", "max_shape")})
+    image = profile_shapes(dims, shapes, multiple, io)["image"]
     if settings.get("triton_repo"):
         from madf.engines.triton import check_batch_profile
         check_batch_profile(image[0][0], image[2][0])
@@ -113,6 +113,11 @@ def check_engine_outputs(engine: Path, inputs, overwrite: bool, settings: dict, 
     inputs = [*inputs, *(settings.get("plugin_libs") or ())]
     paths.check_output_file(engine, option, inputs=inputs, overwrite=overwrite)
     paths.check_output_file(sidecar_path(engine), f"{option} (its sidecar)", inputs=inputs, overwrite=overwrite)
+    check_build_outputs(settings, overwrite, onnx)
+
+
+def check_build_outputs(settings: dict, overwrite: bool, onnx: Optional[Path] = None) -> None:
+    """What a build writes besides the plan: a Triton repository (name, folder, batch rule) and the timing cache."""
     if settings.get("triton_repo"):
         repo = paths.check_output_folder(settings["triton_repo"], "--triton-repo")
         from madf.engines.triton import check_batch_profile, check_model_name
@@ -120,10 +125,9 @@ def check_engine_outputs(engine: Path, inputs, overwrite: bool, settings: dict, 
         check_model_name(name)
         model = repo / name
         if onnx is not None and onnx.is_file():
-            from madf.engines.build import BuildOptions, file_profile
-            image = file_profile(onnx, BuildOptions(**{k: settings.get(k) for k in
-                                                       ("min_shape", "opt_shape", "max_shape")}))["image"]
-            check_batch_profile(image[0][0], image[2][0])
+            from madf.engines.build import read_input_dims
+            meta, dims = read_input_dims(onnx)
+            check_profile(dims, settings, int(meta["madf.multiple"]), meta.get("madf.io", "float"))
         elif settings.get("min_shape") and settings.get("max_shape"):
             check_batch_profile(settings["min_shape"][0], settings["max_shape"][0])
         if model.exists() and not overwrite:
@@ -145,6 +149,8 @@ def _cached(onnx: Path, output: Optional[Path], cache: Path, cache_size_mb: int,
     triton = {k: settings.pop(k, None) for k in ("triton_repo", "triton_name", "triton_instances")}
     if output is not None:
         check_engine_outputs(output, [onnx], overwrite, {**settings, **triton}, onnx=onnx)
+    else:
+        check_build_outputs({**settings, **triton}, overwrite, onnx)
     options = BuildOptions(fp16=fp16, plugin_libs=tuple(settings.pop("plugin_libs", None) or ()), **settings)
     result = EngineCache(cache, max_bytes=cache_size_mb << 20).get_or_build(onnx, options, backend=backend)
     plan = result.plan

@@ -39,7 +39,7 @@ from madf.cli.backends import (
 from madf.common import paths
 from madf.common.errors import InputError
 from madf.inpaint import imaging
-from madf.inpaint.jobs import Job, pair_by_stem, run_chunk
+from madf.inpaint.jobs import Job, pair_by_stem, run_chunk, split_written
 from madf.inpaint.strategy import STRATEGIES, Strategy
 
 log = logging.getLogger("madf")
@@ -159,12 +159,12 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
             _run_on_ray(backend, dict(ckpt=ckpt, model=model_path, engine=engine, device=device,
                                       plugin_libs=plugin_libs, cuda_graph=cuda_graph, torch_options=torch_options,
                                       threads=threads_per_actor), image, mask, output, ray_address, actors,
-                        gpus_per_actor, threads_per_actor, batch_size, chosen, invert_mask, resize_mask, quality,
-                        fmt, resume, overwrite, report_path, quiet)
+                        gpus_per_actor, batch_size, chosen, invert_mask, resize_mask, quality, fmt, resume,
+                        overwrite, report_path, quiet)
             return
         jobs = plan_jobs(image, mask, output, overwrite or resume, fmt)
         if resume:
-            jobs, done = [j for j in jobs if not j.output.exists()], [j for j in jobs if j.output.exists()]
+            jobs, done = split_written(jobs)
             if done:
                 log.info("--resume: %d result(s) already written, skipped", len(done))
         if jobs and imaging.is_lossy(jobs[0].output):
@@ -185,12 +185,12 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
         click.echo(f"wrote {jobs[0].output}")
 
 
-def _run_on_ray(backend, files: dict, image, mask, output, address, actors, gpus_per_actor, threads, batch_size,
-                strategy, invert_mask, resize_mask, quality, fmt, resume, overwrite, report_path, quiet) -> None:
+def _run_on_ray(backend, files: dict, image, mask, output, address, actors, gpus_per_actor, batch_size, strategy,
+                invert_mask, resize_mask, quality, fmt, resume, overwrite, report_path, quiet) -> None:
     """The folder run on Ray Data: the same pairing, strategies, outputs and file rules; a summary and a report."""
     import functools
 
-    from madf.cli.backends import open_inpainter
+    from madf.cli.backends import default_gpus, open_inpainter
     from madf.scale.batch import inpaint_collection, plan_collection
     from madf.scale.storage import child, is_uri
     local = not any(isinstance(ref, str) for ref in (image, mask, output))
@@ -201,11 +201,11 @@ def _run_on_ray(backend, files: dict, image, mask, output, address, actors, gpus
     if report_path is None and (is_uri(output) or Path(output).is_dir() or not Path(output).suffix):
         report_path = child(output, "madf-report.json")
     if gpus_per_actor is None:
-        gpus_per_actor = 1.0 if (files.get("device") or "").startswith("cuda") or backend == "tensorrt" else 0.0
+        gpus_per_actor = default_gpus(backend, files.get("device"))
     factory = functools.partial(open_inpainter, backend, batch_size=batch_size, strategy=strategy, **files)
     with progress(total=len(jobs), unit="img", disable=quiet) as bar:
         report = inpaint_collection(factory, jobs, actors=actors, gpus_per_actor=gpus_per_actor,
-                                    threads_per_actor=threads, invert_mask=invert_mask, resize_mask=resize_mask,
+                                    threads_per_actor=files["threads"], invert_mask=invert_mask, resize_mask=resize_mask,
                                     quality=quality, fmt=fmt, resume=resume, ray_address=address,
                                     report_path=report_path, on_row=lambda row: bar.update(1))
     summary = report.summary

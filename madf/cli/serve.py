@@ -102,11 +102,11 @@ def _serve_on_ray(backend, files, app_options, host, port, replicas, address, gp
     import functools
     import time
 
-    from madf.cli.backends import open_inpainter
+    from madf.cli.backends import default_gpus, open_inpainter
     from madf.scale.cluster import connect
     from madf.scale.serving import start
     if gpus is None:
-        gpus = 1.0 if (files.get("device") or "").startswith("cuda") or backend == "tensorrt" else 0.0
+        gpus = default_gpus(backend, files.get("device"))
     if port == 0:   # Ray Serve's proxy binds the port itself: take a free one here and say which
         sock = _listen(host, 0)
         port = sock.getsockname()[1]

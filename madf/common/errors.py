@@ -4,6 +4,12 @@ Torch-free, so every backend and CLI can catch them.
 """
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception as one line for a message: its text's first line, or its type when it has no text."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
 class MADFError(Exception):
     """Base of the errors a user can act on."""
 

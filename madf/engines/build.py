@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from madf.common.atomic import atomic_path
-from madf.common.errors import DeviceError, ModelError
+from madf.common.errors import DeviceError, ModelError, first_line
 
 log = logging.getLogger("madf")
 
@@ -83,11 +83,14 @@ class BuildReport:
     seconds: float = 0.0
 
 
+def image_nhw(dims: Sequence[int], io: str) -> Shape:
+    """(N, H, W) of an image input's dims: NCHW in float files, NHWC in uint8 ones."""
+    return (dims[0], dims[1], dims[2]) if io == "uint8" else (dims[0], dims[2], dims[3])
+
+
 def _profile_shapes(network, options: BuildOptions, meta: Dict[str, str]) -> Dict[str, Tuple[Tuple[int, ...], ...]]:
     io = meta.get("madf.io", "float")
-    dims = tuple(network.get_input(0).shape)
-    nhw = (dims[0], dims[1], dims[2]) if io == "uint8" else (dims[0], dims[2], dims[3])
-    return profile_shapes(nhw, options, int(meta["madf.multiple"]), io)
+    return profile_shapes(image_nhw(tuple(network.get_input(0).shape), io), options, int(meta["madf.multiple"]), io)
 
 
 def profile_shapes(dims: Sequence[int], options: BuildOptions, multiple: int, io: str = "float"
@@ -123,17 +126,15 @@ def profile_shapes(dims: Sequence[int], options: BuildOptions, multiple: int, io
             for name, c in (("image", 3), ("mask", 1))}
 
 
-def file_profile(onnx_path: Path, options: BuildOptions, meta: Optional[Dict[str, str]] = None
-                 ) -> Dict[str, Tuple[Tuple[int, ...], ...]]:
-    """The profile build_engine would use for this file, worked out without TensorRT (the input's fixed dims read
-    from the ONNX): for checks before a minutes-long build, and the engine cache's key."""
-    import onnx
-    meta = meta or read_onnx_metadata(onnx_path)
-    io = meta.get("madf.io", "float")
-    model = onnx.load(str(onnx_path), load_external_data=False)
+def read_input_dims(onnx_path: Path) -> Tuple[Dict[str, str], Shape]:
+    """The file's validated madf.* metadata and its image input's (N, H, W), -1 where dynamic, from one read and
+    without TensorRT: what the profile build_engine will use depends on (checks before a minutes-long build, the
+    engine cache's key). The weights are not checked here; build_engine checks them."""
+    from madf.export.onnx_file import load_model, validate_metadata
+    model = load_model(onnx_path)
+    meta = validate_metadata({p.key: p.value for p in model.metadata_props}, onnx_path)
     dims = [d.dim_value if d.HasField("dim_value") else -1 for d in model.graph.input[0].type.tensor_type.shape.dim]
-    nhw = (dims[0], dims[1], dims[2]) if io == "uint8" else (dims[0], dims[2], dims[3])
-    return profile_shapes(nhw, options, int(meta["madf.multiple"]), io)
+    return meta, image_nhw(dims, meta.get("madf.io", "float"))
 
 
 def read_onnx_metadata(path: Path) -> Dict[str, str]:
@@ -154,7 +155,7 @@ def load_plugin_libraries(trt, paths: Sequence[Path]) -> List[str]:
         try:
             handle = registry.load_library(str(path.resolve()))
         except Exception as exc:  # noqa: BLE001 - TensorRT raises a bare RuntimeError/TypeError here
-            handle, why = None, str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            handle, why = None, first_line(exc)
         else:
             why = "TensorRT's log above says why"
         if handle is None:

@@ -26,8 +26,20 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from madf.common.errors import ModelError, OutputError
-from madf.engines.build import BuildOptions, build_engine, file_profile, load_tensorrt
-from madf.engines.sidecar import build_sidecar, read_sidecar, sha256, write_sidecar
+from madf.engines.build import (
+    BuildOptions,
+    build_engine,
+    load_tensorrt,
+    profile_shapes,
+    read_input_dims,
+)
+from madf.engines.sidecar import (
+    build_sidecar,
+    read_plan,
+    read_sidecar,
+    sha256,
+    write_sidecar,
+)
 
 log = logging.getLogger("madf")
 
@@ -75,13 +87,13 @@ class EngineCache:
 
     def key(self, onnx_path, options: BuildOptions, backend: str = "auto"):
         """(key, fields): every input the plan depends on, and the SHA-256 of their canonical JSON."""
-        from madf.engines.build import read_onnx_metadata
         onnx_path = Path(onnx_path)
         if not onnx_path.is_file():
             raise ModelError(f"{onnx_path}: no such ONNX file; write one with madf-export")
-        meta = read_onnx_metadata(onnx_path)
+        # one read, no weights check: the file's SHA-256 is in the key, and a miss builds (which checks them)
+        meta, dims = read_input_dims(onnx_path)
         trt, name = load_tensorrt(backend)
-        profile = file_profile(onnx_path, options, meta)
+        profile = profile_shapes(dims, options, int(meta["madf.multiple"]), meta.get("madf.io", "float"))
         fields = {
             "onnx_sha256": sha256(onnx_path),
             "tensorrt": {"backend": name, "version": trt.__version__},
@@ -106,8 +118,8 @@ class EngineCache:
         """The entry's plan matches its sidecar (size, SHA-256); False for a missing or damaged entry."""
         plan = entry / PLAN
         try:
-            sidecar = read_sidecar(plan)
-            ok = plan.stat().st_size == sidecar["engine"]["bytes"] and sha256(plan) == sidecar["engine"]["sha256"]
+            read_plan(plan, read_sidecar(plan))
+            ok = True
         except (OSError, ModelError, KeyError, TypeError):
             ok = False
         if not ok and entry.exists():

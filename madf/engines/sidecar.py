@@ -83,6 +83,19 @@ def build_sidecar(engine, onnx_path, report) -> Dict[str, Any]:
     }
 
 
+def read_plan(path: Path, sidecar: Dict) -> bytes:
+    """The plan's bytes, after checking them against its sidecar (size first: truncation is the common case)."""
+    data = Path(path).read_bytes()
+    expected = sidecar["engine"]
+    if len(data) != expected["bytes"]:
+        raise ModelError(f"{path} is {len(data)} bytes, its sidecar says {expected['bytes']}: the file is truncated "
+                         f"or was replaced; copy it again or rebuild it with madf-build")
+    if hashlib.sha256(data).hexdigest() != expected["sha256"]:
+        raise ModelError(f"{path} does not match the sha256 in its sidecar: the file is corrupt or was modified; "
+                         f"copy it again or rebuild it with madf-build")
+    return data
+
+
 def write_sidecar(engine, data: Dict[str, Any]) -> Path:
     path = sidecar_path(engine)
     with atomic_path(path) as tmp:

@@ -29,8 +29,8 @@ import madf
 from madf.common.atomic import atomic_path
 from madf.common.digest import KEY as DIGEST_KEY
 from madf.common.errors import MADFError
-from madf.export.onnx_file import initializers_sha256
-from madf.export.uint8_io import IO_KINDS, uint8_metadata, wrap_uint8
+from madf.export.onnx_file import IO_KINDS, initializers_sha256
+from madf.export.uint8_io import uint8_metadata, wrap_uint8
 from madf.model.network import MADFNet
 from madf.model.pipeline import InpaintModel
 from madf.model.precision import cast_network

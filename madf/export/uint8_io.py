@@ -17,8 +17,6 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from madf.export.onnx_file import IO_KINDS  # noqa: F401 - the kinds madf-export writes
-
 PREFIX = "madf_io/"
 # imaging.MASK_THRESHOLD: a byte at or above it is a hole (below it with the inverted polarity)
 MASK_THRESHOLD = 128

@@ -279,9 +279,13 @@ def encode_image(name: PathLike, rgb: np.ndarray, alpha: Optional[np.ndarray] = 
     if fmt is None:
         raise InputError(f"{name}: write results as {', '.join(OUTPUT_FORMATS)}")
     look = look or Look()
-    if alpha is not None:
-        look = dataclasses.replace(look, alpha=alpha)
-    img, options = _encoded(rgb, look, has_alpha)
+    alpha = look.alpha if alpha is None else alpha
+    img = Image.fromarray(rgb)
+    if alpha is not None and has_alpha:
+        img = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    if look.gray:
+        img = img.convert("LA" if img.mode == "RGBA" else "L")
+    options = {"icc_profile": look.icc_profile} if look.icc_profile else {}
     options.update({"quality": quality} if fmt in ("JPEG", "WEBP") else {})
     if fmt == "WEBP":
         options.update(lossless=True, exact=True)   # exact: RGB under transparent pixels kept too
@@ -298,27 +302,6 @@ def write_image(path: PathLike, rgb: np.ndarray, alpha: Optional[np.ndarray] = N
     data = encode_image(path, rgb, alpha=alpha, quality=quality, look=look)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-
-
-def _encoded(rgb: np.ndarray, look: Look, has_alpha: bool = True) -> Tuple[Image.Image, dict]:
-    """The result as a Pillow image like its photo (alpha where the format has one, gray when the photo was; a
-    gray photo's known pixels are R = G = B, which Pillow's luminance returns exactly) and the save options that
-    keep its colour profile."""
-    img = Image.fromarray(rgb)
-    if look.alpha is not None and has_alpha:
-        img = Image.fromarray(np.dstack([rgb, look.alpha]), "RGBA")
-    if look.gray:
-        img = img.convert("LA" if img.mode == "RGBA" else "L")
-    return img, ({"icc_profile": look.icc_profile} if look.icc_profile else {})
-
-
-def encode_png(rgb: np.ndarray, look: Optional[Look] = None) -> bytes:
-    """The result as PNG bytes, like its photo (madf-serve's answer)."""
-    import io
-    img, options = _encoded(rgb, look or Look())
-    buffer = io.BytesIO()
-    img.save(buffer, format="PNG", **options)
-    return buffer.getvalue()
 
 
 def is_lossy(path: PathLike) -> bool:

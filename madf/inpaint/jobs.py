@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from madf.common.atomic import atomic_path
-from madf.common.errors import InputError, MADFError
+from madf.common.errors import InputError, MADFError, first_line
 from madf.inpaint import imaging
 
 log = logging.getLogger("madf")
@@ -58,6 +58,16 @@ class LocalFiles:
             return None
 
 
+def split_written(jobs: Sequence[Job], store=None) -> Tuple[List[Job], List[Job]]:
+    """(to do, already written) for --resume: one look at each output (results are written atomically, so a
+    present file is a complete one)."""
+    store = store or LocalFiles()
+    todo, done = [], []
+    for job in jobs:
+        (done if store.modified(job.output) is not None else todo).append(job)
+    return todo, done
+
+
 def pair_by_stem(images: Sequence[Ref], masks: Union[Ref, Sequence[Ref]], output: Callable[[str], Ref],
                  name: Callable[[Ref], str], where: str, fmt: str = "png") -> List[Job]:
     """Each image with its mask (one mask for all, or the mask of its file stem) and its output (``output(stem)``);
@@ -79,13 +89,8 @@ def pair_by_stem(images: Sequence[Ref], masks: Union[Ref, Sequence[Ref]], output
     return [Job(ref, by_stem[stem], output(stem)) for stem, ref in stems.items()]
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
-
-
 def run_chunk(inpainter, jobs: Sequence[Job], store=None, invert_mask: bool = False, resize_mask: bool = False,
-              quality: int = 95, reason: Callable[[BaseException], str] = _first_line,
+              quality: int = 95, reason: Callable[[BaseException], str] = first_line,
               written_since: Optional[float] = None) -> Iterator[Outcome]:
     """Read, inpaint (batched by the Inpainter) and write ``jobs``; one Outcome per job, in order of completion.
     An unreadable file, a size mismatch or a batch the backend cannot run (out of memory: retried one by one) fails
@@ -112,7 +117,7 @@ def run_chunk(inpainter, jobs: Sequence[Job], store=None, invert_mask: bool = Fa
             ready.append((job, rgb, hole, look))
         except (InputError, OSError) as exc:
             yield Outcome(job, "failed", str(exc) if isinstance(exc, InputError) else
-                          f"{store.name(job.image)}: {_first_line(exc)}")
+                          f"{store.name(job.image)}: {first_line(exc)}")
     if not ready:
         return
     try:

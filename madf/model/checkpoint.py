@@ -22,7 +22,7 @@ import torch
 
 from madf.common.atomic import atomic_path
 from madf.common.digest import KEY, weights_sha256
-from madf.common.errors import CheckpointError, check_finite
+from madf.common.errors import CheckpointError, check_finite, first_line
 from madf.model.config import ModelConfig
 from madf.model.network import MADFNet, build_model
 
@@ -51,8 +51,7 @@ def _read_torch(path: Path) -> Tuple[Dict[str, torch.Tensor], str]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for damaged archives
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise CheckpointError(f"{path}: cannot be read by torch.load ({first[:200]}); the file is corrupt or "
+        raise CheckpointError(f"{path}: cannot be read by torch.load ({first_line(exc)[:200]}); the file is corrupt or "
                               f"truncated, download it again") from None
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         return dict(obj["model"]), "official"

@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from madf.common.errors import DeviceError, InputError, ModelError
+from madf.common.errors import DeviceError, InputError, ModelError, first_line
 from madf.export.onnx_file import check_file_kind
 from madf.runtime import uint8
 
@@ -24,11 +24,6 @@ PROVIDERS = {
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else exc.__class__.__name__
 
 
 class OnnxRuntimeBackend:
@@ -55,7 +50,7 @@ class OnnxRuntimeBackend:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types per failure
-            msg = _first_line(exc)
+            msg = first_line(exc)[:300]
             if "MADFDynamicFilter" in msg:
                 raise ModelError(f"{path} uses the madf::MADFDynamicFilter custom op (plugin lowering), which only "
                                  f"TensorRT with the plugin runs; export with --dynconv native for ONNX Runtime") from None

@@ -13,7 +13,6 @@ through pinned host buffers on one CUDA stream, and optionally replays a CUDA gr
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 from pathlib import Path
@@ -35,19 +34,6 @@ FLAVOURS = {
     "dispatch": ("tensorrt_dispatch",),
 }
 INPUTS, OUTPUT = ("image", "mask"), "inpainted"
-
-
-def read_engine(path: Path, sidecar: Dict) -> bytes:
-    """The plan's bytes, after checking them against the sidecar (size first: truncation is the common case)."""
-    data = path.read_bytes()
-    expected = sidecar["engine"]
-    if len(data) != expected["bytes"]:
-        raise ModelError(f"{path} is {len(data)} bytes, its sidecar says {expected['bytes']}: the file is truncated "
-                         f"or was replaced; copy it again or rebuild it with madf-build")
-    if hashlib.sha256(data).hexdigest() != expected["sha256"]:
-        raise ModelError(f"{path} does not match the sha256 in its sidecar: the file is corrupt or was modified; "
-                         f"copy it again or rebuild it with madf-build")
-    return data
 
 
 def check_plugins(path: Path, sidecar: Dict, plugin_libs: Sequence[Path]) -> None:
@@ -146,14 +132,14 @@ class TensorRTBackend:
         """``engine``: a plan from madf-build, or an ONNX file together with ``cache`` (a folder): the plan for
         this GPU and TensorRT is looked up there and built once on a miss (madf.engines.cache; ``build_options``:
         madf.engines.build.BuildOptions for the profile)."""
-        from madf.engines.sidecar import read_sidecar
+        from madf.engines.sidecar import read_plan, read_sidecar
         path = Path(engine)
         if path.suffix.lower() == ".onnx" and cache is not None:
             path = self._cached_plan(path, cache, build_options, plugin_libs, device)
         check_file_kind(path, "a TensorRT engine", "--engine")
         self.path, self.cuda_graph = path, cuda_graph
         self.sidecar = read_sidecar(path)
-        data = read_engine(path, self.sidecar)
+        data = read_plan(path, self.sidecar)
         plugin_libs = [Path(p) for p in plugin_libs]
         check_plugins(path, self.sidecar, plugin_libs)
         trt, self.flavour = import_runtime(self.sidecar, runtime)

@@ -25,8 +25,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 import numpy as np
 
 from madf.common.errors import InputError
-from madf.inpaint.jobs import Job, pair_by_stem, run_chunk
-from madf.scale.storage import Files, child, is_uri, name_of
+from madf.inpaint.jobs import Job, pair_by_stem, run_chunk, split_written
+from madf.scale.storage import Files, child, local_path, name_of
 
 log = logging.getLogger("madf")
 COLUMNS = ("image", "mask", "output")
@@ -125,9 +125,10 @@ def _dataset(ray, jobs: Union[List[Job], object], rows_per_task: int):
 
 def sweep_temp_files(folder: Union[str, Path, None]) -> int:
     """Remove the temp files of interrupted atomic writes in a local output folder; how many there were."""
-    if folder is None or is_uri(folder) or not Path(folder).is_dir():
+    folder = local_path(folder) if folder is not None else None
+    if folder is None or not folder.is_dir():
         return 0
-    found = list(Path(folder).glob(TEMP_GLOB))
+    found = list(folder.glob(TEMP_GLOB))
     for path in found:
         path.unlink(missing_ok=True)
     return len(found)
@@ -151,15 +152,15 @@ def inpaint_collection(make_inpainter: Callable, pairs, output: Union[str, Path,
     rows: List[Dict] = []
     files = Files()
     if resume and isinstance(pairs, list):   # results of an earlier run stay; nothing of theirs is redone
-        kept = [j for j in pairs if files.modified(j.output) is not None]
+        pairs, kept = split_written(pairs, files)
         rows += [{"image": str(j.image), "output": str(j.output), "status": "skipped", "error": "", "seconds": 0.0,
                   "worker": ""} for j in kept]
-        pairs = [j for j in pairs if files.modified(j.output) is None]
         for row in rows:
             if on_row:
                 on_row(row)
     started = time.perf_counter()
-    folders = {str(Path(j.output).parent) for j in pairs if not is_uri(j.output)} if isinstance(pairs, list) else set()
+    folders = {local_path(j.output).parent for j in pairs if local_path(j.output) is not None} \
+        if isinstance(pairs, list) else set()
     try:
         if not isinstance(pairs, list) or pairs:
             with connect(ray_address) as ray:

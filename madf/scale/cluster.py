@@ -10,7 +10,7 @@ import signal
 import threading
 from typing import Optional
 
-from madf.common.errors import DeviceError
+from madf.common.errors import DeviceError, first_line
 
 log = logging.getLogger("madf")
 
@@ -50,7 +50,7 @@ def connect(address: str = "local", num_cpus: Optional[int] = None, object_store
     try:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise DeviceError(f"--ray {address}: cannot connect ({str(exc).splitlines()[0] if str(exc) else exc!r}); "
+        raise DeviceError(f"--ray {address}: cannot connect ({first_line(exc)}); "
                           f"start a cluster with 'ray start --head', or use --ray local") from None
     _own_sigterm()
     try:

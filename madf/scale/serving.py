@@ -16,17 +16,15 @@ log = logging.getLogger("madf")
 NAME = "madf"
 
 
-def _replica_name() -> str:
-    """This replica's id in Ray Serve (host:pid outside a replica)."""
+def _replica_name() -> Optional[str]:
+    """This replica's id in Ray Serve and where it runs; None outside a replica (create_app's host:pid)."""
     try:
         from ray import serve
         context = serve.get_replica_context()
         unique = getattr(getattr(context, "replica_id", None), "unique_id", None)
-        if unique:
-            return f"{NAME}#{unique}@{socket.gethostname()}:{os.getpid()}"
     except Exception:  # noqa: BLE001 - no replica context: a plain process
-        pass
-    return f"{socket.gethostname()}:{os.getpid()}"
+        return None
+    return f"{NAME}#{unique}@{socket.gethostname()}:{os.getpid()}" if unique else None
 
 
 def build_app(make_inpainter: Callable, app_options: Dict):

@@ -9,7 +9,7 @@ import posixpath
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from madf.common.errors import InputError
+from madf.common.errors import InputError, first_line
 from madf.inpaint import imaging
 from madf.inpaint.jobs import LocalFiles, Ref
 
@@ -35,14 +35,22 @@ def name_of(ref: Ref) -> str:
     return posixpath.basename(_split(ref)[0]) if is_uri(ref) else Path(ref).name
 
 
+def local_path(ref: Ref) -> Optional[Path]:
+    """The local path a ref names (a path, or a file:// URI); None for a remote store's."""
+    if not is_uri(ref):
+        return Path(ref)
+    return Path(_split(ref)[0][len("file://"):]) if str(ref).startswith("file://") else None
+
+
 class Files(LocalFiles):
-    """LocalFiles for paths, pyarrow file systems for URIs (one file system object per store and options)."""
+    """LocalFiles for local refs (paths, file:// URIs), pyarrow file systems for the others (one file system
+    object per store and options)."""
 
     def __init__(self):
         self._systems: Dict[str, object] = {}
 
     def _resolve(self, ref: Ref):
-        """(file system, its path) of a URI; one file system per scheme, bucket and options."""
+        """(file system, its path) of a remote URI; one file system per scheme, bucket and options."""
         import pyarrow.fs as pafs
         base, query = _split(ref)
         scheme, rest = base.split("://", 1)
@@ -51,8 +59,8 @@ class Files(LocalFiles):
             try:
                 self._systems[key] = pafs.FileSystem.from_uri(str(ref))[0]
             except (ValueError, OSError) as exc:
-                raise InputError(f"{ref}: pyarrow cannot open this URI ({str(exc).splitlines()[0]})") from None
-        return self._systems[key], ("/" + rest.lstrip("/") if scheme == "file" else rest)
+                raise InputError(f"{ref}: pyarrow cannot open this URI ({first_line(exc)})") from None
+        return self._systems[key], rest
 
     @staticmethod
     def name(ref: Ref) -> str:
@@ -64,32 +72,32 @@ class Files(LocalFiles):
             with fs.open_input_stream(path) as stream:
                 return stream.read()
         except (OSError, FileNotFoundError) as exc:
-            raise InputError(f"{ref}: cannot read it ({str(exc).splitlines()[0]})") from None
+            raise InputError(f"{ref}: cannot read it ({first_line(exc)})") from None
 
     def read_photo(self, ref: Ref):
-        if not is_uri(ref):
-            return super().read_photo(ref)
+        local = local_path(ref)
+        if local is not None:
+            return super().read_photo(local)
         return imaging.decode_photo(self.read_bytes(ref), name_of(ref))
 
     def read_mask(self, ref: Ref, invert: bool):
-        if not is_uri(ref):
-            return super().read_mask(ref, invert)
+        local = local_path(ref)
+        if local is not None:
+            return super().read_mask(local, invert)
         return imaging.decode_mask(self.read_bytes(ref), name_of(ref), invert=invert)
 
     def write(self, ref: Ref, data: bytes) -> None:
-        if not is_uri(ref) or str(ref).startswith("file://"):
-            return super().write(self._local(ref), data)
+        local = local_path(ref)
+        if local is not None:
+            return super().write(local, data)
         fs, path = self._resolve(ref)
         with fs.open_output_stream(path) as stream:   # the object appears once the upload completes
             stream.write(data)
 
-    @staticmethod
-    def _local(ref: Ref) -> Path:
-        return Path(str(ref)[len("file://"):]) if str(ref).startswith("file://") else Path(ref)
-
     def modified(self, ref: Ref) -> Optional[float]:
-        if not is_uri(ref) or str(ref).startswith("file://"):
-            return super().modified(self._local(ref))
+        local = local_path(ref)
+        if local is not None:
+            return super().modified(local)
         import pyarrow.fs as pafs
         fs, path = self._resolve(ref)
         info = fs.get_file_info(path)
@@ -99,20 +107,22 @@ class Files(LocalFiles):
 
     def list_images(self, folder: Ref) -> List[str]:
         """Image files directly in ``folder``, sorted by name, as refs of the same kind."""
-        if not is_uri(folder):
-            return [str(p) for p in imaging.list_images(folder)]
+        local = local_path(folder)
+        if local is not None:
+            return [child(folder, p.name) for p in imaging.list_images(local)]
         import pyarrow.fs as pafs
         fs, path = self._resolve(folder)
         try:
             infos = fs.get_file_info(pafs.FileSelector(path.rstrip("/"), recursive=False))
         except (OSError, FileNotFoundError) as exc:
-            raise InputError(f"{folder}: cannot list it ({str(exc).splitlines()[0]})") from None
+            raise InputError(f"{folder}: cannot list it ({first_line(exc)})") from None
         names = sorted(posixpath.basename(i.path) for i in infos if i.type == pafs.FileType.File)
         return [child(folder, n) for n in names if posixpath.splitext(n)[1].lower() in imaging.IMAGE_EXTENSIONS]
 
     def is_folder(self, ref: Ref) -> bool:
-        if not is_uri(ref):
-            return Path(ref).is_dir()
+        local = local_path(ref)
+        if local is not None:
+            return local.is_dir()
         import pyarrow.fs as pafs
         fs, path = self._resolve(ref)
         kind = fs.get_file_info(path.rstrip("/")).type

@@ -248,7 +248,8 @@ def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40,
                 return Response(status_code=499)
         try:
             result = job.result()
-            return Response(await run_in_threadpool(imaging.encode_png, result, look), media_type="image/png")
+            png = await run_in_threadpool(imaging.encode_image, "result.png", result, look=look)
+            return Response(png, media_type="image/png")
         except QueueFull as exc:
             return JSONResponse({"detail": f"busy: {exc}"}, status_code=503, headers={"Retry-After": "1"})
         except MADFError as exc:

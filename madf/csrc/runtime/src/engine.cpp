@@ -371,27 +371,23 @@ std::vector<ImageU8> Engine::inpaint(std::vector<ImageU8> const& images, std::ve
             rgbs.push_back(pieces[k].rgb), holes.push_back(pieces[k].hole);
         int32_t h = 0, w = 0;
         int32_t const count = static_cast<int32_t>(end - start);
-        if (u8)
+        if (u8)   // the engine pads, crops and composites: the pieces' bytes as they are
         {
             imaging::toUint8Batch(rgbs.data(), holes.data(), count, maskInverted(), imageU8, maskU8);
             outputU8.resize(imageU8.size());
             inferU8(imageU8.data(), maskU8.data(), outputU8.data(), count, rgbs[0].height, rgbs[0].width);
-            for (int32_t k = 0; k < count; ++k)
-            {
-                Piece const& piece = pieces[start + k];
-                ImageU8 const filled = imaging::fromUint8Batch(outputU8.data(), k, piece.rgb, piece.hole);
-                imaging::pasteHoles(results[piece.image], filled, masks[piece.image], piece.box);
-            }
-            start = end;
-            continue;
         }
-        imaging::toContract(rgbs.data(), holes.data(), count, multiple(), image, mask, h, w);
-        output.resize(image.size());
-        infer(image.data(), mask.data(), output.data(), count, h, w);
+        else
+        {
+            imaging::toContract(rgbs.data(), holes.data(), count, multiple(), image, mask, h, w);
+            output.resize(image.size());
+            infer(image.data(), mask.data(), output.data(), count, h, w);
+        }
         for (int32_t k = 0; k < count; ++k)
         {
             Piece const& piece = pieces[start + k];
-            ImageU8 const filled = imaging::fromContract(output.data(), k, h, w, piece.rgb, piece.hole);
+            ImageU8 const filled = u8 ? imaging::fromUint8Batch(outputU8.data(), k, piece.rgb, piece.hole)
+                                      : imaging::fromContract(output.data(), k, h, w, piece.rgb, piece.hole);
             imaging::pasteHoles(results[piece.image], filled, masks[piece.image], piece.box);
         }
         start = end;
