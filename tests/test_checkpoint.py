@@ -116,3 +116,62 @@ def test_not_madf_weights(tmp_path):
         read_checkpoint(tmp_path / "list.pth")
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         read_checkpoint(tmp_path / "missing.pth")
+
+
+def _save_with_header_low_byte(net, path, low_byte=0x80):
+    """save_checkpoint, padded through its metadata until the safetensors header length's first byte is
+    ``low_byte`` (0x80 is a pickle's first byte: 1 in 256 files madf writes, the bundled one before)."""
+    import struct
+    for pad in range(256):
+        save_checkpoint(net, path, metadata={"note": "x" * pad})
+        if path.read_bytes()[0] == low_byte:
+            return struct.unpack("<Q", path.read_bytes()[:8])[0]
+    raise AssertionError("no padding gave the header length's low byte")
+
+
+def test_safetensors_whose_header_length_starts_like_a_pickle(tiny_net, tmp_path):
+    from madf.model.checkpoint import sniff_format
+    path = tmp_path / "w.safetensors"
+    length = _save_with_header_low_byte(tiny_net, path)
+    assert sniff_format(path) == "safetensors", f"header length {length:#x} taken for a pickle"
+    state, _, info = read_checkpoint(path)
+    assert info["digest"] and info["format"] == "madf-trt"
+    # a flipped byte in the weights is found (was: read as a torch pickle, no digest checked)
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="do not match the SHA-256"):
+        load_checkpoint(path)
+
+
+def test_sniffing_by_structure(tiny_net, tmp_path):
+    from madf.model.checkpoint import sniff_format
+    torch.save(tiny_net.state_dict(), tmp_path / "zip.pth")
+    torch.save(tiny_net.state_dict(), tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    assert sniff_format(tmp_path / "zip.pth") == "torch" and sniff_format(tmp_path / "legacy.pth") == "torch"
+    assert read_checkpoint(tmp_path / "legacy.pth")[2]["digest"] is None
+    # a safetensors header longer than its file: truncated, said so
+    save_checkpoint(tiny_net, tmp_path / "s.safetensors")
+    head = (tmp_path / "s.safetensors").read_bytes()[:2000]
+    (tmp_path / "cut.safetensors").write_bytes(head)
+    if int.from_bytes(head[:8], "little") > len(head) - 8:
+        with pytest.raises(CheckpointError, match="truncated"):
+            read_checkpoint(tmp_path / "cut.safetensors")
+
+
+def test_bundled_checkpoint_carries_its_digest(caplog):
+    from madf.model.checkpoint import describe_digest
+    from madf.weights import BUNDLED
+    _, _, info = read_checkpoint(BUNDLED)
+    assert info["digest"], "the bundled file must be checked on every load"
+    assert describe_digest(info).startswith("verified sha256 ")
+
+
+def test_weights_without_a_digest_are_said_to_have_none(tiny_net, tmp_path, caplog):
+    import logging
+    from madf.model.checkpoint import NO_DIGEST, describe_digest
+    write_official_checkpoint(tiny_net, tmp_path / "official.pth")
+    with caplog.at_level(logging.INFO, logger="madf"):
+        net = load_checkpoint(tmp_path / "official.pth")
+    assert describe_digest(net.checkpoint_info) == NO_DIGEST
+    assert NO_DIGEST in caplog.text

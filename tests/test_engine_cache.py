@@ -199,3 +199,116 @@ def test_timing_cache_is_kept_in_the_folder_for_tensorrt(tmp_path):
     fields = {"tensorrt": {"backend": "tensorrt", "version": "10.9"}, "compute_capability": "9.0"}
     assert cache._timing_cache(fields) == tmp_path / "timing-tensorrt-10.9-sm9.0.cache"
     assert cache._timing_cache({**fields, "tensorrt": {"backend": "tensorrt-rtx", "version": "1.7"}}) is None
+
+
+def _one_entry(files, folder, **options):
+    cache = EngineCache(folder)
+    return cache, cache.get_or_build(files["native"], BuildOptions(**{**SMALL, **options}))
+
+
+def test_eviction_never_touches_what_the_cache_did_not_make(exported, rtx, tmp_path):
+    """A user's folder holding a model.plan and its sidecar (notes beside them), or a Triton model's version
+    folder, inside a cache folder, is never taken for an entry (was: evicted with everything in it)."""
+    _, files = exported
+    folder = tmp_path / "cache"
+    cache, a = _one_entry(files, folder)
+    mine = folder / "my-engine"
+    mine.mkdir()
+    for name in ("model.plan", "model.plan.json", "notes.txt"):
+        (mine / name).write_bytes((a.plan.parent / name).read_bytes() if name != "notes.txt" else b"keep me")
+    lookalike = folder / ("0" * 32)   # key-named, but its sidecar records another key and it holds notes
+    lookalike.mkdir()
+    (lookalike / "model.plan").write_bytes(a.plan.read_bytes())
+    (lookalike / "model.plan.json").write_bytes((a.plan.parent / "model.plan.json").read_bytes())
+    (lookalike / "notes.txt").write_text("mine")
+    tiny = EngineCache(folder, max_bytes=1)
+    b = tiny.get_or_build(files["native"], BuildOptions(**SMALL, compute_capability="8.6"))
+    assert [e["key"] for e in tiny.entries()] == [b.key]      # a evicted: the cache's own
+    assert (mine / "notes.txt").read_bytes() == b"keep me" and (mine / "model.plan").exists()
+    assert (lookalike / "notes.txt").exists()
+
+
+def test_a_folder_of_foreign_files_is_refused_as_a_cache(exported, tmp_path):
+    from madf.common.errors import OutputError
+    repo = tmp_path / "triton-repo"
+    (repo / "madf" / "1").mkdir(parents=True)
+    (repo / "madf" / "config.pbtxt").write_text("name: 'madf'")
+    with pytest.raises(OutputError, match="holds files the engine cache did not make .*madf"):
+        EngineCache(repo)
+    assert not (repo / ".madf-engine-cache").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    EngineCache(empty)
+    assert (empty / ".madf-engine-cache").is_file()
+    (empty / "mine.txt").write_text("x")   # a marked cache keeps a user's stray file, untouched
+    EngineCache(empty, max_bytes=1).evict()
+    assert (empty / "mine.txt").exists()
+
+
+def test_a_swapped_entry_is_not_served_for_another_key(exported, rtx, tmp_path):
+    _, files = exported
+    folder = tmp_path / "cache"
+    cache, a = _one_entry(files, folder)
+    b = cache.get_or_build(files["native"], BuildOptions(**SMALL, compute_capability="8.6"))
+    for name in ("model.plan", "model.plan.json"):   # entry a now holds b's plan and (consistent) sidecar
+        (a.plan.parent / name).write_bytes((b.plan.parent / name).read_bytes())
+    again = cache.get_or_build(files["native"], BuildOptions(**SMALL))
+    assert not again.hit and read_sidecar(again.plan)["cache"]["key"] == a.key
+    assert read_sidecar(again.plan)["cache"]["compute_capability"] == a.fields["compute_capability"]
+
+
+def test_a_killed_builders_staging_folder_is_swept(exported, rtx, tmp_path):
+    _, files = exported
+    folder = tmp_path / "cache"
+    cache, a = _one_entry(files, folder)
+    key_b, _ = cache.key(files["native"], BuildOptions(**SMALL, compute_capability="8.6"))
+    stale_a, stale_b = folder / f".{a.key}.k1ll3d", folder / f".{key_b}.dead"
+    for stale in (stale_a, stale_b):
+        stale.mkdir()
+        (stale / "model.plan").write_bytes(b"\0" * 4096)
+    assert cache.get_or_build(files["native"], BuildOptions(**SMALL)).hit
+    assert not stale_a.exists(), "the key's own lock holder sweeps it"
+    cache.evict()
+    assert not stale_b.exists(), "eviction sweeps staging of keys nobody builds"
+
+
+def test_a_read_only_cache_serves_hits_and_lists(exported, rtx, tmp_path, monkeypatch):
+    """A cache baked into a container image: hits and --list work, a miss says the cache is read-only, and nothing
+    is written (root writes through permissions, so the folder's listing and times are compared too)."""
+    from madf.common.errors import OutputError
+    _, files = exported
+    folder = tmp_path / "cache"
+    _, a = _one_entry(files, folder)
+    for path in (a.plan.parent, folder):
+        os.chmod(path, 0o555)
+    if os.geteuid() == 0:   # root passes os.access; the cache must still take the folder as read-only
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if mode & os.W_OK and
+                            str(p).startswith(str(folder)) else real(p, mode, **kw))
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in folder.rglob("*"))
+    try:
+        cache = EngineCache(folder)
+        assert not cache.writable
+        assert cache.get_or_build(files["native"], BuildOptions(**SMALL)).hit
+        assert [e["key"] for e in cache.entries()] == [a.key]
+        listed = CliRunner().invoke(build_main, ["--cache", str(folder), "--list"])
+        assert listed.exit_code == 0 and "1 engines" in listed.output, listed.output
+        with pytest.raises(OutputError, match="read-only and holds no valid engine"):
+            cache.get_or_build(files["native"], BuildOptions(**SMALL, compute_capability="8.6"))
+        assert sorted((p.name, p.stat().st_mtime_ns) for p in folder.rglob("*")) == before
+    finally:
+        for path in (folder, a.plan.parent):
+            os.chmod(path, 0o755)
+
+
+def test_a_sidecar_without_a_field_is_refused_by_name(exported, rtx, tmp_path):
+    import json
+    from madf.common.errors import ModelError
+    _, files = exported
+    cache, a = _one_entry(files, tmp_path / "cache")
+    sidecar = json.loads((a.plan.parent / "model.plan.json").read_text())
+    del sidecar["engine"]["sha256"]
+    (a.plan.parent / "model.plan.json").write_text(json.dumps(sidecar))
+    with pytest.raises(ModelError, match="lacks the field 'engine.sha256'"):
+        read_sidecar(a.plan)
+    assert not cache.get_or_build(files["native"], BuildOptions(**SMALL)).hit   # was: unexpected KeyError

@@ -2,6 +2,7 @@
 built once and reused, as Torch-TensorRT's and ONNX Runtime's TensorRT provider caches are.
 
     DIR/
+      .madf-engine-cache                  the mark of a folder madf made (or adopted: empty, or holding only entries)
       <key>/model.plan, model.plan.json   one entry: the plan and its sidecar (with the key's fields under "cache")
       <key>.lock                          held while that entry is looked up or built (filelock)
       .index.lock                         held while entries are listed or evicted
@@ -10,7 +11,14 @@ built once and reused, as Torch-TensorRT's and ONNX Runtime's TensorRT provider 
 An entry appears by renaming a finished folder into place, so a reader never sees a half-written plan; several
 processes asking for one key at once (Triton instances, Ray actors) build it once, the others wait on its lock and
 then read it. A hit is checked against its sidecar (size and SHA-256) before it is returned; a corrupt entry is
-rebuilt. The folder's size is bounded: after each build the least recently used entries go until it fits.
+rebuilt, and so is one whose sidecar records another key (an entry swapped by hand). The folder's size is bounded:
+after each build the least recently used entries go until it fits.
+
+The cache deletes only what it made: a folder given as the cache must be new, empty, marked by madf, or hold nothing
+but cache entries (a key-named folder whose sidecar records that key); an entry is that and nothing else, so a
+user's folder inside the cache is never taken for one. A killed builder's staging folder is swept by the next
+process that holds its key's lock. A cache that cannot be written (baked into a container image) serves its hits and
+lists its entries; a miss there says so.
 """
 from __future__ import annotations
 
@@ -19,12 +27,14 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from madf.common import paths
 from madf.common.errors import ModelError, OutputError
 from madf.engines.build import (
     BuildOptions,
@@ -44,6 +54,11 @@ from madf.engines.sidecar import (
 log = logging.getLogger("madf")
 
 PLAN = "model.plan"
+MARK = ".madf-engine-cache"
+ENTRY_FILES = {PLAN, PLAN + ".json"}
+KEY_NAME = re.compile(r"^[0-9a-f]{32}$")
+# what else a cache holds: locks, TensorRT's timing caches, staging and trash folders of builds and removals
+_OWN_FILES = re.compile(r"^(\.index\.lock|[0-9a-f]{32}\.lock|timing-.+\.cache|\.[0-9a-f]{32}\..+)$")
 DEFAULT_MAX_BYTES = 8 << 30
 LOCK_TIMEOUT_S = 3600.0   # a real build of the official network takes minutes; a dead holder's lock is released
 
@@ -67,19 +82,45 @@ def _target(name: str, options: BuildOptions) -> Optional[str]:
 
 class EngineCache:
     def __init__(self, folder, max_bytes: int = DEFAULT_MAX_BYTES):
-        self.folder = Path(folder)
-        if self.folder.exists() and not self.folder.is_dir():
-            raise OutputError(f"--cache {self.folder} is a file; give a folder for the engine cache")
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+        self.max_bytes = max_bytes
+        # an existing folder may be read-only (a cache baked into an image): its hits are still served
+        self.folder = Path(folder) if Path(folder).is_dir() else paths.check_output_folder(Path(folder), "--cache")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot create the engine cache {self.folder}: {exc.strerror}") from None
-        if not os.access(self.folder, os.W_OK):
-            raise OutputError(f"cannot write the engine cache {self.folder}: permission denied; choose another "
-                              f"--cache folder")
-        if max_bytes <= 0:
-            raise ValueError(f"max_bytes must be positive, got {max_bytes}")
-        self.max_bytes = max_bytes
+        self.writable = os.access(self.folder, os.W_OK | os.X_OK)
+        self._claim()
+
+    def _claim(self) -> None:
+        """Refuse a folder that holds what the cache did not make (it would be evicted); mark the folder once."""
+        if (self.folder / MARK).is_file():
+            return
+        foreign = sorted(p.name for p in self.folder.iterdir() if not self._own(p))
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise OutputError(f"--cache {self.folder} holds files the engine cache did not make ({shown}), which "
+                              f"its eviction could delete; give a new or empty folder for the engine cache")
+        if self.writable:
+            (self.folder / MARK).write_text("madf engine cache: madf-build --cache . --list shows it\n")
+
+    def _own(self, path: Path) -> bool:
+        return path.name == MARK or bool(_OWN_FILES.match(path.name)) or self._entry_key(path) is not None
+
+    @staticmethod
+    def _entry_key(entry: Path) -> Optional[str]:
+        """The key of a cache entry (a key-named folder of a plan and its sidecar recording that key), else None."""
+        if not KEY_NAME.match(entry.name) or entry.is_symlink() or not entry.is_dir():
+            return None
+        try:
+            if {p.name for p in entry.iterdir()} != ENTRY_FILES:
+                return None
+            recorded = read_sidecar(entry / PLAN).get("cache", {}).get("key")
+        except (OSError, ModelError, AttributeError):
+            return None
+        return entry.name if recorded == entry.name else None
 
     def _lock(self, name: str):
         from filelock import FileLock
@@ -114,17 +155,24 @@ class EngineCache:
             return None
         return self.folder / f"timing-{trt['backend']}-{trt['version']}-sm{fields['compute_capability'] or 'any'}.cache"
 
-    def _valid(self, entry: Path) -> bool:
-        """The entry's plan matches its sidecar (size, SHA-256); False for a missing or damaged entry."""
+    def _valid(self, entry: Path, key: str, fields: Dict) -> bool:
+        """The entry's plan matches its sidecar (size, SHA-256) and the sidecar records the key and fields it was
+        looked up by; False for a missing, damaged or swapped entry."""
+        if not entry.exists():
+            return False
         plan = entry / PLAN
         try:
-            read_plan(plan, read_sidecar(plan))
-            ok = True
-        except (OSError, ModelError, KeyError, TypeError):
-            ok = False
-        if not ok and entry.exists():
-            log.warning("engine cache entry %s is damaged (its plan does not match its sidecar); rebuilding it", entry)
-        return ok
+            sidecar = read_sidecar(plan)
+            recorded = sidecar.get("cache")
+            if recorded != json.loads(json.dumps({"key": key, **fields})):
+                log.warning("engine cache entry %s records another model, GPU or profile than its key; rebuilding "
+                            "it", entry)
+                return False
+            read_plan(plan, sidecar)
+            return True
+        except (OSError, ModelError) as exc:
+            log.warning("engine cache entry %s is damaged (%s); rebuilding it", entry, exc)
+            return False
 
     def get_or_build(self, onnx_path, options: Optional[BuildOptions] = None, backend: str = "auto") -> CacheResult:
         """The cached plan for these inputs, building it (once, whatever the number of callers) on a miss."""
@@ -132,8 +180,15 @@ class EngineCache:
         started = time.perf_counter()
         key, fields = self.key(onnx_path, options, backend)
         entry = self.folder / key
+        if not self.writable:   # no lock can be taken: entries appear by rename, so a read sees a whole one
+            if self._valid(entry, key, fields):
+                return CacheResult(entry / PLAN, True, time.perf_counter() - started, key, fields)
+            raise OutputError(f"the engine cache {self.folder} is read-only and holds no valid engine for "
+                              f"{Path(onnx_path).name} with these settings (key {key}); build it where the cache is "
+                              f"writable, or give a writable --cache")
         with self._lock(key + ".lock"):
-            if self._valid(entry):
+            self._sweep(key)   # a killed builder's staging folder: nobody else builds this key now
+            if self._valid(entry, key, fields):
                 os.utime(entry)   # most recently used
                 return CacheResult(entry / PLAN, True, time.perf_counter() - started, key, fields)
             self._remove(entry)
@@ -153,18 +208,32 @@ class EngineCache:
         self.evict(keep=key)
         return CacheResult(entry / PLAN, False, time.perf_counter() - started, key, fields)
 
-    @staticmethod
-    def _remove(entry: Path) -> None:
-        if entry.exists():   # renamed away first: a reader never sees a half-deleted entry
+    def _sweep(self, key: str) -> int:
+        """Remove staging and trash folders of ``key`` (call with its lock held: they are a dead process's)."""
+        stale = [p for p in self.folder.glob(f".{key}.*") if p.is_dir() and not p.is_symlink()]
+        for path in stale:
+            shutil.rmtree(path, ignore_errors=True)
+        if stale:
+            log.info("engine cache: removed %d folder(s) left by an interrupted build of %s", len(stale), key)
+        return len(stale)
+
+    def _remove(self, entry: Path) -> None:
+        if self._entry_key(entry) is not None or (KEY_NAME.match(entry.name) and entry.is_dir()
+                                                  and not entry.is_symlink()
+                                                  and {p.name for p in entry.iterdir()} <= ENTRY_FILES):
+            # renamed away first: a reader never sees a half-deleted entry
             trash = entry.with_name(f".{entry.name}.trash-{os.getpid()}")
             os.replace(entry, trash)
             shutil.rmtree(trash, ignore_errors=True)
+        elif entry.exists():
+            raise OutputError(f"engine cache: {entry} is not an entry madf made; move it out of the cache folder")
 
     def entries(self) -> List[Dict]:
         """Every complete entry, most recently used first: key, bytes, last use, and its sidecar."""
         found = []
         for entry in self.folder.iterdir():
-            if entry.name.startswith(".") or not entry.is_dir():
+            key = self._entry_key(entry)
+            if key is None:
                 continue
             try:
                 sidecar = read_sidecar(entry / PLAN)
@@ -172,14 +241,26 @@ class EngineCache:
                 used = entry.stat().st_mtime
             except (OSError, ModelError):
                 continue
-            found.append({"key": entry.name, "path": entry / PLAN, "bytes": size, "last_used": used,
-                          "sidecar": sidecar})
+            found.append({"key": key, "path": entry / PLAN, "bytes": size, "last_used": used, "sidecar": sidecar})
         return sorted(found, key=lambda e: -e["last_used"])
 
+    def _sweep_all(self) -> None:
+        """Staging folders of keys nobody is building now (their lock is free)."""
+        from filelock import Timeout
+        for key in sorted({p.name.split(".")[1] for p in self.folder.glob(".*.*")
+                           if p.is_dir() and KEY_NAME.match(p.name.split(".")[1])}):
+            try:
+                with self._lock(key + ".lock").acquire(timeout=0):
+                    self._sweep(key)
+            except Timeout:
+                continue   # being built now
+
     def evict(self, keep: Optional[str] = None) -> List[str]:
-        """Remove least recently used entries until the cache fits max_bytes (never ``keep``, the one just built)."""
+        """Remove least recently used entries until the cache fits max_bytes (never ``keep``, the one just built);
+        only entries, never anything else in the folder."""
         removed = []
         with self._lock(".index.lock"):
+            self._sweep_all()
             entries = self.entries()
             total = sum(e["bytes"] for e in entries)
             for e in reversed(entries):

@@ -20,6 +20,9 @@ from madf.common.atomic import atomic_path
 from madf.common.errors import ModelError
 
 FORMAT = "madf-engine/1"
+# what every reader of a sidecar relies on (the runtimes, Triton, the cache); checked once, in read_sidecar
+REQUIRED = ("engine.bytes", "engine.sha256", "multiple", "contract", "precision", "lowering", "profile",
+            "tensorrt.backend", "tensorrt.version")
 
 
 def sidecar_path(engine) -> Path:
@@ -118,4 +121,11 @@ def read_sidecar(engine, required: bool = True) -> Optional[Dict[str, Any]]:
                          f"madf-build") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ModelError(f"{path} is not a {FORMAT} sidecar; rebuild the engine with this madf-build")
+    for field in REQUIRED:
+        node = data
+        for part in field.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            raise ModelError(f"{path} lacks the field {field!r} (edited by hand, or written by another tool); "
+                             f"rebuild the engine with madf-build")
     return data

@@ -143,6 +143,10 @@ def metadata(net: MADFNet, options: ExportOptions) -> Dict[str, str]:
         "madf.contract": "image (N,3,H,W) float32 RGB [0,1]; mask (N,1,H,W) float32 1=hole 0=keep -> "
                          "inpainted (N,3,H,W) float32 [0,1]; H, W multiples of madf.multiple",
     }
+    info = getattr(net, "checkpoint_info", None)
+    if info is not None:   # the file's own digest says it is intact, not that its source was: say what that was
+        from madf.model.checkpoint import describe_digest
+        meta["madf.source_weights"] = describe_digest(info)
     if options.io == "uint8":
         meta.update(uint8_metadata(options.invert_mask))
     return meta

@@ -32,17 +32,35 @@ FORMAT_NAME = "madf-trt"
 _OFFICIAL_PREFIX = "module.model."
 _DROPPED = (re.compile(r"^module\.extractor\."), re.compile(r"^enc_conv_\d+\.bn\."))
 _MAX_LISTED = 4
+NO_DIGEST = "no digest recorded"
 
 
-def _sniff(path: Path) -> str:
+SAFETENSORS_HEADER_MAX = 100 << 20   # the safetensors crate refuses larger headers
+PICKLE_PROTOCOLS = range(2, 6)      # torch.save's legacy (non-zip) format is a pickle of protocol 2
+
+
+def sniff_format(path: Path) -> str:
+    """"safetensors" or "torch", from each format's structure, not from a lucky first byte.
+
+    safetensors: an 8-byte little-endian header length N that fits the file, then a JSON object (its first byte
+    "{"). torch: a zip archive (torch.save since 1.6) or a legacy pickle (0x80 then a protocol number). The
+    safetensors test goes first: its length's low byte is 0x80 for about 1 in 256 files (the bundled one too),
+    which a first-byte test takes for a pickle."""
+    size = path.stat().st_size
     with open(path, "rb") as fh:
-        head = fh.read(9)
-    if len(head) < 9:
+        head = fh.read(10)
+    if len(head) < 10:
         raise CheckpointError(f"{path}: {len(head)} bytes, too short to be a checkpoint (truncated download?)")
-    if head[:2] == b"PK" or head[:1] == b"\x80":
+    length = int.from_bytes(head[:8], "little")
+    if head[8:9] == b"{" and 2 <= length <= min(SAFETENSORS_HEADER_MAX, size - 8):
+        return "safetensors"
+    if head[:4] == b"PK\x03\x04":
+        return "torch"
+    if head[:1] == b"\x80" and head[1] in PICKLE_PROTOCOLS:
         return "torch"
     if head[8:9] == b"{":
-        return "safetensors"
+        raise CheckpointError(f"{path}: a safetensors header of {length} bytes in a file of {size}: the file is "
+                              f"truncated; copy or save it again")
     raise CheckpointError(f"{path}: neither a torch checkpoint nor a safetensors file "
                           f"(starts with {head[:8]!r}); give a .pth from Pytorch-MADF or a .safetensors of madf-trt")
 
@@ -62,7 +80,8 @@ def _read_torch(path: Path) -> Tuple[Dict[str, torch.Tensor], str]:
                           f"({{'n_iter','model','gen_optimizer'}}) or a state dict")
 
 
-def _read_safetensors(path: Path) -> Tuple[Dict[str, torch.Tensor], Optional[ModelConfig]]:
+def _read_safetensors(path: Path) -> Tuple[Dict[str, torch.Tensor], Optional[ModelConfig], Optional[str]]:
+    """(tensors, config, the digest checked): a recorded digest must match, or the file is refused."""
     from safetensors import SafetensorError, safe_open
     try:
         with safe_open(str(path), framework="pt") as fh:
@@ -81,7 +100,7 @@ def _read_safetensors(path: Path) -> Tuple[Dict[str, torch.Tensor], Optional[Mod
             config = ModelConfig.from_json(meta["config"])
         except (ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: bad ModelConfig in its metadata ({exc})") from None
-    return tensors, config
+    return tensors, config, recorded
 
 
 def state_sha256(state: Dict[str, torch.Tensor]) -> str:
@@ -146,19 +165,25 @@ def read_checkpoint(path) -> Tuple[Dict[str, torch.Tensor], ModelConfig, dict]:
         raise CheckpointError(f"{path} is a folder; give the checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
-    kind = _sniff(path)
+    kind = sniff_format(path)
     if kind == "safetensors":
-        state, config = _read_safetensors(path)
+        state, config, digest = _read_safetensors(path)
         fmt = FORMAT_NAME
     else:
-        (state, fmt), config = _read_torch(path), None
+        (state, fmt), config, digest = _read_torch(path), None, None
     state, dropped = normalize_keys(state)
     check_finite(state, str(path), CheckpointError, fix="the checkpoint is damaged: download or save it again")
     try:
         config = config or infer_config(state)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-    return state, config, {"format": fmt, "dropped": dropped, "path": str(path)}
+    # the digest the weights were checked against, or None: nothing says these bytes are the ones written
+    return state, config, {"format": fmt, "dropped": dropped, "path": str(path), "digest": digest}
+
+
+def describe_digest(info: dict) -> str:
+    """What is known of a checkpoint's integrity, for logs and export metadata."""
+    return f"verified sha256 {info['digest'][:16]}" if info.get("digest") else NO_DIGEST
 
 
 def load_checkpoint(path, config: Optional[ModelConfig] = None, dynamic_filter: str = "rewrite",
@@ -176,6 +201,9 @@ def load_checkpoint(path, config: Optional[ModelConfig] = None, dynamic_filter: 
         groups = sorted({re.sub(r"\d+", "N", k.split(".")[0] + "." + k.split(".")[1]) for k in info["dropped"]})
         log.info("%s: ignored %d keys that are not the inference model's (%s)", path, len(info["dropped"]),
                  ", ".join(groups))
+    if not info["digest"]:
+        log.info("%s: %s; damage in storage would go unnoticed (madf-trt .safetensors files carry one)", path,
+                 NO_DIGEST)
     net.checkpoint_info = info
     return net.to(device).eval()
 
@@ -194,4 +222,4 @@ def save_checkpoint(net: MADFNet, path, metadata: Optional[Dict[str, str]] = Non
 
 
 __all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint", "read_checkpoint", "infer_config",
-           "check_state_dict", "normalize_keys"]
+           "check_state_dict", "normalize_keys", "sniff_format", "describe_digest"]
