@@ -147,7 +147,7 @@ def test_data_and_eval_outputs_are_checked(ckpt, tmp_path):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("do not touch")
-    one_line_error(run("data", "--output", foreign), "did not write; choose a new folder or add --overwrite")
+    one_line_error(run("data", "--output", foreign), "did not write (thesis.tex); choose a new or empty folder or add --overwrite")
     assert (foreign / "thesis.tex").read_text() == "do not touch"
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -229,11 +229,11 @@ def test_eviction_never_touches_what_the_cache_did_not_make(exported, rtx, tmp_p
 
 
 def test_a_folder_of_foreign_files_is_refused_as_a_cache(exported, tmp_path):
-    from madf.common.errors import OutputError
+    from madf.common.errors import InputError
     repo = tmp_path / "triton-repo"
     (repo / "madf" / "1").mkdir(parents=True)
     (repo / "madf" / "config.pbtxt").write_text("name: 'madf'")
-    with pytest.raises(OutputError, match="holds files the engine cache did not make .*madf"):
+    with pytest.raises(InputError, match=r"holds files madf-engine-cache did not write \(madf\)"):
         EngineCache(repo)
     assert not (repo / ".madf-engine-cache").exists()
     empty = tmp_path / "empty"

@@ -1,14 +1,18 @@
 """The one place that decides whether a tool may write where it was told to, checked before any expensive work.
 
-Rules (every CLI): an output is never one of the tool's own inputs, nor the folder that holds them in folder mode;
-an existing output is replaced only with ``--overwrite`` (or a resume); the folder must be writable and the name
-short enough for the file system (the atomic write's temp name included). Torch-free.
+Rules (every CLI, every destination: local paths, file:// and object-store URIs, reports, the engine cache): an
+output is never one of the tool's own inputs (the model file included), nor the folder that holds them in folder
+mode; an existing output is replaced only with ``--overwrite`` (or a resume); the folder must be writable and the
+name short enough for the file system (the atomic write's temp name included); a folder a tool fills and prunes
+holds only what it made. Torch-free.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence
+from typing import Callable, Iterable, List, Optional, Sequence, Union
+
+Ref = Union[str, Path]
 
 from madf.common.errors import InputError
 
@@ -113,14 +117,77 @@ def check_output_files(paths: Sequence[Path], option: str, inputs: Sequence[Path
     return [check_output_file(p, option, inputs, overwrite=True) for p in paths]
 
 
-def claim_folder(folder: Path, tool: str, option: str = "--output", overwrite: bool = False) -> Path:
-    """A folder a tool fills with files of fixed names (the demo, the dataset): a rerun may replace what the tool
-    wrote there before (it leaves a marker), but a folder of other files is refused unless ``overwrite``."""
-    folder = check_output_folder(folder, option)
+def claim_folder(folder: Path, tool: str, option: str = "--output", overwrite: bool = False,
+                 own: Optional[Callable[[Path], bool]] = None, read_only: bool = False) -> Path:
+    """A folder a tool fills with files of fixed names, or prunes (the demo, the dataset, the engine cache): a
+    rerun may replace what the tool wrote there before (it leaves a marker, ``.tool``), but a folder of other files
+    is refused unless ``overwrite``. ``own(path)``: what the tool made before it marked folders (an unmarked folder
+    holding only that is adopted). ``read_only``: an existing folder that cannot be written is taken as it is."""
+    folder = Path(folder)
     marker = folder / f".{tool}"
-    if folder.is_dir() and any(folder.iterdir()) and not marker.exists() and not overwrite:
-        raise InputError(f"{option} {folder} holds files {tool} did not write; choose a new folder or add "
-                         f"--overwrite")
-    folder.mkdir(parents=True, exist_ok=True)
-    marker.touch()
+    mine = lambda p: p.name == marker.name or (own is not None and own(p))   # noqa: E731 - the marker races in
+    if read_only and folder.is_dir() and not _can_write(folder):
+        foreign = [] if marker.exists() else [p for p in folder.iterdir() if not mine(p)]
+    else:
+        folder = check_output_folder(folder, option)
+        foreign = [] if not folder.is_dir() or marker.exists() or overwrite else \
+            [p for p in folder.iterdir() if not mine(p)]
+    if foreign:
+        shown = ", ".join(sorted(p.name for p in foreign)[:3]) + (f" and {len(foreign) - 3} more"
+                                                                   if len(foreign) > 3 else "")
+        raise InputError(f"{option} {folder} holds files {tool} did not write ({shown}); choose a new or empty "
+                         f"folder" + ("" if own else " or add --overwrite"))
+    if _can_write(_existing_ancestor(folder)):
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.touch()
     return folder
+
+
+def _local(ref: Ref) -> Optional[Path]:
+    """The local path of a path or a file:// URI; None for an object store's URI."""
+    text = str(ref)
+    if "://" not in text:
+        return Path(ref)
+    return Path(text.partition("?")[0][len("file://"):]) if text.startswith("file://") else None
+
+
+def ref_key(ref: Ref) -> str:
+    """What a path or URI names, to compare outputs with inputs: a local path (file:// too) resolved, an object
+    store's URI without its options (``?endpoint_override=...``) and trailing slash."""
+    local = _local(ref)
+    return str(local.resolve()) if local is not None else str(ref).partition("?")[0].rstrip("/")
+
+
+def check_outputs(outputs: Sequence[Ref], option: str, inputs: Sequence[Optional[Ref]] = (), overwrite: bool = False,
+                  exists: Optional[Callable[[Ref], bool]] = None) -> None:
+    """The output rule for refs of any kind (a batch's results, a report): none is an input; none exists unless
+    ``overwrite``; local ones also pass check_output_file. ``exists(ref)`` looks an object-store ref up."""
+    given = [i for i in inputs if i is not None]
+    keys = {ref_key(i): i for i in given}
+    for ref in outputs:
+        if ref_key(ref) in keys:
+            raise InputError(f"{option} {ref} is one of the inputs ({keys[ref_key(ref)]}); write it somewhere else")
+    remote = [ref for ref in outputs if _local(ref) is None]
+    present = [ref for ref in remote if not overwrite and exists is not None and exists(ref)]
+    if present:
+        shown = ", ".join(str(p).partition("?")[0].rsplit("/", 1)[-1] for p in present[:3]) + \
+            (f" and {len(present) - 3} more" if len(present) > 3 else "")
+        raise InputError(f"{option}: {len(present)} result(s) exist already ({shown}); add --overwrite to replace "
+                         f"them")
+    local = [_local(ref) for ref in outputs if _local(ref) is not None]
+    local_inputs = [_local(i) for i in given if _local(i) is not None]
+    if len(local) == 1:
+        check_output_file(local[0], option, local_inputs, overwrite)
+    elif local:
+        check_output_files(local, option, local_inputs, overwrite)
+
+
+def check_output_target(folder: Ref, option: str, input_folders: Sequence[Optional[Ref]] = ()) -> None:
+    """check_output_folder for a folder or a URI prefix: never one of the input folders."""
+    local = _local(folder)
+    if local is not None:
+        check_output_folder(local, option, [_local(f) for f in input_folders if f is not None and _local(f)])
+        return
+    for source in input_folders:
+        if source is not None and ref_key(source) == ref_key(folder):
+            raise InputError(f"{option} {folder} is the input folder {source}; write the results to another folder")

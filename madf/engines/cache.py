@@ -85,29 +85,13 @@ class EngineCache:
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be positive, got {max_bytes}")
         self.max_bytes = max_bytes
-        # an existing folder may be read-only (a cache baked into an image): its hits are still served
-        self.folder = Path(folder) if Path(folder).is_dir() else paths.check_output_folder(Path(folder), "--cache")
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create the engine cache {self.folder}: {exc.strerror}") from None
+        # one rule with every tool's folders: never prune a folder of someone else's files; an existing folder
+        # may be read-only (a cache baked into an image): its hits are still served
+        self.folder = paths.claim_folder(Path(folder), MARK[1:], "--cache", own=self._own, read_only=True)
         self.writable = os.access(self.folder, os.W_OK | os.X_OK)
-        self._claim()
-
-    def _claim(self) -> None:
-        """Refuse a folder that holds what the cache did not make (it would be evicted); mark the folder once."""
-        if (self.folder / MARK).is_file():
-            return
-        foreign = sorted(p.name for p in self.folder.iterdir() if not self._own(p))
-        if foreign:
-            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-            raise OutputError(f"--cache {self.folder} holds files the engine cache did not make ({shown}), which "
-                              f"its eviction could delete; give a new or empty folder for the engine cache")
-        if self.writable:
-            (self.folder / MARK).write_text("madf engine cache: madf-build --cache . --list shows it\n")
 
     def _own(self, path: Path) -> bool:
-        return path.name == MARK or bool(_OWN_FILES.match(path.name)) or self._entry_key(path) is not None
+        return bool(_OWN_FILES.match(path.name)) or self._entry_key(path) is not None
 
     @staticmethod
     def _entry_key(entry: Path) -> Optional[str]:
