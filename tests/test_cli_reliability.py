@@ -509,11 +509,29 @@ def test_model_files_given_to_the_wrong_option_say_which_one(ckpt, pair, tmp_pat
                    "is a checkpoint, not an ONNX file: pass it as --ckpt")
 
 
-def test_an_opset_the_exporter_does_not_write_is_refused(ckpt, tmp_path):
-    """--opset 99 was recorded in the metadata while the file was opset 18."""
+def test_an_opset_the_exporter_does_not_write_is_refused(ckpt, tmp_path, monkeypatch):
+    """--opset 99 was recorded in the metadata while the file was opset 18; then refused, but after the export and
+    onnxscript's traceback: now before anything is exported."""
+    import madf.export.onnx as exporter
+    monkeypatch.setattr(exporter, "prepare", lambda *a, **k: pytest.fail("exported before the opset was checked"))
     one_line_error(run("export", "--ckpt", ckpt, "--output", tmp_path / "m.onnx", "--opset", "99"),
-                   "--opset 99: torch's ONNX exporter wrote opset 18 instead")
+                   "--opset 99: choose 17-")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_full_disk_names_the_file(ckpt, tmp_path, monkeypatch):
+    """No space left while writing --json after the benchmark: one line naming the file, not a traceback (and
+    every atomic write says the same)."""
+    import errno
+    from pathlib import Path
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(Path, "write_text", full)
+    line = one_line_error(run("bench", "--ckpt", ckpt, "--size", "16", "--runs", "2", "--warmup-runs", "0",
+                              "--warmup-s", "0", "--json", tmp_path / "bench.json"), "No space left on device")
+    assert f"cannot write {tmp_path / 'bench.json'}" in line
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_out_of_memory_names_only_the_options_a_tool_has(ckpt, tmp_path, monkeypatch):

@@ -179,7 +179,8 @@ def test_an_interrupted_run_leaves_no_temp_files_and_resumes(model, tmp_path, si
     out = tmp_path / "out"
     command = [sys.executable, "-m", "madf.cli.inpaint", "--model", str(model), "--image", str(photos), "--mask",
                str(masks), "--output", str(out), "--ray", "local", "--actors", "1", "--quiet"]
-    env = dict(os.environ, MADF_RAY_OBJECT_STORE_MB="128")
+    # RAY_ADDRESS names no cluster: --ray local must start its own all the same (it failed, not naming it)
+    env = dict(os.environ, MADF_RAY_OBJECT_STORE_MB="128", RAY_ADDRESS="127.0.0.1:9")
     before = raylets()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 240
@@ -214,3 +215,89 @@ def test_a_ray_dataset_of_rows(cluster, model, tmp_path):
     assert report.summary["written"] == 3 and report.summary["skipped"] == 1
     assert (out / "p01.png").stat().st_ino == inode
     assert {p.name: p.read_bytes() for p in sorted(out.iterdir())} == expected
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from madf.cli.inpaint import main
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _one_line(result, match):
+    errors = [line for line in result.output.splitlines() if "Error" in line]
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert len(errors) == 1 and match in errors[0], result.output
+    return errors[0]
+
+
+def test_uri_outputs_keep_the_plain_runs_rules(model, tmp_path):
+    """file:// (and any URI) outputs and --report go through the plain run's rules, before Ray starts: never an
+    input, never an existing result without --overwrite (each case exited 0 and replaced the files)."""
+    photos, masks = _collection(tmp_path, 2, seed=60)
+    keep = {p: p.read_bytes() for p in [*photos.iterdir(), *masks.iterdir(), model]}
+    uri = lambda path: f"file://{path}"   # noqa: E731
+    base = ["--model", model, "--image", uri(photos), "--mask", uri(masks), "--ray", "local", "--quiet"]
+    _one_line(_cli(*base, "--output", uri(photos)), "is the input folder")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "p00.png").write_bytes(b"an earlier result")
+    _one_line(_cli(*base, "--output", uri(out)), "1 result(s) exist already (p00.png); add --overwrite")
+    (out / "p00.png").unlink()
+    _one_line(_cli(*base, "--output", uri(out), "--report", uri(masks / "p00.png")), "--report")
+    _one_line(_cli(*base, "--output", uri(out), "--report", model), "is one of the inputs")
+    (out / "madf-report.json").write_text("{}")
+    _one_line(_cli(*base, "--output", uri(out)), "--report")
+    assert {p: p.read_bytes() for p in keep} == keep
+    assert sorted(p.name for p in out.iterdir()) == ["madf-report.json"]
+
+
+def test_a_damaged_model_is_one_line_before_ray_starts(model, tmp_path):
+    photos, masks = _collection(tmp_path, 2, seed=70)
+    damaged = tmp_path / "damaged.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    damaged.write_bytes(bytes(data))
+    before = raylets()
+    for given, match in ((tmp_path / "misspelt.onnx", "no such ONNX file"), (damaged, "")):
+        result = _cli("--model", given, "--image", photos, "--mask", masks, "--output", tmp_path / "out",
+                      "--ray", "local", "--quiet")
+        print(_one_line(result, match))
+    assert raylets() <= before and not (tmp_path / "out").exists()
+
+
+def test_an_actor_that_cannot_open_its_model_ends_the_run_with_its_line(cluster, tmp_path):
+    """A model that opens on the driver but not in the actors (another node's file): madf's own line, not Ray's
+    210 lines ending in ActorDiedError."""
+    from madf.common.errors import CheckpointError
+    photos, masks = _collection(tmp_path, 2, seed=80)
+    with pytest.raises(CheckpointError, match=r"^/nodes/b/places2.pth: no such checkpoint file$"):
+        inpaint_collection(functools.partial(open_inpainter, "torch", ckpt="/nodes/b/places2.pth"),
+                           plan_collection(photos, masks, tmp_path / "out"))
+    assert not list((tmp_path / "out").glob("*.png")) if (tmp_path / "out").exists() else True
+
+
+def test_resources_the_cluster_lacks_are_refused_not_waited_for(cluster, model, tmp_path):
+    from madf.common.errors import DeviceError
+    photos, masks = _collection(tmp_path, 2, seed=90)
+    jobs = plan_collection(photos, masks, tmp_path / "out")
+    with pytest.raises(DeviceError, match=r"1 actor x 1 GPU need 1; the Ray cluster has 0"):
+        inpaint_collection(_factory(model), jobs, gpus_per_actor=1.0)
+    with pytest.raises(DeviceError, match=r"3 actors x 1 CPU need 3; the Ray cluster has 2: use --actors 2"):
+        inpaint_collection(_factory(model), jobs, actors=3)
+
+
+def test_overwrite_rewrites_a_result_dated_in_the_future(cluster, model, tmp_path):
+    """A retried task keeps only what changed since the run was planned, by the output's own date, so a result
+    whose date lies ahead (another machine's clock) is still replaced with --overwrite (was: kept, 'skipped')."""
+    photos, masks = _collection(tmp_path, 2, seed=100)
+    expected = _plain(model, photos, masks, tmp_path / "plain")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "p00.png").write_bytes(b"stale")
+    future = time.time() + 3600
+    os.utime(out / "p00.png", (future, future))
+    jobs = plan_jobs(photos, masks, out, overwrite=True)
+    report = inpaint_collection(_factory(model), jobs, overwrite=True)
+    assert report.summary["written"] == 2 and report.summary["skipped"] == 0, report.rows
+    assert (out / "p00.png").read_bytes() == expected["p00.png"]

@@ -159,3 +159,71 @@ def test_autoscale_bounds_are_checked(exported):
     for bad, says in (("3:1", "MIN <= MAX"), ("x", "is not MIN:MAX"), ("0:0", "MAX >= 1")):
         result = CliRunner().invoke(main, ["--model", model, "--autoscale", bad])
         assert result.exit_code == 2 and says in result.output, result.output
+
+
+REPLICA_FAILS = """
+import functools, sys
+from madf.cli.backends import open_inpainter
+from madf.scale import serving
+from madf.scale.cluster import connect, madf_errors
+with connect("local", num_cpus=2) as ray, madf_errors():
+    try:
+        serving.start(functools.partial(open_inpainter, "torch", ckpt="/nodes/b/places2.pth"), {}, port=int(sys.argv[1]),
+                      replicas=1, cpus_per_replica=0.5)
+    except Exception as exc:
+        print("RAISED", type(exc).__name__, exc)
+"""
+
+
+def test_a_replica_that_cannot_open_its_model_says_why(tmp_path):
+    """A model that opens on the driver but not where a replica runs: madf's own line, within the retries of one
+    replica (was: "Deploying application madf failed" after about three minutes)."""
+    env = dict(os.environ, MADF_RAY_OBJECT_STORE_MB="128")
+    before = raylets()
+    started = time.time()
+    done = subprocess.run([sys.executable, "-c", REPLICA_FAILS, str(_free_port())], env=env, capture_output=True,
+                          text=True, timeout=240)
+    seconds = time.time() - started
+    raised = [line for line in done.stdout.splitlines() if line.startswith("RAISED")]
+    print(f"{seconds:.0f} s:", raised, done.stderr[-1500:] if not raised else "")
+    assert raised == ["RAISED CheckpointError /nodes/b/places2.pth: no such checkpoint file"]
+    for _ in range(50):
+        if raylets() <= before:
+            break
+        time.sleep(0.2)
+    assert raylets() <= before
+
+
+def test_cli_checks_before_ray_starts(exported, tmp_path):
+    """A damaged or missing model, a busy port, and more replicas than the cluster's CPUs: one line each, before
+    any replica is started (were: minutes, then Ray's words, or silence)."""
+    from click.testing import CliRunner
+
+    from madf.cli.serve import main
+    model = exported[1]["native"]
+    damaged = tmp_path / "damaged.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    damaged.write_bytes(bytes(data))
+    before = raylets()
+    for args, says in ((["--model", str(tmp_path / "missing.onnx")], "no such ONNX file"),
+                       (["--model", str(damaged)], str(damaged))):
+        result = CliRunner().invoke(main, args + ["--replicas", "2"])
+        print(result.output)
+        assert result.exit_code == 1 and says in result.output and "Traceback" not in result.output
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        result = CliRunner().invoke(main, ["--model", str(model), "--replicas", "2", "--port",
+                                           str(busy.getsockname()[1])])
+    print(result.output)
+    assert result.exit_code == 1 and "choose another --port" in result.output
+    assert raylets() <= before
+    env = dict(os.environ, MADF_RAY_OBJECT_STORE_MB="128")
+    done = subprocess.run([sys.executable, "-m", "madf.cli.serve", "--model", str(model), "--replicas",
+                           str(os.cpu_count() + 1), "--port", str(_free_port())], env=env, capture_output=True,
+                          text=True, timeout=180)
+    print(done.stdout[-500:], done.stderr[-1000:])
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert done.returncode == 1 and len(errors) == 1 and "the Ray cluster has" in errors[0] \
+        and "use --replicas" in errors[0], done.stderr

@@ -104,6 +104,33 @@ def default_gpus(backend: str, device: Optional[str]) -> float:
     return 1.0 if (device or "").startswith("cuda") or backend == "tensorrt" else 0.0
 
 
+def check_model(backend: str, ckpt: Optional[Path] = None, model: Optional[Path] = None,
+                engine: Optional[Path] = None, plugin_libs: Sequence[Path] = (), **_) -> None:
+    """What open_backend would refuse about the file itself (missing, another kind, damaged, a digest that does
+    not match, a plan without its sidecar or plugin), checked here before Ray starts actors or replicas that would
+    each fail on it; nothing is loaded onto a device."""
+    if backend == "torch":
+        from madf.model.checkpoint import read_checkpoint
+        read_checkpoint(ckpt)
+    elif backend == "onnxruntime":
+        from madf.export.onnx_file import check_file_kind, read_checked
+        check_file_kind(model, "an ONNX file", "--model")
+        read_checked(Path(model))
+    elif backend == "tensorrt":
+        from madf.engines.sidecar import read_plan, read_sidecar
+        from madf.export.onnx_file import check_file_kind
+        from madf.runtime.tensorrt import check_plugins
+        check_file_kind(engine, "a TensorRT engine", "--engine")
+        sidecar = read_sidecar(engine)
+        read_plan(Path(engine), sidecar)
+        check_plugins(Path(engine), sidecar, [Path(p) for p in plugin_libs])
+
+
+def model_inputs(ckpt: Optional[Path], model: Optional[Path], engine: Optional[Path], plugin_libs=()) -> list:
+    """The files a run reads its model from: inputs no output may replace."""
+    return [p for p in (ckpt, model, engine, *plugin_libs) if p is not None]
+
+
 def open_inpainter(backend: str, batch_size: int = 1, strategy=None, **open_kwargs):
     """An Inpainter on open_backend(backend, **open_kwargs): what each Ray actor or replica builds for itself
     (pass it as functools.partial(open_inpainter, ...): picklable, evaluated where it runs)."""

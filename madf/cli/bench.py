@@ -87,17 +87,20 @@ def main(ckpt, model_path, engine, plugin_libs, device, batch, size, height, wid
                 pass
         settings = BenchSettings(batch=batch, height=height or size, width=width or size, warmup_s=warmup_s,
                                  warmup_runs=warmup_runs, runs=runs)
+        # every backend opened before any is timed: one that cannot run (no GPU for the engine) fails now, not
+        # after the others' minutes
+        opened = {name: open_file(name, path, device=device if name != "tensorrt" else None, plugin_libs=plugin_libs,
+                                  cuda_graph=cuda_graph and name in ("torch", "tensorrt"), torch_options=torch_options)
+                  for name, path in files.items()}
         results, rows = {}, []
-        for name, path in files.items():
-            backend = open_file(name, path, device=device if name != "tensorrt" else None, plugin_libs=plugin_libs,
-                                cuda_graph=cuda_graph and name in ("torch", "tensorrt"), torch_options=torch_options)
+        for name, backend in opened.items():
             try:
                 image, mask = make_inputs(settings, backend.multiple)
             except ValueError as exc:
                 raise InputError(str(exc)) from None
             with progress(total=runs, desc=f"{name}", leave=False) as bar:
                 result = run_benchmark(backend, image, mask, settings, progress=bar)
-            result["file"] = str(path)
+            result["file"] = str(files[name])
             if hasattr(backend, "sidecar"):
                 result["engine_build"] = backend.sidecar
             results[name] = result
@@ -112,7 +115,7 @@ def main(ckpt, model_path, engine, plugin_libs, device, batch, size, height, wid
                "execution only")
     if json_path:
         from madf.common.atomic import atomic_path
-        with atomic_path(json_path) as tmp:
+        with cli_errors(), atomic_path(json_path) as tmp:   # a full disk: one line naming the file
             tmp.write_text(json.dumps({"settings": vars(settings), "environment": environment(),
                                        "results": results}, indent=2, default=str) + "\n")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import click
 
@@ -32,6 +32,7 @@ from madf.cli.backends import (
     BACKENDS,
     CUDA_GRAPH,
     choose_backend,
+    model_inputs,
     model_options,
     open_backend,
     torch_options,
@@ -45,9 +46,11 @@ from madf.inpaint.strategy import STRATEGIES, Strategy
 log = logging.getLogger("madf")
 
 
-def plan_jobs(image: Path, mask: Path, output: Path, overwrite: bool = False, fmt: str = "png") -> List[Job]:
+def plan_jobs(image: Path, mask: Path, output: Path, overwrite: bool = False, fmt: str = "png",
+              protect: Sequence[Path] = ()) -> List[Job]:
     """Pair images with masks and outputs; every problem that can be seen before running is raised here, the
-    output paths checked by madf.paths (never an input, never an existing file without --overwrite, writable)."""
+    output paths checked by madf.paths (never an input or a file of ``protect``, the model's; never an existing
+    file without --overwrite; writable)."""
     if not image.exists():
         raise click.ClickException(f"--image {image}: no such file or folder")
     if not mask.exists():
@@ -60,7 +63,7 @@ def plan_jobs(image: Path, mask: Path, output: Path, overwrite: bool = False, fm
         if out.suffix.lower() not in imaging.OUTPUT_FORMATS:
             raise click.ClickException(f"--output {output}: write results as {', '.join(imaging.OUTPUT_FORMATS)}; "
                                        f"name it {out.with_suffix('.png')}")
-        paths.check_output_file(out, "--output", inputs=[image, mask], overwrite=overwrite)
+        paths.check_output_file(out, "--output", inputs=[image, mask, *protect], overwrite=overwrite)
         return [Job(image, mask, out)]
     paths.check_output_folder(output, "--output", input_folders=[image, mask if mask.is_dir() else None])
     images = imaging.list_images(image)
@@ -71,8 +74,8 @@ def plan_jobs(image: Path, mask: Path, output: Path, overwrite: bool = False, fm
                             lambda stem: output / f"{stem}.{fmt}", lambda p: Path(p).name, str(mask), fmt)
     except InputError as exc:
         raise click.ClickException(str(exc)) from None
-    paths.check_output_files([j.output for j in jobs], "--output", inputs=[*images, *{j.mask for j in jobs}],
-                             overwrite=overwrite)
+    paths.check_output_files([j.output for j in jobs], "--output", inputs=[*images, *{j.mask for j in jobs},
+                                                                         *protect], overwrite=overwrite)
     return jobs
 
 
@@ -162,7 +165,8 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
                         gpus_per_actor, batch_size, chosen, invert_mask, resize_mask, quality, fmt, resume,
                         overwrite, report_path, quiet)
             return
-        jobs = plan_jobs(image, mask, output, overwrite or resume, fmt)
+        jobs = plan_jobs(image, mask, output, overwrite or resume, fmt,
+                         model_inputs(ckpt, model_path, engine, plugin_libs))
         if resume:
             jobs, done = split_written(jobs)
             if done:
@@ -190,24 +194,26 @@ def _run_on_ray(backend, files: dict, image, mask, output, address, actors, gpus
     """The folder run on Ray Data: the same pairing, strategies, outputs and file rules; a summary and a report."""
     import functools
 
-    from madf.cli.backends import default_gpus, open_inpainter
+    from madf.cli.backends import check_model, default_gpus, open_inpainter
     from madf.scale.batch import inpaint_collection, plan_collection
     from madf.scale.storage import child, is_uri
+    protect = model_inputs(files["ckpt"], files["model"], files["engine"], files["plugin_libs"])
     local = not any(isinstance(ref, str) for ref in (image, mask, output))
     if local:   # the plain run's checks: never an input, never an existing result without --overwrite / --resume
-        jobs = plan_jobs(Path(image), Path(mask), Path(output), overwrite or resume, fmt)
-    else:
+        jobs = plan_jobs(Path(image), Path(mask), Path(output), overwrite or resume, fmt, protect)
+    else:       # the same rules for URIs, in inpaint_collection below (one look at each output)
         jobs = plan_collection(image, mask, output, fmt)
     if report_path is None and (is_uri(output) or Path(output).is_dir() or not Path(output).suffix):
         report_path = child(output, "madf-report.json")
+    check_model(backend, **files)   # once here, not in every actor (each would fail on it, in Ray's words)
     if gpus_per_actor is None:
         gpus_per_actor = default_gpus(backend, files.get("device"))
     factory = functools.partial(open_inpainter, backend, batch_size=batch_size, strategy=strategy, **files)
     with progress(total=len(jobs), unit="img", disable=quiet) as bar:
         report = inpaint_collection(factory, jobs, actors=actors, gpus_per_actor=gpus_per_actor,
                                     threads_per_actor=files["threads"], invert_mask=invert_mask, resize_mask=resize_mask,
-                                    quality=quality, fmt=fmt, resume=resume, ray_address=address,
-                                    report_path=report_path, on_row=lambda row: bar.update(1))
+                                    quality=quality, fmt=fmt, resume=resume, overwrite=overwrite, protect=protect,
+                                    ray_address=address, report_path=report_path, on_row=lambda row: bar.update(1))
     summary = report.summary
     if not quiet:
         click.echo(format_table(["written", "skipped", "failed", "seconds", "images/s", "actors", "report"],

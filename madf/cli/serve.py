@@ -102,18 +102,21 @@ def _serve_on_ray(backend, files, app_options, host, port, replicas, address, gp
     import functools
     import time
 
-    from madf.cli.backends import default_gpus, open_inpainter
-    from madf.scale.cluster import connect
+    from madf.cli.backends import check_model, default_gpus, open_inpainter
+    from madf.scale.cluster import check_resources, connect, madf_errors
     from madf.scale.serving import start
     if gpus is None:
         gpus = default_gpus(backend, files.get("device"))
-    if port == 0:   # Ray Serve's proxy binds the port itself: take a free one here and say which
-        sock = _listen(host, 0)
-        port = sock.getsockname()[1]
-        sock.close()
+    # what can be known before Ray starts: the model opens, the port is free (Ray Serve's proxy binds it itself,
+    # and a busy one surfaced as "ray::ProxyActor.ready()"); --port 0 takes a free one here and says which
+    check_model(backend, **files)
+    sock = _listen(host, port)
+    port = sock.getsockname()[1]
+    sock.close()
     factory = functools.partial(open_inpainter, backend, batch_size=app_options["max_batch"], **files)
-    with connect(address) as ray:
+    with connect(address) as ray, madf_errors():
         from ray import serve
+        check_resources(ray, autoscale[0] if autoscale else replicas, cpus, gpus, "replica", address)
         try:
             start(factory, app_options, host=host, port=port, replicas=replicas, gpus_per_replica=gpus,
                   cpus_per_replica=cpus, autoscale=autoscale)

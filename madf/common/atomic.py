@@ -7,11 +7,15 @@ hidden temp file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
 
 from madf.common.errors import OutputError
+
+# Errors of the destination itself, whatever call inside the write met them: they name the user's path.
+STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
 
 
 @contextlib.contextmanager
@@ -33,8 +37,8 @@ def atomic_path(path):
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        if str(tmp) in str(exc) or exc.filename == tmp:
-            raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+        if str(tmp) in str(exc) or exc.filename == tmp or (exc.filename is None and exc.errno in STORAGE_ERRORS):
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -39,6 +39,7 @@ log = logging.getLogger("madf")
 
 LOWERINGS = ("native", "plugin")
 DEFAULT_OPSET = 18
+MIN_OPSET = 17   # torch's exporter writes 18 and converts to others, down to 17 and up to what onnx knows
 INPUT_NAMES = ("image", "mask")
 OUTPUT_NAME = "inpainted"
 RAW_OUTPUT_NAMES = ("recovery", "refined_1", "refined_2")
@@ -81,6 +82,10 @@ class ExportOptions:
                                   f"runtime pads images, so pick the padded size")
         if self.batch is not None and self.batch <= 0:
             raise ExportError(f"--batch {self.batch} must be positive")
+        newest = onnx.defs.onnx_opset_version()
+        if not MIN_OPSET <= self.opset <= newest:   # before the export, not after minutes and onnxscript's trace
+            raise ExportError(f"--opset {self.opset}: choose {MIN_OPSET}-{newest} (the installed onnx "
+                              f"{onnx.__version__} knows opsets up to {newest})")
 
 
 def output_names(net: MADFNet, raw: bool):

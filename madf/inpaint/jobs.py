@@ -91,19 +91,19 @@ def pair_by_stem(images: Sequence[Ref], masks: Union[Ref, Sequence[Ref]], output
 
 def run_chunk(inpainter, jobs: Sequence[Job], store=None, invert_mask: bool = False, resize_mask: bool = False,
               quality: int = 95, reason: Callable[[BaseException], str] = first_line,
-              written_since: Optional[float] = None) -> Iterator[Outcome]:
+              keep: Optional[Callable[[Job, float], bool]] = None) -> Iterator[Outcome]:
     """Read, inpaint (batched by the Inpainter) and write ``jobs``; one Outcome per job, in order of completion.
     An unreadable file, a size mismatch or a batch the backend cannot run (out of memory: retried one by one) fails
-    only its images. ``written_since``: a result written at or after this time is kept, not recomputed (a retried
-    task after a crash)."""
+    only its images. ``keep(job, modified)``: whether a result present (last written at ``modified``) is kept, not
+    recomputed (a resume; a retried task after a crash, which keeps what changed since the run was planned)."""
     store = store or LocalFiles()
     ready: List[Tuple[Job, object, object, object]] = []
     masks: dict = {}
     started = time.perf_counter()
     for job in jobs:
-        if written_since is not None:
+        if keep is not None:
             when = store.modified(job.output)
-            if when is not None and when >= written_since:
+            if when is not None and keep(job, when):
                 yield Outcome(job, "skipped")
                 continue
         try:

@@ -6,9 +6,11 @@
                                 [("photos/a.jpg", "masks/a.png"), ...], output="s3://bucket/out", actors=4)
 
 Faults: an actor that dies is restarted by Ray and its task retried; a result written before the crash is kept,
-not recomputed (the retried task skips outputs written since the run started), and writes are atomic, so a present
-file is a complete one. ``resume=True`` skips outputs already there from an earlier run. One image's failure
-(unreadable, size mismatch, out of memory) is a row of the report, never the end of the run.
+not recomputed (the retried task skips an output that changed since the driver looked at it before the run: no
+clocks of different machines are compared), and writes are atomic, so a present file is a complete one.
+``resume=True`` skips outputs already there from an earlier run. One image's failure (unreadable, size mismatch,
+out of memory) is a row of the report, never the end of the run; a model that cannot be opened in an actor ends the
+run with madf's own one-line error (madf.scale.cluster.madf_errors).
 """
 from __future__ import annotations
 
@@ -24,12 +26,13 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
-from madf.common.errors import InputError
-from madf.inpaint.jobs import Job, pair_by_stem, run_chunk, split_written
+from madf.common.errors import InputError, MADFError
+from madf.inpaint.jobs import Job, pair_by_stem, run_chunk
 from madf.scale.storage import Files, child, local_path, name_of
 
 log = logging.getLogger("madf")
 COLUMNS = ("image", "mask", "output")
+ABSENT = -1.0   # the "before" column: the output did not exist when the run was planned
 TEMP_GLOB = ".madf-*.tmp"   # common.atomic's temp files: what a killed writer can leave in a local folder
 
 
@@ -57,7 +60,9 @@ def plan_collection(image: Union[str, Path], mask: Union[str, Path], output: Uni
                     files: Optional[Files] = None) -> List[Job]:
     """Folders or URIs of images and masks (matched by stem; or one mask for all) -> jobs writing into ``output``,
     the plain run's pairing rules."""
+    from madf.common.paths import check_output_target
     files = files or Files()
+    check_output_target(output, "--output", [image, mask if files.is_folder(mask) else None])
     if not files.is_folder(image):
         raise InputError(f"--image {image}: not a folder (or bucket prefix) of images")
     images = files.list_images(image)
@@ -92,22 +97,38 @@ def _limit_threads(threads: Optional[int]) -> None:
 
 
 class InpaintActor:
-    """One per Ray actor: the model loaded once, then batches of rows inpainted and written."""
+    """One per Ray actor: the model loaded once, then batches of rows inpainted and written. A model that cannot
+    be opened is not raised here (Ray would restart the actor and end in ActorDiedError, its message lost): the
+    first batch raises it, and Ray carries it to the driver as the error it is."""
 
     def __init__(self, make_inpainter: Callable, options: Dict):
-        self.inpainter = make_inpainter()
+        from madf.common.errors import MADFError, first_line
+        self.failure: Optional[BaseException] = None
+        try:
+            self.inpainter = make_inpainter()
+        except MADFError as exc:
+            self.failure = exc
+        except (OSError, RuntimeError, MemoryError) as exc:   # e.g. out of memory while loading
+            self.failure = ActorError(f"{socket.gethostname()}: cannot open the model ({first_line(exc)})")
         _limit_threads(options.get("threads"))
         self.options = options
         self.files = Files()
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        if self.failure is not None:
+            raise self.failure
         opts = self.options
         jobs = [Job(str(i), str(m), str(o)) for i, m, o in zip(batch["image"], batch["mask"], batch["output"])]
+        keep = None
+        if opts["resume"]:   # whatever is there stays
+            keep = lambda job, when: True   # noqa: E731
+        elif "before" in batch:   # a retried task: what changed since the driver looked was written by this run
+            before = {str(o): float(b) for o, b in zip(batch["output"], batch["before"])}
+            keep = lambda job, when: when != before[str(job.output)]   # noqa: E731
         rows = {k: [] for k in ("image", "output", "status", "error", "seconds", "worker")}
         for outcome in run_chunk(self.inpainter, jobs, self.files, invert_mask=opts["invert_mask"],
-                                 resize_mask=opts["resize_mask"], quality=opts["quality"],
-                                 written_since=opts["started"]):
+                                 resize_mask=opts["resize_mask"], quality=opts["quality"], keep=keep):
             for key, value in (("image", outcome.job.image), ("output", outcome.job.output),
                                ("status", outcome.status), ("error", outcome.error or ""),
                                ("seconds", outcome.seconds), ("worker", self.worker)):
@@ -115,10 +136,16 @@ class InpaintActor:
         return {k: np.asarray(v, dtype=np.float64 if k == "seconds" else object) for k, v in rows.items()}
 
 
-def _dataset(ray, jobs: Union[List[Job], object], rows_per_task: int):
+class ActorError(MADFError, RuntimeError):
+    """An actor could not do its work at all (its model did not open); one line, carried to the driver."""
+
+
+def _dataset(ray, jobs: Union[List[Job], object], rows_per_task: int, before: Dict[str, Optional[float]]):
     if isinstance(jobs, list):
+        items = [{**dataclasses.asdict(j), "before": ABSENT if before.get(str(j.output)) is None
+                  else before[str(j.output)]} for j in jobs]
         # about one block per task, so the actors share the work from the start
-        return ray.data.from_items([dataclasses.asdict(j) for j in jobs],
+        return ray.data.from_items(items,
                                    override_num_blocks=max(1, min(len(jobs), -(-len(jobs) // rows_per_task))))
     return jobs   # a Ray Dataset with the image, mask, output columns
 
@@ -138,21 +165,40 @@ def inpaint_collection(make_inpainter: Callable, pairs, output: Union[str, Path,
                        actors: int = 1, gpus_per_actor: float = 0.0, cpus_per_actor: float = 1.0,
                        threads_per_actor: Optional[int] = 1, rows_per_task: int = 4, invert_mask: bool = False,
                        resize_mask: bool = False, quality: int = 95, fmt: str = "png", resume: bool = False,
+                       overwrite: bool = False, protect: Sequence[Union[str, Path]] = (),
                        on_row: Optional[Callable[[Dict], None]] = None, ray_address: str = "local",
                        report_path: Union[str, Path, None] = None) -> BatchReport:
     """Inpaint ``pairs`` (a list of (image, mask[, output]) refs, a list of Jobs, or a Ray Dataset with columns
     image, mask, output) with ``actors`` copies of ``make_inpainter()`` (a picklable callable returning an
     Inpainter); returns the report (also written as JSON to ``report_path``). ``on_row(row)`` sees each row as it
-    arrives (a progress bar, a test that kills an actor)."""
-    from madf.scale.cluster import connect
+    arrives (a progress bar, a test that kills an actor).
+
+    The plain run's file rules hold for every output and the report (madf.common.paths.check_outputs): none may be
+    an input (an image, a mask, or a file of ``protect``: the model's), none may exist unless ``overwrite`` (or
+    ``resume``, which keeps them). A Dataset's rows are not looked at before the run."""
+    from madf.common import paths
+    from madf.scale.cluster import check_resources, connect, madf_errors
     if actors < 1:
         raise InputError(f"actors must be >= 1, got {actors}")
     if isinstance(pairs, list) and pairs and not isinstance(pairs[0], Job):
         pairs = jobs_from_pairs(pairs, output, fmt)
     rows: List[Dict] = []
     files = Files()
+    before: Dict[str, Optional[float]] = {}
+    if isinstance(pairs, list):   # one look at each output, before anything runs
+        before = {str(j.output): files.modified(j.output) for j in pairs}
+        sources = [*{str(j.image) for j in pairs}, *{str(j.mask) for j in pairs}, *map(str, protect)]
+        paths.check_outputs([j.output for j in pairs], "--output", sources, overwrite or resume,
+                            exists=lambda ref: before[str(ref)] is not None)
+        if report_path is not None:
+            paths.check_outputs([report_path], "--report", sources + [str(j.output) for j in pairs],
+                                overwrite or resume, exists=lambda ref: files.modified(ref) is not None)
+    elif report_path is not None:
+        paths.check_outputs([report_path], "--report", list(map(str, protect)), overwrite or resume,
+                            exists=lambda ref: files.modified(ref) is not None)
     if resume and isinstance(pairs, list):   # results of an earlier run stay; nothing of theirs is redone
-        pairs, kept = split_written(pairs, files)
+        kept = [j for j in pairs if before[str(j.output)] is not None]
+        pairs = [j for j in pairs if before[str(j.output)] is None]
         rows += [{"image": str(j.image), "output": str(j.output), "status": "skipped", "error": "", "seconds": 0.0,
                   "worker": ""} for j in kept]
         for row in rows:
@@ -163,15 +209,14 @@ def inpaint_collection(make_inpainter: Callable, pairs, output: Union[str, Path,
         if isinstance(pairs, list) else set()
     try:
         if not isinstance(pairs, list) or pairs:
-            with connect(ray_address) as ray:
-                # a retried task keeps what was written since the run began (1 s early: object stores keep whole
-                # seconds); resuming keeps whatever is there
+            with connect(ray_address) as ray, madf_errors():
+                check_resources(ray, actors, cpus_per_actor, gpus_per_actor, "actor", ray_address)
                 options = {"invert_mask": invert_mask, "resize_mask": resize_mask, "quality": quality,
-                           "threads": threads_per_actor, "started": 0.0 if resume else time.time() - 1.0}
+                           "threads": threads_per_actor, "resume": resume}
                 threads = {"env_vars": {k: str(threads_per_actor) for k in THREAD_VARIABLES}} if threads_per_actor \
                     else None
                 # Ray Data's actor pools restart a dead actor and retry its task (the fault tests check it)
-                result = _dataset(ray, pairs, rows_per_task).map_batches(
+                result = _dataset(ray, pairs, rows_per_task, before).map_batches(
                     InpaintActor, fn_constructor_args=(make_inpainter, options), batch_size=rows_per_task,
                     compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=cpus_per_actor,
                     num_gpus=gpus_per_actor or None, runtime_env=threads)

@@ -27,6 +27,11 @@ def _replica_name() -> Optional[str]:
     return f"{NAME}#{unique}@{socket.gethostname()}:{os.getpid()}" if unique else None
 
 
+# A replica whose model does not open fails the same way each time: give up after this many starts, and say why
+# (Ray Serve's default retries for minutes, then reports "Deploying application madf failed").
+CONSTRUCTOR_RETRIES = 2
+
+
 def build_app(make_inpainter: Callable, app_options: Dict):
     """Evaluated on each replica: its own Inpainter (model loaded once there) and app (its own batcher)."""
     from madf.serve.app import create_app
@@ -47,7 +52,7 @@ def application(make_inpainter: Callable, app_options: Dict, replicas: int = 1, 
 
     # each replica takes its queue's worth of requests; past that its own batcher answers 503, as one process does
     ongoing = app_options.get("queue_size", 16) + app_options.get("max_batch", 4)
-    settings = dict(name=NAME, max_ongoing_requests=ongoing,
+    settings = dict(name=NAME, max_ongoing_requests=ongoing, max_constructor_retry_count=CONSTRUCTOR_RETRIES,
                     ray_actor_options={"num_cpus": cpus_per_replica, "num_gpus": gpus_per_replica})
     if autoscale:
         low, high = autoscale
@@ -59,10 +64,29 @@ def application(make_inpainter: Callable, app_options: Dict, replicas: int = 1, 
 
 
 def start(make_inpainter: Callable, app_options: Dict, host: str = "127.0.0.1", port: int = 8080, **deployment):
-    """Deploy on the connected Ray cluster and return once every replica is up; the proxy listens on host:port."""
+    """Deploy on the connected Ray cluster and return once every replica is up; the proxy listens on host:port.
+    A replica that cannot build its app (its model does not open there) ends the deployment with madf's own
+    error, carried out of the replica's traceback (madf.scale.cluster.remote_madf_error)."""
     from ray import serve
+
+    from madf.common.errors import DeviceError, first_line
+    from madf.scale.cluster import remote_madf_error
     serve.start(http_options={"host": host, "port": port})
-    serve.run(application(make_inpainter, app_options, **deployment), name=NAME, route_prefix="/", blocking=False)
+    try:
+        serve.run(application(make_inpainter, app_options, **deployment), name=NAME, route_prefix="/",
+                  blocking=False)
+    except RuntimeError as exc:
+        # the application's status says only "Failed to update the deployments"; the deployment's holds the
+        # replica's traceback
+        try:
+            app = serve.status().applications.get(NAME)
+            details = " ".join(d.message or "" for d in app.deployments.values()) if app else ""
+        except Exception:  # noqa: BLE001 - the status is a hint; the error below stands without it
+            details = ""
+        found = remote_madf_error(details) or remote_madf_error(str(exc))
+        if found is not None:
+            raise found from None
+        raise DeviceError(f"Ray Serve could not start the replicas: {first_line(exc)}") from None
 
 
 def replica_actors():
