@@ -559,3 +559,47 @@ def test_errors_of_a_folder_run_are_whole_lines_after_the_bar(ckpt, tmp_path):
     lines = result.output.splitlines()
     assert any(line.startswith("Error: image ") and "c.png: unreadable" in line for line in lines), lines
     assert any(line.startswith("Error: 1 of 3 image(s) failed") for line in lines), lines
+
+
+def test_onnxruntime_out_of_memory_is_madfs_line_not_the_arenas(exported, tmp_path, monkeypatch):
+    """ONNX Runtime's arena failing on a uint8 file (its real text below, measured under a 3 GB limit) and any
+    other ONNX Runtime failure: one line of madf's, in the plain run and in a folder run's rows alike."""
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
+    from madf.export.uint8_io import convert_file
+    u8 = tmp_path / "u8.onnx"
+    convert_file(exported[1]["native"], u8)
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    for folder in (photos, masks):
+        folder.mkdir()
+    for i in range(2):
+        image, hole = random_pair(16, 24, seed=i)
+        imaging.write_png(photos / f"p{i}.png", image)
+        imaging.write_png(masks / f"p{i}.png", (hole * 255).astype(np.uint8))
+    arena = ("[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running ConvTranspose node. "
+             "Status Message: bfc_arena.cc:360 void* onnxruntime::BFCArena::AllocateRawInternal(size_t, bool, "
+             "onnxruntime::Stream*) Failed to allocate memory for requested buffer of size 579076096")
+
+    def no_memory(self, *args, **kwargs):
+        raise Fail(arena)
+    monkeypatch.setattr(onnxruntime.InferenceSession, "run", no_memory)
+    line = one_line_error(run("inpaint", "--model", u8, "--image", photos / "p0.png", "--mask", masks / "p0.png",
+                              "--output", tmp_path / "o.png"), "out of memory; try")
+    assert "BFCArena" not in line and "--batch-size" in line
+    folder = run("inpaint", "--model", u8, "--image", photos, "--mask", masks, "--output", tmp_path / "out")
+    assert folder.exit_code == 1 and "BFCArena" not in folder.output and "Traceback" not in folder.output
+    assert folder.output.count("out of memory; try") == 2, folder.output
+    from madf.inpaint.jobs import Job, run_chunk   # a library caller (a Ray actor): the same line, no click
+    from madf.inpaint.inpainter import Inpainter
+    from madf.runtime.onnxruntime import OnnxRuntimeBackend
+    outcome = next(iter(run_chunk(Inpainter(OnnxRuntimeBackend(u8)),
+                                  [Job(photos / "p0.png", masks / "p0.png", tmp_path / "lib.png")])))
+    assert outcome.status == "failed" and "out of memory; try" in outcome.error and "BFCArena" not in outcome.error
+
+    def other(self, *args, **kwargs):
+        raise Fail("[ONNXRuntimeError] : 1 : FAIL : something else\nsecond line")
+    monkeypatch.setattr(onnxruntime.InferenceSession, "run", other)
+    one_line_error(run("inpaint", "--model", u8, "--image", photos / "p0.png", "--mask", masks / "p0.png",
+                       "--output", tmp_path / "o.png"), "u8.onnx: ONNX Runtime could not run it")

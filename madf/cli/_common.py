@@ -13,6 +13,7 @@ import click
 from tqdm import tqdm
 
 from madf.common.errors import MADFError, first_line
+from madf.common.errors import is_out_of_memory as _out_of_memory
 
 # Images read ahead per batch slot in folder mode: enough to fill batches, bounded memory.
 CHUNK = 8
@@ -64,10 +65,6 @@ OVERWRITE = click.option("--overwrite", is_flag=True, help="Replace results that
 
 def _terminate(signum, frame):
     raise SystemExit(128 + signum)   # unwinds like Ctrl-C: atomic writes remove their temp files
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
 
 
 # What helps against running out of memory, for the tools that have the option.

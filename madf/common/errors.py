@@ -10,6 +10,25 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else exc.__class__.__name__
 
 
+# How allocators say they ran out: Python, torch (CPU and CUDA), ONNX Runtime's arena, C++, CUDA, Ray's monitor.
+_OUT_OF_MEMORY = ("out of memory", "failed to allocate memory", "bad_alloc", "cudaerrormemoryallocation",
+                  "cuda_error_out_of_memory", "running low on memory")
+OUT_OF_MEMORY = "out of memory; try a smaller --batch-size, a smaller --max-side or a smaller image"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure, whoever raised it (their texts differ)."""
+    text = str(exc).lower()
+    return (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or any(t in text for t in _OUT_OF_MEMORY))
+
+
+def failure_line(exc: BaseException) -> str:
+    """One line for a failure a run reports and goes on past (no command line at hand: a library call, a Ray
+    actor): what to do when memory ran out, else the error's first line; never an allocator's own text."""
+    return OUT_OF_MEMORY if is_out_of_memory(exc) else first_line(exc)
+
+
 class MADFError(Exception):
     """Base of the errors a user can act on."""
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from madf.common.atomic import atomic_path
-from madf.common.errors import InputError, MADFError, first_line
+from madf.common.errors import InputError, MADFError, failure_line, first_line
 from madf.inpaint import imaging
 
 log = logging.getLogger("madf")
@@ -90,7 +90,7 @@ def pair_by_stem(images: Sequence[Ref], masks: Union[Ref, Sequence[Ref]], output
 
 
 def run_chunk(inpainter, jobs: Sequence[Job], store=None, invert_mask: bool = False, resize_mask: bool = False,
-              quality: int = 95, reason: Callable[[BaseException], str] = first_line,
+              quality: int = 95, reason: Callable[[BaseException], str] = failure_line,
               keep: Optional[Callable[[Job, float], bool]] = None) -> Iterator[Outcome]:
     """Read, inpaint (batched by the Inpainter) and write ``jobs``; one Outcome per job, in order of completion.
     An unreadable file, a size mismatch or a batch the backend cannot run (out of memory: retried one by one) fails

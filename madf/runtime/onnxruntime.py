@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from madf.common.errors import DeviceError, InputError, ModelError, first_line
+from madf.common.errors import DeviceError, InputError, ModelError, first_line, is_out_of_memory
 from madf.export.onnx_file import check_file_kind
 from madf.runtime import uint8
 
@@ -43,7 +43,7 @@ class OnnxRuntimeBackend:
             raise DeviceError(f"onnxruntime {ort.__version__} has no {providers[0]} here (available: "
                               f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu or use cpu")
         options = ort.SessionOptions()
-        options.log_severity_level = 3
+        options.log_severity_level = 4   # fatal only: every failure reaches the user as madf's line (_session_run)
         if threads:   # one Ray actor per core wants one thread each
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
@@ -101,9 +101,19 @@ class OnnxRuntimeBackend:
             raise InputError(f"{self.path.name} was exported for {self.fixed_size[1]}x{self.fixed_size[0]} (WxH) "
                              f"but this image {verb}{w}x{h}; export without --height/--width for any size")
 
+    def _session_run(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """session.run with ONNX Runtime's errors (plain Exceptions, the arena's raw text) as madf's kinds."""
+        try:
+            return self.session.run(["inpainted"], {"image": image, "mask": mask})[0]
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises Fail, RuntimeException, ... (not RuntimeError)
+            if is_out_of_memory(exc):
+                raise MemoryError(f"out of memory running {self.path.name} on {'x'.join(map(str, image.shape))}"
+                                  ) from None
+            raise ModelError(f"{self.path.name}: ONNX Runtime could not run it ({first_line(exc)[:300]})") from None
+
     def _run(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if not self.fixed_batch:
-            return self.session.run(["inpainted"], {"image": image, "mask": mask})[0]
+            return self._session_run(image, mask)
         # A fixed batch: run full chunks, padding the last one with copies of its first item.
         n, b = image.shape[0], self.fixed_batch
         out = []
@@ -113,5 +123,5 @@ class OnnxRuntimeBackend:
             if short:
                 img = np.concatenate([img, np.repeat(img[:1], short, axis=0)])
                 msk = np.concatenate([msk, np.repeat(msk[:1], short, axis=0)])
-            out.append(self.session.run(["inpainted"], {"image": img, "mask": msk})[0][: b - short])
+            out.append(self._session_run(img, msk)[: b - short])
         return np.concatenate(out)
