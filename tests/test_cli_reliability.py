@@ -408,10 +408,22 @@ def test_malformed_madf_metadata_is_one_line(ckpt, tmp_path, pair):
     ("train", ["--images", ".", "--output", "x", "--size", "-64"], "--size"),
     ("train", ["--images", ".", "--output", "x", "--lr", "0"], "--lr"),
     ("eval", ["--images", ".", "--size", "0"], "--size"),
+    ("bench", ["--warmup-s", "inf"], "--warmup-s"),
+    ("serve", ["--batch-wait-ms", "inf"], "--batch-wait-ms"),
+    ("serve", ["--batch-wait-ms", "nan"], "--batch-wait-ms"),
 ])
 def test_out_of_range_numbers_are_usage_errors(ckpt, command, args, option):
     base = [] if command == "train" else ["--ckpt", ckpt]
     one_line_error(run(command, *base, *args), option, code=2)
+
+
+@pytest.mark.parametrize("option, shape", [("--min", "0x0x0"), ("--max", "1x100000x100000"), ("--opt", "0x64x64"),
+                                           ("--max", "5000x64x64")])
+def test_absurd_profiles_are_usage_errors(tmp_path, option, shape):
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"never read")
+    one_line_error(run("build", "--onnx", onnx, option, shape), "N must be 1-1024 and H, W 1-16384", code=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
 
 def test_long_file_names_work_up_to_the_limit_and_are_refused_past_it(ckpt, pair, tmp_path):

@@ -61,6 +61,17 @@ def test_multipart_and_json_give_the_inpainted_png(client, inpainter):
     as_json = {"image": base64.b64encode(image_png).decode(),
                "mask": "data:image/png;base64," + base64.b64encode(mask_png).decode()}
     assert client.post("/inpaint", json=as_json).content == response.content
+    # MIME base64 (line breaks every 76 characters, as email and base64(1) write it) under a differently cased
+    # media type: the same answer (both were refused)
+    import json
+    mime = {"image": base64.encodebytes(image_png).decode().replace("\n", "\r\n"),
+            "mask": base64.encodebytes(mask_png).decode()}
+    assert "\n" in mime["image"]
+    cased = client.post("/inpaint", content=json.dumps(mime),
+                        headers={"content-type": "Application/JSON; charset=UTF-8"})
+    assert cased.status_code == 200 and cased.content == response.content, cased.text
+    broken = client.post("/inpaint", json={**as_json, "image": as_json["image"][:20] + "!" + as_json["image"][20:]})
+    assert broken.status_code == 400 and "not valid base64" in broken.json()["detail"]
 
 
 def test_health_info_page_and_openapi(client):

@@ -242,3 +242,30 @@ def test_madf_eval_on_a_uint8_file_scores_like_the_float_file(u8, tmp_path):
     print("madf-eval ALL:", scores)
     for metric, value in scores["float"].items():
         assert scores["uint8"][metric] == pytest.approx(value, rel=1e-3, abs=1e-3), metric
+
+
+def test_a_0_1_mask_fills_nothing_and_parity_says_so(u8):
+    """The trap of a user's own script: a 0/1 mask is all known to a uint8 file (>= 128 = hole), so the photo comes
+    back unchanged with no error; madf-parity's hole check fails such a model."""
+    from madf.runtime import uint8
+    from madf.runtime.parity import MIN_FILLED, compare, photo_feeds
+    _, files = u8
+    backend = OnnxRuntimeBackend(files["native"])
+    image, hole = random_pair(32, 48, seed=2)
+    out = backend._run(image[None], hole[None, ..., None].astype(np.uint8))   # 0/1, not 0/255
+    assert np.array_equal(out[0], image)
+
+    class ZeroOneMasks:   # the same file, fed as such a script feeds it
+        io, multiple, inverted_mask = "uint8", backend.multiple, False
+
+        def run_uint8(self, images, holes):
+            return backend._run(images, holes.astype(np.uint8)[..., None])
+
+        def __call__(self, image, mask):
+            return uint8.run_contract(self, image, mask)
+
+    rows, passed = compare({"file": backend, "0/1 masks": ZeroOneMasks()}, photo_feeds(32, count=2), atol=1.0)
+    print([(r["backend"], f"{r['filled']:.0%}") for r in rows])
+    assert not passed and all(r["filled"] < MIN_FILLED for r in rows)
+    rows, passed = compare({"file": backend, "again": backend}, photo_feeds(32, count=2), atol=1.0)
+    assert passed and all(r["filled"] > 0.5 for r in rows)

@@ -50,6 +50,17 @@ class PathParam(click.Path):
 PATH = PathParam(path_type=Path)
 
 
+class FloatRange(click.FloatRange):
+    """click.FloatRange that also refuses nan (every comparison with nan is false, so click's bounds let it in:
+    --batch-wait-ms nan started a server that never batched)."""
+
+    def convert(self, value, param, ctx):
+        value = super().convert(value, param, ctx)
+        if value != value:
+            self.fail("nan is not a number", param, ctx)
+        return value
+
+
 class PathOrURI(PathParam):
     """A path, or an object-store URI (s3://, gs://, file://) kept as it is (a Path would fold its '//')."""
 

@@ -17,6 +17,7 @@ from typing import Optional
 import click
 
 from madf.cli._common import (
+    FloatRange,
     OVERWRITE,
     PATH,
     cli_errors,
@@ -49,7 +50,8 @@ def _row(name: str, r: dict) -> list:
               help="Square input side (a multiple of 2^levels); --height/--width override.")
 @click.option("--height", type=click.IntRange(min=1), default=None)
 @click.option("--width", type=click.IntRange(min=1), default=None)
-@click.option("--warmup-s", default=1.0, show_default=True, type=click.FloatRange(min=0), help="Minimum warm-up time.")
+@click.option("--warmup-s", default=1.0, show_default=True, type=FloatRange(0, 3600),
+              help="Minimum warm-up time (at most an hour).")
 @click.option("--warmup-runs", default=5, show_default=True, type=click.IntRange(min=0),
               help="Minimum warm-up calls.")
 @click.option("--runs", default=50, show_default=True, type=click.IntRange(min=2), help="Timed calls.")
@@ -79,6 +81,7 @@ def main(ckpt, model_path, engine, plugin_libs, device, batch, size, height, wid
             make_inputs,
             run_benchmark,
         )
+        from madf.runtime.uint8 import size_multiple
         if threads:
             try:
                 import torch
@@ -95,7 +98,7 @@ def main(ckpt, model_path, engine, plugin_libs, device, batch, size, height, wid
         results, rows = {}, []
         for name, backend in opened.items():
             try:
-                image, mask = make_inputs(settings, backend.multiple)
+                image, mask = make_inputs(settings, size_multiple(backend))
             except ValueError as exc:
                 raise InputError(str(exc)) from None
             with progress(total=runs, desc=f"{name}", leave=False) as bar:

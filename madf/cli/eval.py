@@ -60,7 +60,8 @@ def main(ckpt, model_path, engine, plugin_libs, device, images, masks, invert_ma
 
         inpainter = Inpainter(open_backend(backend, ckpt=ckpt, model=model_path, engine=engine, device=device,
                                            plugin_libs=plugin_libs))
-        if size % inpainter.multiple:
+        from madf.runtime.uint8 import size_multiple
+        if size % size_multiple(inpainter.backend):   # a uint8 file takes any size
             raise click.UsageError(f"--size {size} is not a multiple of {inpainter.multiple}")
         photos, skipped = [], []
         for p in list_image_tree(images):   # one unreadable photo is reported and skipped, never the end of the run

@@ -19,6 +19,7 @@ from typing import List, Optional, Sequence
 import click
 
 from madf.cli._common import (
+    FloatRange,
     CHUNK,
     OVERWRITE,
     PATH_OR_URI,
@@ -128,7 +129,7 @@ def run_jobs(inpainter, jobs: List[Job], invert_mask: bool = False, show_progres
               help="Run on Ray Data: a pool of actors, each loading the model once (local: a cluster on this "
                    "machine; auto: the cluster this machine is in; or its address).")
 @click.option("--actors", default=1, show_default=True, type=click.IntRange(min=1), help="--ray: model copies.")
-@click.option("--gpus-per-actor", default=None, type=click.FloatRange(min=0),
+@click.option("--gpus-per-actor", default=None, type=FloatRange(min=0),
               help="--ray: GPUs each actor reserves (default 1 with --device cuda, else 0; 0.5 = two per GPU).")
 @click.option("--threads-per-actor", default=1, show_default=True, type=click.IntRange(min=1),
               help="--ray: CPU threads each actor computes with.")

