@@ -23,6 +23,25 @@ def test_export_with_check_passes_and_prints_the_table(ckpt, tmp_path):
                                               "--check-size", "64"])
     assert result.exit_code == 0, result.output
     assert out.is_file() and "max abs" in result.output and "pass" in result.output and "FAIL" not in result.output
+    import onnx
+    meta = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
+    assert meta["madf.source_weights"].startswith("verified sha256 "), meta.get("madf.source_weights")
+
+
+def test_an_export_of_weights_without_a_digest_says_so(tmp_path):
+    """An official-style .pth carries no digest: the ONNX file's own digest must not read as a check of it."""
+    import onnx
+    import torch
+
+    from conftest import TINY
+    from madf.model.network import build_model
+    from madf.model.checkpoint import NO_DIGEST
+    torch.save(build_model(TINY, seed=0).state_dict(), tmp_path / "plain.pth")
+    out = tmp_path / "m.onnx"
+    result = CliRunner().invoke(export_main, ["--ckpt", str(tmp_path / "plain.pth"), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    meta = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
+    assert meta["madf.source_weights"] == NO_DIGEST
 
 
 def test_parity_cli_fp16_tolerances(ckpt, tmp_path, exported):
