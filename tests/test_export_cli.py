@@ -23,6 +23,7 @@ def test_export_with_check_passes_and_prints_the_table(ckpt, tmp_path):
                                               "--check-size", "64"])
     assert result.exit_code == 0, result.output
     assert out.is_file() and "max abs" in result.output and "pass" in result.output and "FAIL" not in result.output
+    assert ".madf-" not in result.output and "m.onnx" in result.output   # the user's name, never the temp file's
     import onnx
     meta = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
     assert meta["madf.source_weights"].startswith("verified sha256 "), meta.get("madf.source_weights")

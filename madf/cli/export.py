@@ -95,7 +95,8 @@ def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, he
             checked = functools.partial(_verify_fp16, ckpt, output=output, options=options, size=size)
         elif check:
             def checked(tmp):
-                _require(parity_report({"torch": ckpt, "onnxruntime": tmp}, size=size, device="cpu"), output)
+                _require(parity_report({"torch": ckpt, "onnxruntime": tmp}, size=size, device="cpu",
+                                       shown_as={"onnxruntime": output}), output)
         else:
             checked = None
         export_onnx(net, output, options, verify=checked)
@@ -115,7 +116,8 @@ def _verify_fp16(ckpt: Path, path: Path, *, output: Path, options, size) -> None
     run in PyTorch."""
     click.echo("verifying the FP16 model against FP32 (--no-verify skips this):")
     if options.lowering == "native" and not options.raw_outputs:
-        ok = parity_report({"torch": ckpt, "onnxruntime": path}, size=size, device="cpu")
+        ok = parity_report({"torch": ckpt, "onnxruntime": path}, size=size, device="cpu",
+                           shown_as={"onnxruntime": output})
     else:
         ok = parity_report({"torch": ckpt}, size=size, device="cpu",
                            torch_options={"precision": "fp16", "channels_last": False})

@@ -54,8 +54,9 @@ def _default_size(backends, multiple: int) -> int:
 def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: int = 3, seed: int = 0,
                   atol: Optional[float] = None, device: Optional[str] = None, json_path: Optional[Path] = None,
                   verbose: bool = False, plugin_libs: Sequence[Path] = (), torch_options: Optional[dict] = None,
-                  cuda_graph: bool = False) -> bool:
-    """Print the comparison table for {backend: file}; return whether it passed. MADFError on bad input."""
+                  cuda_graph: bool = False, shown_as: Optional[Dict[str, Path]] = None) -> bool:
+    """Print the comparison table for {backend: file}; return whether it passed. MADFError on bad input.
+    ``shown_as``: {backend: path} to name instead of the file run (a temp file about to take the user's name)."""
     from madf.common.errors import InputError
     from madf.runtime.parity import MIN_FILLED, TOLERANCE, UINT8_STEP, compare, photo_feeds
     if len(files) < 2 and not ("torch" in files and _accelerated(torch_options, cuda_graph)):
@@ -74,7 +75,9 @@ def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: in
         # the torch reference is FP32 unless other options were asked for
         backends[name] = open_file(name, path, device=device if name != "tensorrt" else None, plugin_libs=plugin_libs,
                                    torch_options={"precision": "fp32", "channels_last": False})
-        sources[name] = path
+        sources[name] = (shown_as or {}).get(name, path)
+        if sources[name] != path and hasattr(backends[name], "path"):   # its describe() and messages name it
+            backends[name].path = Path(sources[name])
     (ref_name, reference), *others = backends.items()
     multiple = reference.multiple
     for name, other in others:

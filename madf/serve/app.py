@@ -13,7 +13,7 @@ more pixels than the limit (checked before they are decoded): 413; a full queue 
 Retry-After. Decoding, inference and encoding run off the event loop, so one large request never stalls the
 others; a request whose client has gone is dropped before it is computed. Requests are decoded and answered in
 memory; nothing is written but the temp files the multipart parser spools large uploads to (the system temp
-folder). /docs serves Swagger UI from the package (swagger-ui-bundle), nothing from a CDN.
+folder). /docs serves Swagger UI 5 from the package (fastapi-offline), nothing from a CDN.
 """
 import asyncio
 import base64
@@ -266,21 +266,23 @@ def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40,
 
 
 def _local_docs(app: FastAPI) -> None:
-    """/docs from Swagger UI's files in the swagger-ui-bundle package: it works offline (the default page loads
-    them from a CDN and stays blank without one)."""
+    """/docs from Swagger UI 5's files in the fastapi-offline package: it works offline (the default page loads
+    them from a CDN and stays blank without one) and reads FastAPI's OpenAPI 3.1 (Swagger UI 4, as
+    swagger-ui-bundle ships it, answered "Unable to render this definition")."""
     try:
-        from swagger_ui_bundle import swagger_ui_path
+        import fastapi_offline
     except ImportError:   # the API works without it; /docs says what to install
         @app.get("/docs", include_in_schema=False)
         async def no_docs():
-            return JSONResponse({"detail": "pip install swagger-ui-bundle for /docs; /openapi.json is here"}, 404)
+            return JSONResponse({"detail": "pip install fastapi-offline for /docs; /openapi.json is here"}, 404)
         return
     from fastapi.staticfiles import StaticFiles
-    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    app.mount("/docs-assets", StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static"),
+              name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
     async def docs():
         return get_swagger_ui_html(openapi_url=app.openapi_url, title="madf-serve API",
                                    swagger_js_url="/docs-assets/swagger-ui-bundle.js",
                                    swagger_css_url="/docs-assets/swagger-ui.css",
-                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+                                   swagger_favicon_url="/docs-assets/favicon.png")
