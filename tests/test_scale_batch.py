@@ -301,3 +301,23 @@ def test_overwrite_rewrites_a_result_dated_in_the_future(cluster, model, tmp_pat
     report = inpaint_collection(_factory(model), jobs, overwrite=True)
     assert report.summary["written"] == 2 and report.summary["skipped"] == 0, report.rows
     assert (out / "p00.png").read_bytes() == expected["p00.png"]
+
+
+def test_resource_messages_name_a_fix_the_backend_has():
+    """A TensorRT engine runs on a GPU only: no '--gpus-per-actor 0' is offered for it; a joined cluster (which may
+    autoscale) only warns."""
+    from madf.common.errors import DeviceError
+    from madf.scale.cluster import check_resources
+
+    class Cluster:
+        @staticmethod
+        def cluster_resources():
+            return {"CPU": 2.0}
+    with pytest.raises(DeviceError) as engine:
+        check_resources(Cluster, 1, 1.0, 1.0, "actor", "local", gpu_only=True)
+    with pytest.raises(DeviceError) as torch_cuda:
+        check_resources(Cluster, 1, 1.0, 1.0, "replica", "local")
+    assert "--gpus-per-actor 0" not in str(engine.value) and "(--ray ADDRESS)" in str(engine.value)
+    assert "--gpus-per-replica 0 for a CPU backend" in str(torch_cuda.value)
+    check_resources(Cluster, 4, 1.0, 0.0, "actor", "auto")   # a warning, not an error
+    check_resources(Cluster, 2, 1.0, 0.0, "actor", "local")  # fits

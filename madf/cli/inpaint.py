@@ -214,6 +214,7 @@ def _run_on_ray(backend, files: dict, image, mask, output, address, actors, gpus
         report = inpaint_collection(factory, jobs, actors=actors, gpus_per_actor=gpus_per_actor,
                                     threads_per_actor=files["threads"], invert_mask=invert_mask, resize_mask=resize_mask,
                                     quality=quality, fmt=fmt, resume=resume, overwrite=overwrite, protect=protect,
+                                    gpu_only=backend == "tensorrt",
                                     ray_address=address, report_path=report_path, on_row=lambda row: bar.update(1))
     summary = report.summary
     if not quiet:

@@ -116,7 +116,8 @@ def _serve_on_ray(backend, files, app_options, host, port, replicas, address, gp
     factory = functools.partial(open_inpainter, backend, batch_size=app_options["max_batch"], **files)
     with connect(address) as ray, madf_errors():
         from ray import serve
-        check_resources(ray, autoscale[0] if autoscale else replicas, cpus, gpus, "replica", address)
+        check_resources(ray, autoscale[0] if autoscale else replicas, cpus, gpus, "replica", address,
+                        gpu_only=backend == "tensorrt")
         try:
             start(factory, app_options, host=host, port=port, replicas=replicas, gpus_per_replica=gpus,
                   cpus_per_replica=cpus, autoscale=autoscale)

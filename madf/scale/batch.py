@@ -165,7 +165,7 @@ def inpaint_collection(make_inpainter: Callable, pairs, output: Union[str, Path,
                        actors: int = 1, gpus_per_actor: float = 0.0, cpus_per_actor: float = 1.0,
                        threads_per_actor: Optional[int] = 1, rows_per_task: int = 4, invert_mask: bool = False,
                        resize_mask: bool = False, quality: int = 95, fmt: str = "png", resume: bool = False,
-                       overwrite: bool = False, protect: Sequence[Union[str, Path]] = (),
+                       overwrite: bool = False, protect: Sequence[Union[str, Path]] = (), gpu_only: bool = False,
                        on_row: Optional[Callable[[Dict], None]] = None, ray_address: str = "local",
                        report_path: Union[str, Path, None] = None) -> BatchReport:
     """Inpaint ``pairs`` (a list of (image, mask[, output]) refs, a list of Jobs, or a Ray Dataset with columns
@@ -210,7 +210,7 @@ def inpaint_collection(make_inpainter: Callable, pairs, output: Union[str, Path,
     try:
         if not isinstance(pairs, list) or pairs:
             with connect(ray_address) as ray, madf_errors():
-                check_resources(ray, actors, cpus_per_actor, gpus_per_actor, "actor", ray_address)
+                check_resources(ray, actors, cpus_per_actor, gpus_per_actor, "actor", ray_address, gpu_only)
                 options = {"invert_mask": invert_mask, "resize_mask": resize_mask, "quality": quality,
                            "threads": threads_per_actor, "resume": resume}
                 threads = {"env_vars": {k: str(threads_per_actor) for k in THREAD_VARIABLES}} if threads_per_actor \

@@ -84,9 +84,11 @@ def _own_sigterm() -> None:
         signal.signal(signal.SIGTERM, _terminate)
 
 
-def check_resources(ray, count: int, cpus: float, gpus: float, what: str = "actor", address: str = "local") -> None:
+def check_resources(ray, count: int, cpus: float, gpus: float, what: str = "actor", address: str = "local",
+                    gpu_only: bool = False) -> None:
     """Refuse, before anything is scheduled, a request the cluster cannot hold: Ray would wait forever for CPUs or
-    a GPU that never come. A cluster started here cannot grow; one joined may autoscale, so that is a warning."""
+    a GPU that never come. A cluster started here cannot grow; one joined may autoscale, so that is a warning.
+    ``gpu_only``: the backend runs on nothing else (a TensorRT engine), so no CPU setting is offered."""
     have = ray.cluster_resources()
     plural = "s" if count > 1 else ""
     for kind, each in (("CPU", cpus), ("GPU", gpus)):
@@ -95,7 +97,7 @@ def check_resources(ray, count: int, cpus: float, gpus: float, what: str = "acto
             continue
         fit = int(there // each + 1e-9)
         fix = f"--{what}s {fit}" if fit else f"a cluster with {kind}s (--ray ADDRESS)"
-        if kind == "GPU":
+        if kind == "GPU" and not gpu_only:
             fix += f", or --gpus-per-{what} 0 for a CPU backend"
         line = f"{count} {what}{plural} x {each:g} {kind} need {need:g}; the Ray cluster has {there:g}: use {fix}"
         if address == "local":
