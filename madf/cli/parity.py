@@ -54,12 +54,15 @@ def _default_size(backends, multiple: int) -> int:
 def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: int = 3, seed: int = 0,
                   atol: Optional[float] = None, device: Optional[str] = None, json_path: Optional[Path] = None,
                   verbose: bool = False, plugin_libs: Sequence[Path] = (), torch_options: Optional[dict] = None,
-                  cuda_graph: bool = False, shown_as: Optional[Dict[str, Path]] = None) -> bool:
+                  cuda_graph: bool = False, shown_as: Optional[Dict[str, Path]] = None,
+                  restamp: Optional[Path] = None) -> bool:
     """Print the comparison table for {backend: file}; return whether it passed. MADFError on bad input.
-    ``shown_as``: {backend: path} to name instead of the file run (a temp file about to take the user's name)."""
+    ``shown_as``: {backend: path} to name instead of the file run (a temp file about to take the user's name).
+    ``restamp``: an ONNX file a tool rewrote, compared with the reference although its digest no longer matches;
+    when it passes, its digests are recorded again (madf.runtime.restamp)."""
     from madf.common.errors import InputError
     from madf.runtime.parity import MIN_FILLED, TOLERANCE, UINT8_STEP, compare, photo_feeds
-    if len(files) < 2 and not ("torch" in files and _accelerated(torch_options, cuda_graph)):
+    if len(files) + bool(restamp) < 2 and not ("torch" in files and _accelerated(torch_options, cuda_graph)):
         raise InputError("parity needs two models to compare: give two of --ckpt, --model, --engine, or --ckpt "
                          "with --precision / --compile / --channels-last / --cuda-graph")
     backends, sources = {}, {}
@@ -78,6 +81,10 @@ def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: in
         sources[name] = (shown_as or {}).get(name, path)
         if sources[name] != path and hasattr(backends[name], "path"):   # its describe() and messages name it
             backends[name].path = Path(sources[name])
+    if restamp is not None:
+        from madf.runtime.onnxruntime import OnnxRuntimeBackend
+        backends["rewritten"] = OnnxRuntimeBackend(restamp, device=device or "cpu", verify_digest=False)
+        sources["rewritten"] = Path(restamp)
     (ref_name, reference), *others = backends.items()
     multiple = reference.multiple
     for name, other in others:
@@ -110,6 +117,10 @@ def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: in
         click.echo(f"a model left the hole as it was (under {MIN_FILLED:.0%} of its pixels changed): its mask was "
                    f"read with the other polarity or scale (a uint8 file takes mask >= 128 as the hole: a 0/1 mask "
                    f"fills nothing; --invert-mask files take < 128)", err=True)
+    if restamp is not None and passed:
+        from madf.runtime.restamp import restamp_file
+        restamp_file(restamp, sources[ref_name], max(r["max_abs"] for r in rows if r["backend"] == "rewritten"))
+        click.echo(f"stamped {restamp}: every madf tool takes it now (its digests are recorded again)")
     if json_path:
         from madf.common.atomic import atomic_path
         with atomic_path(json_path) as tmp:
@@ -130,25 +141,32 @@ def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: in
               help="Max abs error allowed on [0,1] (default: 1e-4 for FP32 models, 5e-2 if any is FP16).")
 @click.option("--json", "json_path", type=PATH, default=None, help="Also write the rows here.")
 @click.option("--verbose", is_flag=True, help="Show polygraphy's own output statistics.")
+@click.option("--restamp", type=PATH, default=None,
+              help="An ONNX file rewritten by a tool (onnxslim, ONNX Runtime's optimizer or quantizer): compare it "
+                   "with the reference and, if it passes, record its digests again (in place) so madf takes it.")
 @CUDA_GRAPH
 @OVERWRITE
 @torch_options
-def main(ckpt, model_path, engine, plugin_libs, device, size, photos, seed, atol, json_path, verbose, cuda_graph,
-         overwrite, torch_options) -> None:
+def main(ckpt, model_path, engine, plugin_libs, device, size, photos, seed, atol, json_path, verbose, restamp,
+         cuda_graph, overwrite, torch_options) -> None:
     """Compare two or more of CKPT (PyTorch), MODEL (ONNX Runtime), ENGINE (TensorRT); exit 1 past the tolerance."""
     setup_logging()
     files = given_files(ckpt, model_path, engine)
-    if len(files) < 2 and not (ckpt and _accelerated(torch_options, cuda_graph)):
+    if len(files) + bool(restamp) < 2 and not (ckpt and _accelerated(torch_options, cuda_graph)):
         raise click.UsageError("give two of --ckpt, --model, --engine (the first in that order is the reference), "
                                "or --ckpt with --precision / --compile / --channels-last / --cuda-graph")
     with cli_errors():
         if json_path:
-            paths.check_output_file(json_path, "--json", inputs=list(files.values()), overwrite=overwrite)
+            paths.check_output_file(json_path, "--json", inputs=[*files.values(), *([restamp] if restamp else [])],
+                                    overwrite=overwrite)
+        if restamp is not None:
+            paths.check_output_file(restamp, "--restamp", inputs=list(files.values()), overwrite=True)
         passed = parity_report(files, size=size, photos=photos, seed=seed, atol=atol, device=device,
                                json_path=json_path, verbose=verbose, plugin_libs=plugin_libs,
-                               torch_options=torch_options, cuda_graph=cuda_graph)
+                               torch_options=torch_options, cuda_graph=cuda_graph, restamp=restamp)
     if not passed:
-        raise click.ClickException("outputs differ past the tolerance (see table)")
+        raise click.ClickException("outputs differ past the tolerance (see table)" +
+                                   (f"; {restamp} was not stamped" if restamp else ""))
 
 
 if __name__ == "__main__":

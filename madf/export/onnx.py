@@ -27,9 +27,8 @@ import torch
 
 import madf
 from madf.common.atomic import atomic_path
-from madf.common.digest import KEY as DIGEST_KEY
 from madf.common.errors import MADFError
-from madf.export.onnx_file import IO_KINDS, initializers_sha256
+from madf.export.onnx_file import IO_KINDS, stamp
 from madf.export.uint8_io import uint8_metadata, wrap_uint8
 from madf.model.network import MADFNet
 from madf.model.pipeline import InpaintModel
@@ -214,7 +213,7 @@ def export_onnx(net: MADFNet, path, options: Optional[ExportOptions] = None,
     del onnx_model.metadata_props[:]
     for key, value in metadata(model.net, options).items():
         onnx_model.metadata_props.add(key=key, value=value)
-    onnx_model.metadata_props.add(key=DIGEST_KEY, value=initializers_sha256(onnx_model))
+    stamp(onnx_model)   # the weights and graph digests
     onnx.checker.check_model(onnx_model, full_check=True)
     with atomic_path(path) as tmp:
         onnx.save_model(onnx_model, str(tmp))

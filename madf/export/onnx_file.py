@@ -3,6 +3,7 @@ file is one ModelError naming what to do) and its weights checked finite. Torch-
 the ONNX Runtime backend and madf-build."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Dict
@@ -18,6 +19,12 @@ PRECISIONS = ("fp32", "fp16")
 # (madf/export/uint8_io.py: raw NHWC photos of any size in, the composite out); and the uint8 mask's polarity.
 IO_KINDS = ("float", "uint8")
 MASK_POLARITIES = ("hole", "inverted")
+# The graph without its weights' bytes (nodes, initializers' names, types and shapes, inputs and outputs), recorded
+# beside the weights digest: weights that changed in an unchanged graph rotted; a changed graph was rewritten by a
+# tool (onnxslim, ONNX Runtime's optimizer or quantizer), which is not damage.
+GRAPH_KEY = "madf.graph_sha256"
+EXPORTERS = ("pytorch",)   # the producer_name torch's exporter writes; another one means a tool rewrote the file
+RESTAMPED_KEY = "madf.restamped"
 
 
 # What each kind of model file is called and which option takes it, for "you gave the other one" messages.
@@ -86,17 +93,55 @@ def initializers_sha256(model) -> str:
                           for name, a in arrays)
 
 
-def check_weights(path: Path, model=None) -> None:
+def graph_sha256(model) -> str:
+    """The digest of everything but the weights' bytes (see GRAPH_KEY)."""
+    digest = hashlib.sha256()
+    for node in model.graph.node:
+        digest.update(node.SerializeToString(deterministic=True))
+    for init in sorted(model.graph.initializer, key=lambda i: i.name):
+        digest.update(f"{init.name}\0{init.data_type}\0{tuple(init.dims)}\0".encode())
+    for value in (*model.graph.input, *model.graph.output):
+        digest.update(value.SerializeToString(deterministic=True))
+    return digest.hexdigest()
+
+
+def stamp(model, **extra: str) -> None:
+    """Record the weights and graph digests (and ``extra`` properties) in ``model``'s metadata, replacing old ones."""
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in (KEY, GRAPH_KEY, *extra)]
+    del model.metadata_props[:]
+    for key, value in [*kept, *extra.items(), (KEY, initializers_sha256(model)), (GRAPH_KEY, graph_sha256(model))]:
+        model.metadata_props.add(key=key, value=value)
+
+
+def _mismatch(path: Path, model, meta: Dict[str, str]) -> str:
+    """Why the weights differ from the export's digest: rotted bytes, or a rewrite by a tool (and the way on)."""
+    recorded_graph = meta.get(GRAPH_KEY)
+    producer = f"{model.producer_name} {model.producer_version}".strip()
+    restamp = f"madf-parity --model ORIGINAL.onnx --restamp {Path(path).name}"
+    if recorded_graph is not None and recorded_graph == graph_sha256(model):
+        return (f"{path}: its weights do not match the SHA-256 madf-export recorded, in an unchanged graph: damaged "
+                f"in storage or transfer; copy or export it again")
+    if recorded_graph is not None or model.producer_name not in EXPORTERS:
+        by = f" by {producer}" if model.producer_name not in EXPORTERS else ""
+        return (f"{path}: its graph was rewritten{by} after madf-export (onnxslim, ONNX Runtime's optimizer or "
+                f"quantizer), so the export's weights digest no longer applies; check it against the original and "
+                f"stamp it: {restamp} (if you did not rewrite it, it is damaged: copy or export it again)")
+    return (f"{path}: its weights do not match the SHA-256 madf-export recorded: damaged in storage or transfer "
+            f"(copy or export it again), or rewritten by a graph tool (then: {restamp})")
+
+
+def check_weights(path: Path, model=None, digest: bool = True) -> None:
     """Every initializer finite, and as written (the SHA-256 madf-export recorded): a damaged file must not become
-    an engine or fill holes with black."""
+    an engine or fill holes with black. A file rewritten by a tool is told from a damaged one (``_mismatch``).
+    ``digest=False``: finite only (a rewrite on its way to madf-parity --restamp)."""
     from onnx import numpy_helper
     model = model if model is not None else load_model(path)
     check_finite({i.name: numpy_helper.to_array(i) for i in model.graph.initializer}, str(path), ModelError,
                  fix="the file is damaged: export it again with madf-export")
-    recorded = {p.key: p.value for p in model.metadata_props}.get(KEY)
-    if recorded is not None and recorded != initializers_sha256(model):
-        raise ModelError(f"{path}: its weights do not match the SHA-256 madf-export recorded (damaged in storage "
-                         f"or transfer); copy or export it again")
+    meta = {p.key: p.value for p in model.metadata_props}
+    recorded = meta.get(KEY)
+    if digest and recorded is not None and recorded != initializers_sha256(model):
+        raise ModelError(_mismatch(path, model, meta))
 
 
 def read_checked(path: Path) -> Dict[str, str]:

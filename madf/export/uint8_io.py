@@ -144,12 +144,11 @@ def convert_file(src, dst, invert_mask: bool = False) -> onnx.ModelProto:
     checkpoint needed; written atomically, its weights digest carried over (the initializers are unchanged
     but for the shell's constants, which it recomputes)."""
     from madf.common.atomic import atomic_path
-    from madf.common.digest import KEY
     from madf.common.errors import ModelError
     from madf.export.onnx_file import (
         check_weights,
-        initializers_sha256,
         load_model,
+        stamp,
         validate_metadata,
     )
     model = load_model(src)
@@ -160,10 +159,10 @@ def convert_file(src, dst, invert_mask: bool = False) -> onnx.ModelProto:
     check_weights(src, model)
     wrap_uint8(model, int(meta["madf.multiple"]), invert_mask=invert_mask)
     meta.update(uint8_metadata(invert_mask))
-    meta[KEY] = initializers_sha256(model)
     del model.metadata_props[:]
     for key, value in meta.items():
         model.metadata_props.add(key=key, value=value)
+    stamp(model)   # the shell's constants and nodes are new: both digests recomputed
     onnx.checker.check_model(model, full_check=True)
     with atomic_path(dst) as tmp:
         onnx.save_model(model, str(tmp))
