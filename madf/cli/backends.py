@@ -117,13 +117,8 @@ def check_model(backend: str, ckpt: Optional[Path] = None, model: Optional[Path]
         check_file_kind(model, "an ONNX file", "--model")
         read_checked(Path(model))
     elif backend == "tensorrt":
-        from madf.engines.sidecar import read_plan, read_sidecar
-        from madf.export.onnx_file import check_file_kind
-        from madf.runtime.tensorrt import check_plugins
-        check_file_kind(engine, "a TensorRT engine", "--engine")
-        sidecar = read_sidecar(engine)
-        read_plan(Path(engine), sidecar)
-        check_plugins(Path(engine), sidecar, [Path(p) for p in plugin_libs])
+        from madf.runtime.tensorrt import read_engine_file
+        read_engine_file(Path(engine), plugin_libs)
 
 
 def model_inputs(ckpt: Optional[Path], model: Optional[Path], engine: Optional[Path], plugin_libs=()) -> list:

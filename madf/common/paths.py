@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional, Sequence, Union
 
-Ref = Union[str, Path]
-
 from madf.common.errors import InputError
+
+Ref = Union[str, Path]   # a local path, or a URI (file://, s3://, ...)
 
 NAME_MAX = 255   # bytes per file name on Linux file systems; os.pathconf says otherwise where it can
 
@@ -143,8 +143,8 @@ def claim_folder(folder: Path, tool: str, option: str = "--output", overwrite: b
     return folder
 
 
-def _local(ref: Ref) -> Optional[Path]:
-    """The local path of a path or a file:// URI; None for an object store's URI."""
+def local_path(ref: Ref) -> Optional[Path]:
+    """The local path a ref names (a path, or a file:// URI without its query); None for an object store's."""
     text = str(ref)
     if "://" not in text:
         return Path(ref)
@@ -154,7 +154,7 @@ def _local(ref: Ref) -> Optional[Path]:
 def ref_key(ref: Ref) -> str:
     """What a path or URI names, to compare outputs with inputs: a local path (file:// too) resolved, an object
     store's URI without its options (``?endpoint_override=...``) and trailing slash."""
-    local = _local(ref)
+    local = local_path(ref)
     return str(local.resolve()) if local is not None else str(ref).partition("?")[0].rstrip("/")
 
 
@@ -167,15 +167,15 @@ def check_outputs(outputs: Sequence[Ref], option: str, inputs: Sequence[Optional
     for ref in outputs:
         if ref_key(ref) in keys:
             raise InputError(f"{option} {ref} is one of the inputs ({keys[ref_key(ref)]}); write it somewhere else")
-    remote = [ref for ref in outputs if _local(ref) is None]
+    remote = [ref for ref in outputs if local_path(ref) is None]
     present = [ref for ref in remote if not overwrite and exists is not None and exists(ref)]
     if present:
         shown = ", ".join(str(p).partition("?")[0].rsplit("/", 1)[-1] for p in present[:3]) + \
             (f" and {len(present) - 3} more" if len(present) > 3 else "")
         raise InputError(f"{option}: {len(present)} result(s) exist already ({shown}); add --overwrite to replace "
                          f"them")
-    local = [_local(ref) for ref in outputs if _local(ref) is not None]
-    local_inputs = [_local(i) for i in given if _local(i) is not None]
+    local = [local_path(ref) for ref in outputs if local_path(ref) is not None]
+    local_inputs = [local_path(i) for i in given if local_path(i) is not None]
     if len(local) == 1:
         check_output_file(local[0], option, local_inputs, overwrite)
     elif local:
@@ -184,9 +184,9 @@ def check_outputs(outputs: Sequence[Ref], option: str, inputs: Sequence[Optional
 
 def check_output_target(folder: Ref, option: str, input_folders: Sequence[Optional[Ref]] = ()) -> None:
     """check_output_folder for a folder or a URI prefix: never one of the input folders."""
-    local = _local(folder)
+    local = local_path(folder)
     if local is not None:
-        check_output_folder(local, option, [_local(f) for f in input_folders if f is not None and _local(f)])
+        check_output_folder(local, option, [local_path(f) for f in input_folders if f is not None])
         return
     for source in input_folders:
         if source is not None and ref_key(source) == ref_key(folder):

@@ -94,13 +94,23 @@ class EngineCache:
         return bool(_OWN_FILES.match(path.name)) or self._entry_key(path) is not None
 
     @staticmethod
-    def _entry_key(entry: Path) -> Optional[str]:
-        """The key of a cache entry (a key-named folder of a plan and its sidecar recording that key), else None."""
+    def _entry_files(entry: Path) -> Optional[set]:
+        """The file names of a key-named real folder holding nothing but a plan and its sidecar (either may be
+        missing: a damaged entry), else None: what the cache may delete."""
         if not KEY_NAME.match(entry.name) or entry.is_symlink() or not entry.is_dir():
             return None
         try:
-            if {p.name for p in entry.iterdir()} != ENTRY_FILES:
-                return None
+            names = {p.name for p in entry.iterdir()}
+        except OSError:
+            return None
+        return names if names <= ENTRY_FILES else None
+
+    @classmethod
+    def _entry_key(cls, entry: Path) -> Optional[str]:
+        """The key of a cache entry (a key-named folder of a plan and its sidecar recording that key), else None."""
+        if cls._entry_files(entry) != ENTRY_FILES:
+            return None
+        try:
             recorded = read_sidecar(entry / PLAN).get("cache", {}).get("key")
         except (OSError, ModelError, AttributeError):
             return None
@@ -202,9 +212,7 @@ class EngineCache:
         return len(stale)
 
     def _remove(self, entry: Path) -> None:
-        if self._entry_key(entry) is not None or (KEY_NAME.match(entry.name) and entry.is_dir()
-                                                  and not entry.is_symlink()
-                                                  and {p.name for p in entry.iterdir()} <= ENTRY_FILES):
+        if self._entry_files(entry) is not None:   # damaged or swapped entries too, never a folder of other files
             # renamed away first: a reader never sees a half-deleted entry
             trash = entry.with_name(f".{entry.name}.trash-{os.getpid()}")
             os.replace(entry, trash)

@@ -12,10 +12,10 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from madf.common.atomic import atomic_path
 from madf.common.errors import InputError, MADFError, failure_line, first_line
+from madf.common.paths import Ref
 from madf.inpaint import imaging
 
 log = logging.getLogger("madf")
-Ref = Union[str, Path]
 
 
 @dataclasses.dataclass

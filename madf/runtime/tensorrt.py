@@ -47,6 +47,18 @@ def check_plugins(path: Path, sidecar: Dict, plugin_libs: Sequence[Path]) -> Non
                               f"cmake --build build (docs/tensorrt.md)")
 
 
+def read_engine_file(path: Path, plugin_libs: Sequence[Path] = ()) -> Tuple[Dict, bytes]:
+    """(sidecar, plan bytes) of an engine file, after everything that can be checked without a GPU: its kind, its
+    sidecar, the plan against the sidecar, the plugin libraries it needs (madf-inpaint --ray checks this on the
+    driver before any actor starts)."""
+    from madf.engines.sidecar import read_plan, read_sidecar
+    check_file_kind(path, "a TensorRT engine", "--engine")
+    sidecar = read_sidecar(path)
+    data = read_plan(path, sidecar)
+    check_plugins(path, sidecar, [Path(p) for p in plugin_libs])
+    return sidecar, data
+
+
 def import_runtime(sidecar: Dict, flavour: str = "auto") -> Tuple[object, str]:
     """(module, flavour) able to deserialize this plan; a clear error naming what to install."""
     built = sidecar["tensorrt"]["backend"]
@@ -132,16 +144,12 @@ class TensorRTBackend:
         """``engine``: a plan from madf-build, or an ONNX file together with ``cache`` (a folder): the plan for
         this GPU and TensorRT is looked up there and built once on a miss (madf.engines.cache; ``build_options``:
         madf.engines.build.BuildOptions for the profile)."""
-        from madf.engines.sidecar import read_plan, read_sidecar
         path = Path(engine)
         if path.suffix.lower() == ".onnx" and cache is not None:
             path = self._cached_plan(path, cache, build_options, plugin_libs, device)
-        check_file_kind(path, "a TensorRT engine", "--engine")
         self.path, self.cuda_graph = path, cuda_graph
-        self.sidecar = read_sidecar(path)
-        data = read_plan(path, self.sidecar)
+        self.sidecar, data = read_engine_file(path, plugin_libs)
         plugin_libs = [Path(p) for p in plugin_libs]
-        check_plugins(path, self.sidecar, plugin_libs)
         trt, self.flavour = import_runtime(self.sidecar, runtime)
         check_version(path, self.sidecar, trt, self.flavour)
         cuda.require_gpu(device)

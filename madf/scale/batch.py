@@ -26,7 +26,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
-from madf.common.errors import InputError, MADFError
+from madf.common.errors import InputError, MADFError, first_line
 from madf.inpaint.jobs import Job, pair_by_stem, run_chunk
 from madf.scale.storage import Files, child, local_path, name_of
 
@@ -102,7 +102,6 @@ class InpaintActor:
     first batch raises it, and Ray carries it to the driver as the error it is."""
 
     def __init__(self, make_inpainter: Callable, options: Dict):
-        from madf.common.errors import MADFError, first_line
         self.failure: Optional[BaseException] = None
         try:
             self.inpainter = make_inpainter()
@@ -184,17 +183,15 @@ def inpaint_collection(make_inpainter: Callable, pairs, output: Union[str, Path,
         pairs = jobs_from_pairs(pairs, output, fmt)
     rows: List[Dict] = []
     files = Files()
-    before: Dict[str, Optional[float]] = {}
+    before: Dict[str, Optional[float]] = {}   # each output's date before the run (None: absent)
+    sources = list(map(str, protect))
     if isinstance(pairs, list):   # one look at each output, before anything runs
         before = {str(j.output): files.modified(j.output) for j in pairs}
-        sources = [*{str(j.image) for j in pairs}, *{str(j.mask) for j in pairs}, *map(str, protect)]
+        sources += [*{str(j.image) for j in pairs}, *{str(j.mask) for j in pairs}]
         paths.check_outputs([j.output for j in pairs], "--output", sources, overwrite or resume,
                             exists=lambda ref: before[str(ref)] is not None)
-        if report_path is not None:
-            paths.check_outputs([report_path], "--report", sources + [str(j.output) for j in pairs],
-                                overwrite or resume, exists=lambda ref: files.modified(ref) is not None)
-    elif report_path is not None:
-        paths.check_outputs([report_path], "--report", list(map(str, protect)), overwrite or resume,
+    if report_path is not None:   # never an input, nor one of the results
+        paths.check_outputs([report_path], "--report", sources + list(before), overwrite or resume,
                             exists=lambda ref: files.modified(ref) is not None)
     if resume and isinstance(pairs, list):   # results of an earlier run stay; nothing of theirs is redone
         kept = [j for j in pairs if before[str(j.output)] is not None]

@@ -128,18 +128,14 @@ def madf_errors():
     ray = import_ray()
     try:
         yield
-    except ray.exceptions.RayTaskError as exc:
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, MADFError):
-            raise cause.__class__(first_line(cause)) from None
-        found = remote_madf_error(str(exc))
-        if found is not None:
-            raise found from None
-        raise DeviceError(f"a Ray worker failed: {first_line(cause or exc)}") from None
     except (ray.exceptions.OutOfMemoryError, MemoryError):
         raise MemoryError("out of memory") from None
     except ray.exceptions.RayError as exc:
-        found = remote_madf_error(str(exc))
+        cause = getattr(exc, "cause", None)   # a task's own exception (raise_original_map_exception)
+        if isinstance(cause, MADFError):
+            raise cause.__class__(first_line(cause)) from None
+        found = remote_madf_error(str(exc))   # an actor's or replica's constructor: only its traceback's text
         if found is not None:
             raise found from None
-        raise DeviceError(f"the Ray cluster failed: {first_line(exc)}") from None
+        who = "a Ray worker" if isinstance(exc, ray.exceptions.RayTaskError) else "the Ray cluster"
+        raise DeviceError(f"{who} failed: {first_line(cause or exc)}") from None

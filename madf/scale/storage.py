@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from madf.common.errors import InputError, first_line
+from madf.common.paths import local_path
 from madf.inpaint import imaging
 from madf.inpaint.jobs import LocalFiles, Ref
 
@@ -33,13 +34,6 @@ def child(folder: Ref, name: str) -> str:
 
 def name_of(ref: Ref) -> str:
     return posixpath.basename(_split(ref)[0]) if is_uri(ref) else Path(ref).name
-
-
-def local_path(ref: Ref) -> Optional[Path]:
-    """The local path a ref names (a path, or a file:// URI); None for a remote store's."""
-    if not is_uri(ref):
-        return Path(ref)
-    return Path(_split(ref)[0][len("file://"):]) if str(ref).startswith("file://") else None
 
 
 class Files(LocalFiles):
