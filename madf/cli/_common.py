@@ -25,10 +25,10 @@ class _TqdmHandler(logging.Handler):
         tqdm.write(prefix + record.getMessage(), file=sys.stderr)
 
 
-def setup_logging(quiet: bool = False) -> None:
+def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
     log = logging.getLogger("madf")
     log.handlers[:] = [_TqdmHandler()]
-    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
     log.propagate = False
 
 

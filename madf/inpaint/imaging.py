@@ -11,7 +11,7 @@ import dataclasses
 import os
 import warnings
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -323,3 +323,34 @@ def write_png(path: PathLike, image: np.ndarray) -> None:
 def list_images(folder: PathLike):
     """Image files directly in ``folder``, sorted by name."""
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def show_hole(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """The image with its hole painted white, as grids show an input."""
+    return np.where(hole[..., None], np.uint8(255), image)
+
+
+def write_grid(path: PathLike, rows: Sequence[Sequence[np.ndarray]], cell: int = 256) -> None:
+    """A PNG of uint8 RGB tiles, one list per row, each shrunk to fit a ``cell`` square on dark grey."""
+    out = []
+    for row in rows:
+        tiles = []
+        for arr in row:
+            tile = Image.fromarray(arr)
+            tile.thumbnail((cell, cell))
+            canvas = Image.new("RGB", (cell, cell), (32, 32, 32))
+            canvas.paste(tile, ((cell - tile.width) // 2, (cell - tile.height) // 2))
+            tiles.append(np.asarray(canvas))
+        out.append(np.concatenate(tiles, axis=1))
+    write_png(path, np.concatenate(out, axis=0))
+
+
+def grey_fill(result: np.ndarray, rgb: np.ndarray, hole: np.ndarray) -> None:
+    """A grey photo stored as RGB (R = G = B at every known pixel) gets a grey fill: each hole pixel's channels
+    replaced by their rounded mean (a network's fill carries a few levels of chroma it has no reason for)."""
+    if not hole.any():
+        return
+    known = rgb[~hole]
+    if known.size and (known[:, 0] == known[:, 1]).all() and (known[:, 1] == known[:, 2]).all():
+        fill = result[hole].astype(np.uint16)
+        result[hole] = ((fill.sum(axis=1, keepdims=True) + 1) // 3).astype(np.uint8)

@@ -22,7 +22,7 @@ from PIL import Image
 
 from madf.common.errors import ModelError, check_finite
 from madf.inpaint import imaging
-from madf.inpaint.strategy import Strategy, paste, pieces
+from madf.inpaint.strategy import DEFAULT_TRAIN_SIZE, Strategy, paste, pieces
 
 log = logging.getLogger("madf")
 
@@ -39,6 +39,8 @@ class Inpainter:
         self.backend = backend
         self.batch_size = batch_size
         self.strategy = strategy or Strategy()
+        if self.strategy.train_size is None:
+            self.strategy = dataclasses.replace(self.strategy, train_size=train_size(backend))
         limit = getattr(backend, "max_side", None)   # an engine's profile bounds what one call can take
         if limit:
             limit = limit // backend.multiple * backend.multiple
@@ -81,7 +83,8 @@ class Inpainter:
                             "" if invert_mask else " (white = hole; use --invert-mask for white = known masks)")
             items.append((rgb, hole))
         todo = [piece for i, (rgb, hole) in enumerate(items) if hole.any()
-                for piece in pieces(i, rgb, hole, self._strategy_for(rgb), self.multiple)]
+                for piece in pieces(i, rgb, hole, self._strategy_for(rgb), self.multiple,
+                                    name=names[i] if names is not None else f"image {i}")]
         todo.sort(key=lambda p: self._batch_key(p.rgb))   # same padded size next to each other: one batch
         results = [rgb.copy() for rgb, _ in items]
         start = 0
@@ -93,6 +96,8 @@ class Inpainter:
             for piece, filled in zip(todo[start:stop], self._run(todo[start:stop])):
                 paste(results[piece.image], piece, filled, items[piece.image][1])
             start = stop
+        for result, (rgb, hole) in zip(results, items):
+            imaging.grey_fill(result, rgb, hole)
         yield from results
 
     def _strategy_for(self, rgb: np.ndarray) -> Strategy:
@@ -125,6 +130,14 @@ class Inpainter:
                 for j, p in enumerate(batch)]
 
 
+def train_size(backend) -> int:
+    """The size the backend's model was trained at (ModelConfig.train_size; its default for files without one)."""
+    config = getattr(backend, "config", None)
+    if isinstance(config, dict):
+        return int(config.get("train_size", DEFAULT_TRAIN_SIZE))
+    return int(getattr(config, "train_size", DEFAULT_TRAIN_SIZE))
+
+
 class TorchBackend:
     """The contract on a MADFNet in PyTorch (CPU or CUDA), with the fast-inference options of
     madf.acceleration.TorchOptions (precision, channels_last, CUDA graphs, torch.compile; defaults per device)."""
@@ -139,6 +152,10 @@ class TorchBackend:
         self.multiple = net.config.multiple
         self.metadata = {"madf.precision": self.options.precision}   # what madf-parity's tolerance follows
         self.last_gpu_ms: Optional[float] = None
+
+    @property
+    def config(self):
+        return self.model.config
 
     def describe(self) -> str:
         return (f"PyTorch, {self.model.config.describe()}, {self.device}, {self.options.describe()}, "

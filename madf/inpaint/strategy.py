@@ -2,8 +2,13 @@
 
 MADF was trained on 256x256 crops; holes in a 4000 x 3000 photo are best filled from their surroundings, and running
 the whole padded frame is slow, memory-hungry and beyond an engine's profile. IOPaint crops around the mask for
-images over 800 px; so does ``auto`` here. numpy and Pillow only (no torch), shared by every backend.
+images over 800 px. numpy, scipy and Pillow only (no torch), shared by every backend.
 
+- ``auto`` (scale-aware): each connected region of the hole is filled at a working scale where it is no thicker
+  than the holes the network was trained on (``REACH`` of the model's training size, ``ModelConfig.train_size``):
+  thickness is twice the largest distance from a hole pixel to a known one, so a long thin stroke stays at full
+  resolution and a 500 px blob is scaled down until it looks like a training hole, with ``margin`` working pixels of
+  context around it. Small photos whose holes all fit are run whole, as ``full``.
 - ``crop``: one box per connected region of the hole, grown by ``margin`` and shifted inward at the borders; boxes
   that overlap are merged; each box is rounded up to the model's multiple and capped at ``max_side`` (a hole too
   large for that keeps its margin of context and its box is resized down for the network, the result back up).
@@ -16,6 +21,7 @@ known pixels only (``downscale_known``), so nothing under the hole reaches the f
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -25,8 +31,15 @@ from scipy import ndimage
 from madf.common.errors import InputError
 from madf.inpaint import imaging
 
+log = logging.getLogger("madf")
+
 STRATEGIES = ("auto", "full", "crop", "resize")
 CELL = 8   # the hole's connected regions are found on a grid of CELL x CELL blocks (fast on 12-megapixel masks)
+# The thickest hole ``auto`` hands the network, as a fraction of its training size. The procedural training masks'
+# thickest region per mask at 256 px: median 22-62 px by hole-ratio bucket, 90th percentile 52-75 px (1/4 of 256).
+REACH = 0.25
+DEFAULT_TRAIN_SIZE = 256   # the official checkpoints' (and a config without one)
+EDT_SIDE = 1024   # a region's thickness is measured on at most this many pixels a side (a coarse grid beyond)
 
 Box = Tuple[int, int, int, int]   # top, left, bottom, right (exclusive)
 
@@ -37,13 +50,21 @@ class Strategy:
     trigger: int = 800      # auto: crop when the longer side is above this, else full
     margin: int = 128       # context kept around each hole region
     max_side: int = 1024    # the largest crop (or resized frame) the network sees
+    train_size: Optional[int] = None   # auto: the model's training size (None: the Inpainter reads the model's)
+    reach: float = REACH    # auto: the thickest hole filled, as a fraction of train_size
 
     def __post_init__(self):
         if self.name not in STRATEGIES:
             raise InputError(f"strategy {self.name!r}: choose one of {', '.join(STRATEGIES)}")
-        if self.trigger < 1 or self.margin < 0 or self.max_side < 1:
+        if self.trigger < 1 or self.margin < 0 or self.max_side < 1 or not self.reach > 0 \
+                or (self.train_size is not None and self.train_size < 1):
             raise InputError(f"strategy settings must be positive: trigger {self.trigger}, margin {self.margin}, "
-                             f"max side {self.max_side}")
+                             f"max side {self.max_side}, train size {self.train_size}, reach {self.reach}")
+
+    @property
+    def thickest(self) -> float:
+        """The thickest hole (pixels) the network fills at full resolution under ``auto``."""
+        return (self.train_size or DEFAULT_TRAIN_SIZE) * self.reach
 
     def resolve(self, height: int, width: int) -> str:
         if self.name != "auto":
@@ -77,8 +98,8 @@ def _overlap(a: Box, b: Box) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def crop_boxes(hole: np.ndarray, multiple: int, margin: int = 128, max_side: int = 1024) -> List[Box]:
-    """The boxes the crop strategy runs: every hole pixel in exactly one box, boxes disjoint."""
+def regions(hole: np.ndarray) -> List[Box]:
+    """Tight boxes of the hole's 8-connected regions (found on the CELL grid: strokes a few pixels apart join)."""
     h, w = hole.shape
     if not hole.any():
         return []
@@ -88,34 +109,67 @@ def crop_boxes(hole: np.ndarray, multiple: int, margin: int = 128, max_side: int
     grid = grid.reshape(gh, CELL, gw, CELL).any(axis=(1, 3))
     # 8-connected regions by scipy's labelling (linear time, whatever the shape: a serpentine is one region)
     labels, _ = ndimage.label(grid, structure=np.ones((3, 3), bool))
-    boxes = [_tight(hole, (ys.start * CELL, xs.start * CELL, min(h, ys.stop * CELL), min(w, xs.stop * CELL)))
-             for ys, xs in ndimage.find_objects(labels)]
-    merged = True
-    while merged:   # grow, round, shift inward; merge what overlaps, until the boxes are disjoint
+    return [_tight(hole, (ys.start * CELL, xs.start * CELL, min(h, ys.stop * CELL), min(w, xs.stop * CELL)))
+            for ys, xs in ndimage.find_objects(labels)]
+
+
+def thickness(hole: np.ndarray, box: Box) -> float:
+    """Twice the largest distance from a hole pixel in ``box`` to a known pixel (the box's outside counts as
+    known): the diameter of the widest disc the hole holds. Measured on a grid of at most EDT_SIDE a side."""
+    top, left, bottom, right = box
+    crop = hole[top:bottom, left:right]
+    step = max(1, -(-max(crop.shape) // EDT_SIDE))
+    if step > 1:   # a coarse cell is a hole if any pixel in it is: thin strokes come out at least one cell thick
+        gh, gw = -(-crop.shape[0] // step), -(-crop.shape[1] // step)
+        grid = np.zeros((gh * step, gw * step), bool)
+        grid[:crop.shape[0], :crop.shape[1]] = crop
+        crop = grid.reshape(gh, step, gw, step).any(axis=(1, 3))
+    return 2.0 * step * float(ndimage.distance_transform_edt(np.pad(crop, 1)).max())
+
+
+def crop_boxes(hole: np.ndarray, multiple: int, margin: int = 128, max_side: int = 1024) -> List[Box]:
+    """The boxes the crop strategy runs: every hole pixel in exactly one box, boxes disjoint."""
+    return [box for box, _ in plan_boxes(hole, multiple, margin, max_side)]
+
+
+def plan_boxes(hole: np.ndarray, multiple: int, margin: int = 128, max_side: int = 1024,
+               thickest: Optional[float] = None) -> List[Tuple[Box, float]]:
+    """(box, working scale) for every region of the hole: every hole pixel in exactly one box, boxes disjoint.
+
+    Without ``thickest`` every scale is 1 (the crop strategy). With it a region thicker than ``thickest`` pixels
+    is worked at ``thickest / thickness``; ``margin`` and ``max_side`` are in working pixels, so the box keeps as
+    much context around a scaled-down hole as around a small one. Boxes that overlap merge, at the smaller scale.
+    """
+    h, w = hole.shape
+    found = regions(hole)
+    scales = [1.0 if thickest is None else min(1.0, thickest / max(thickness(hole, b), 1.0)) for b in found]
+    while True:   # grow, round, shift inward; merge what overlaps, until the boxes are disjoint
         grown = []
-        cap = max(multiple, max_side // multiple * multiple)
-        for top, left, bottom, right in boxes:
-            height = _side(bottom - top, margin, multiple, h, cap)
-            width = _side(right - left, margin, multiple, w, cap)
+        for (top, left, bottom, right), scale in zip(found, scales):
+            cap = max(multiple, max_side // multiple * multiple)
+            if scale < 1:
+                cap = max(cap, int(max_side / scale))
+            native_margin = int(round(margin / scale))
+            height = _side(bottom - top, native_margin, multiple, h, cap)
+            width = _side(right - left, native_margin, multiple, w, cap)
             y0, y1 = _place(top, bottom, height, h)
             x0, x1 = _place(left, right, width, w)
-            grown.append((y0, x0, y1, x1))
+            grown.append(((y0, x0, y1, x1), scale))
+        out: List[Tuple[Box, float]] = []
         merged = False
-        out: List[Box] = []
-        for box in grown:
-            for i, other in enumerate(out):
+        for box, scale in grown:
+            for i, (other, other_scale) in enumerate(out):
                 if _overlap(box, other):
-                    out[i] = (min(box[0], other[0]), min(box[1], other[1]), max(box[2], other[2]),
-                              max(box[3], other[3]))
+                    out[i] = ((min(box[0], other[0]), min(box[1], other[1]), max(box[2], other[2]),
+                               max(box[3], other[3])), min(scale, other_scale))
                     merged = True
                     break
             else:
-                out.append(box)
-        if merged:   # the union is grown again from its own extent, so recompute from the hole regions it holds
-            boxes = [_tight(hole, b) for b in out]
-        else:
-            boxes = out
-    return sorted(boxes)
+                out.append((box, scale))
+        if not merged:
+            return sorted(out)
+        # the union is grown again from its own extent, so recompute from the hole regions it holds
+        found, scales = [_tight(hole, b) for b, _ in out], [sc for _, sc in out]
 
 
 def _tight(hole: np.ndarray, box: Box) -> Box:
@@ -165,18 +219,42 @@ class Piece:
     scaled: Optional[Tuple[int, int]] = None   # the (height, width) it was resized from, if it was
 
 
-def pieces(index: int, rgb: np.ndarray, hole: np.ndarray, strategy: Strategy, multiple: int) -> List[Piece]:
-    """The network inputs one image needs under ``strategy``."""
+def plan(hole: np.ndarray, strategy: Strategy, multiple: int) -> Tuple[str, List[Tuple[Box, float]]]:
+    """(mode, [(box, working scale)]) for one image: what ``pieces`` cuts. ``auto`` runs a small photo whole when
+    every region fits the network's reach, and scale-aware crops otherwise."""
     h, w = hole.shape
     mode = strategy.resolve(h, w)
+    if strategy.name == "auto":
+        boxes = plan_boxes(hole, multiple, strategy.margin, strategy.max_side, strategy.thickest)
+        if mode == "full" and all(scale == 1 for _, scale in boxes):
+            return "full", [((0, 0, h, w), 1.0)]
+        return "auto", boxes
+    if mode in ("full", "resize"):
+        return mode, [((0, 0, h, w), 1.0)]
+    return mode, plan_boxes(hole, multiple, strategy.margin, strategy.max_side)
+
+
+def describe_plan(mode: str, boxes: List[Tuple[Box, float]]) -> str:
+    """One line for the verbose log: each box, its size and the scale it is filled at."""
+    parts = [f"{b[3] - b[1]}x{b[2] - b[0]} at ({b[1]},{b[0]})" + (f" scaled {scale:.2f}" if scale < 1 else "")
+             for b, scale in boxes]
+    return f"{mode}: " + ", ".join(parts) if mode != "full" else "full frame"
+
+
+def pieces(index: int, rgb: np.ndarray, hole: np.ndarray, strategy: Strategy, multiple: int,
+           name: Optional[str] = None) -> List[Piece]:
+    """The network inputs one image needs under ``strategy``."""
+    h, w = hole.shape
+    mode, boxes = plan(hole, strategy, multiple)
+    if name is not None:
+        log.debug("%s: %s", name, describe_plan(mode, boxes))
     if mode == "full":
         return [Piece(index, (0, 0, h, w), rgb, hole)]
-    boxes = [(0, 0, h, w)] if mode == "resize" else crop_boxes(hole, multiple, strategy.margin, strategy.max_side)
     out = []
-    for box in boxes:
+    for box, scale in boxes:
         top, left, bottom, right = box
         crop_rgb, crop_hole = rgb[top:bottom, left:right], hole[top:bottom, left:right]
-        factor = scale_for(bottom - top, right - left, strategy.max_side)
+        factor = min(scale, scale_for(bottom - top, right - left, strategy.max_side))
         if factor < 1:
             sh, sw = max(1, round((bottom - top) * factor)), max(1, round((right - left) * factor))
             out.append(Piece(index, box, downscale_known(crop_rgb, crop_hole, sh, sw), resize_hole(crop_hole, sh, sw),

@@ -31,6 +31,9 @@ class ModelConfig:
     levels: int = 7
     width: float = 1.0
     refinement_decoders: int = 2
+    # The image size it was trained at (not a shape: any size runs). The inpainting strategy fills each hole at a
+    # scale this size's training holes had; the official checkpoints were trained at 256x256.
+    train_size: int = 256
 
     def __post_init__(self):
         if not 1 <= self.levels <= 12:
@@ -39,6 +42,8 @@ class ModelConfig:
             raise ValueError(f"width must be positive, got {self.width}")
         if self.refinement_decoders not in (0, 1, 2):
             raise ValueError(f"refinement_decoders (K) must be 0, 1 or 2, got {self.refinement_decoders}")
+        if not (isinstance(self.train_size, int) and self.train_size >= 1):
+            raise ValueError(f"train_size must be a positive integer, got {self.train_size!r}")
 
     # Geometry -----------------------------------------------------------------------------------------------
     @property

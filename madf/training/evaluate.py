@@ -156,13 +156,13 @@ def markdown(summary, methods: Sequence[str], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_reports(output: Path, summary, samples: List[Sample], methods: Sequence[str], header: str,
-                  extra: Optional[dict] = None) -> None:
+def write_reports(output: Path, summary, samples, methods: Sequence[str], header: str,
+                  extra: Optional[dict] = None, markdown_text: Optional[str] = None) -> None:
     with atomic_path(output / "eval.json") as tmp:
         tmp.write_text(json.dumps({"ssim": SSIM_SETTINGS, "summary": summary, **(extra or {}),
                                    "samples": [dataclasses.asdict(s) for s in samples]}, indent=2))
     with atomic_path(output / "eval.md") as tmp:
-        tmp.write_text(markdown(summary, methods, header))
+        tmp.write_text(markdown_text or markdown(summary, methods, header))
 
 
 def folder_masks(paths, size: int, invert: bool):

@@ -190,6 +190,10 @@ class Trainer:
         if config.init:
             net = load_checkpoint(config.init)
             config.model = net.config.to_dict()
+        # the weights record the size they learn at (ModelConfig.train_size): the strategy fills holes to fit it
+        config.model = {**config.model, "train_size": config.size}
+        if config.init:
+            net.config = ModelConfig.from_dict(config.model)
         else:
             net = MADFNet(ModelConfig.from_dict(config.model))
         self.net = net.to(self.device).train()
