@@ -11,7 +11,7 @@ from conftest import TINY
 from madf.data.photo_masks import KINDS, THICKNESS_BUCKETS, photo_masks, thickness_bucket_of
 from madf.inpaint import imaging
 from madf.inpaint.inpainter import Inpainter, TorchBackend, train_size
-from madf.inpaint.strategy import Strategy, plan, plan_boxes, thickness
+from madf.inpaint.strategy import Strategy, pieces, plan, plan_boxes, thickness
 from madf.model.checkpoint import load_checkpoint, save_checkpoint
 from madf.model.config import ModelConfig
 from madf.model.network import build_model
@@ -42,33 +42,50 @@ def test_auto_scales_a_thick_hole_down_to_the_reach_and_leaves_a_thin_one_alone(
     hole = _disc(1200, 2400, 500, 500, 200) | _line(1200, 2400, 10, [(1900, 1000), (2300, 1100)])
     boxes = plan_boxes(hole, multiple=16, margin=64, max_side=1024, thickest=64)
     assert len(boxes) == 2
-    scales = sorted(scale for _, scale in boxes)
+    scales = sorted(scale for _, scale, _ in boxes)
     print("scales", scales, "boxes", boxes)
     assert scales[1] == 1.0                              # the 10 px stroke: full resolution
     assert abs(scales[0] - 64 / 400) < 0.01              # the 400 px disc: scaled to a 64 px hole
-    disc_box = next(box for box, scale in boxes if scale < 1)
+    disc_box = next(box for box, scale, _ in boxes if scale < 1)
     # 64 working pixels of context each way are 400 native pixels
     assert disc_box[0] <= 300 - 390 or disc_box[0] == 0
     assert disc_box[2] - disc_box[0] >= 400 + 2 * 390 or disc_box[2] == 1200
     covered = np.zeros_like(hole, int)
-    for (t, l, b, r), _ in boxes:
+    for (t, l, b, r), _, _ in boxes:
         covered[t:b, l:r] += 1
     assert (covered[hole] == 1).all()                    # every hole pixel in exactly one box
 
 
-def test_boxes_that_meet_merge_at_the_smaller_scale():
+def test_a_thin_stroke_beside_a_blob_keeps_full_resolution_and_each_box_fills_its_own():
     hole = _disc(800, 800, 300, 300, 150) | _line(800, 800, 6, [(470, 300), (600, 320)])
-    ((box, scale),) = plan_boxes(hole, multiple=16, margin=64, max_side=1024, thickest=64)
-    assert abs(scale - 64 / 300) < 0.02
-    assert box[0] <= 150 and box[3] >= 600
+    boxes = plan_boxes(hole, multiple=16, margin=64, max_side=1024, thickest=64)
+    assert sorted(round(scale, 2) for _, scale, _ in boxes) == [round(64 / 300, 2), 1.0]
+    (blob_box,) = [box for box, scale, _ in boxes if scale < 1]
+    (stroke_box,) = [box for box, scale, _ in boxes if scale == 1]
+    assert blob_box[0] < stroke_box[2] and stroke_box[0] < blob_box[2]   # they overlap, and stay apart
+    pieces_ = pieces(0, np.zeros((800, 800, 3), np.uint8), hole, Strategy(train_size=256), 16)
+    filled = np.zeros((800, 800), int)
+    for piece in pieces_:
+        t, l, b, r = piece.box
+        own = piece.own if piece.own is not None else piece.hole
+        filled[t:b, l:r] += own
+        assert piece.hole.sum() >= (own.sum() if piece.scaled is None else 0)
+    assert (filled[hole] == 1).all() and (filled[~hole] == 0).all()   # each hole pixel pasted exactly once
+
+
+def test_boxes_that_meet_at_a_like_scale_merge():
+    hole = _disc(800, 900, 300, 300, 150) | _disc(800, 900, 300, 630, 140)
+    ((box, scale, ids),) = plan_boxes(hole, multiple=16, margin=64, max_side=1024, thickest=64)
+    assert abs(scale - 64 / 300) < 0.02 and ids == [0, 1]
+    assert box[1] <= 150 and box[3] >= 700
 
 
 def test_small_photos_with_thin_holes_still_run_whole():
     hole = _line(300, 400, 8, [(20, 20), (380, 280)])
-    mode, boxes = plan(hole, Strategy(), 16)
-    assert mode == "full" and boxes == [((0, 0, 300, 400), 1.0)]
+    mode, boxes, _ = plan(hole, Strategy(), 16)
+    assert mode == "full" and boxes == [((0, 0, 300, 400), 1.0, None)]
     thick = _disc(300, 400, 150, 200, 90)
-    mode, ((_, scale),) = plan(thick, Strategy(), 16)
+    mode, ((_, scale, _),), _ = plan(thick, Strategy(), 16)
     assert mode == "auto" and scale == pytest.approx(64 / 180, abs=0.02)
 
 
@@ -202,3 +219,32 @@ def test_grey_photos_stored_as_rgb_get_grey_fills():
     tinted = inpainter(colour, hole)
     print("chroma of the colour photo's fill:", int(np.ptp(tinted[hole].astype(int), axis=1).max()))
     assert np.ptp(tinted[hole].astype(int), axis=1).max() > 0
+
+
+def test_a_fill_off_in_colour_is_matched_to_its_border_from_known_pixels_only():
+    from madf.inpaint.seams import match_border
+    h, w = 160, 200
+    ramp = np.linspace(60, 190, w)[None, :, None] * np.ones((h, 1, 3))
+    truth = np.clip(ramp + np.array([10, 0, -10]), 0, 255).astype(np.uint8)
+    hole = _disc(h, w, 80, 100, 30) | _line(h, w, 6, [(20, 20), (60, 140)])
+    filled = truth.copy()
+    filled[hole] = np.clip(truth[hole].astype(int) + np.array([9, -13, 4]), 0, 255)   # a cast, like the flower's
+    matched = match_border(filled, truth, hole)
+    before, after = hole_psnr(truth, filled, hole), hole_psnr(truth, matched, hole)
+    print(f"hole PSNR {before:.2f} -> {after:.2f} dB")
+    assert after > before + 10
+    assert np.array_equal(matched[~hole], filled[~hole])           # only hole pixels change
+    planted = truth.copy()
+    planted[hole] = 0                                               # what lies under the hole is never read
+    assert np.array_equal(match_border(filled, planted, hole), matched)
+    assert np.array_equal(match_border(filled, truth, np.zeros_like(hole)), filled)
+
+
+def test_the_pipeline_matches_borders_unless_told_not_to():
+    backend = Grey()
+    rgb = np.full((96, 128, 3), 200, np.uint8)
+    hole = _disc(96, 128, 48, 64, 20)
+    matched = Inpainter(backend, strategy=Strategy("full"))(rgb, hole)
+    raw = Inpainter(backend, strategy=Strategy("full", match_border=False))(rgb, hole)
+    assert (raw[hole] == 128).all()
+    assert np.abs(matched[hole].astype(int) - 200).max() <= 1    # the grey fill shifted to the border's 200

@@ -119,7 +119,7 @@ def test_known_pixels_stay_bit_exact_and_holes_are_filled(strategy):
     rgb = random_pair(300, 420, seed=1)[0]
     hole = _hole(300, 420, (10, 10, 30, 40), (250, 380, 290, 410), (140, 200, 150, 260))
     backend = Recorder()
-    out = Inpainter(backend, strategy=Strategy(strategy, margin=16, max_side=128))(rgb, hole)
+    out = Inpainter(backend, strategy=Strategy(strategy, margin=16, max_side=128, match_border=False))(rgb, hole)
     assert np.array_equal(out[~hole], rgb[~hole])
     if strategy == "resize":   # filled at a quarter of the size, then scaled up: grey, blended at the edges
         assert abs(out[hole].mean() - 128) < 8

@@ -120,6 +120,8 @@ def run_jobs(inpainter, jobs: List[Job], invert_mask: bool = False, show_progres
               help="auto / crop: context kept around each hole region, px (auto: at the working scale).")
 @click.option("--max-side", default=1024, show_default=True, type=click.IntRange(min=1),
               help="auto / crop / resize: the largest side the network sees (capped by an engine's profile).")
+@click.option("--match-border/--no-match-border", default=True, show_default=True,
+              help="Shift each fill's colour to meet the hole's border (no ghost outline; known pixels only).")
 @click.option("--format", "fmt", type=click.Choice(["png", "jpg", "webp", "tif"]), default="png", show_default=True,
               help="Folder mode: the results' format (a file --output takes its name's).")
 @click.option("--quality", default=95, show_default=True, type=click.IntRange(1, 100), help="JPEG / WebP quality.")
@@ -144,7 +146,7 @@ def run_jobs(inpainter, jobs: List[Job], invert_mask: bool = False, show_progres
 @torch_options
 def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path], plugin_libs, device: Optional[str],
          backend: Optional[str], image, mask, output, invert_mask: bool, batch_size: int,
-         cuda_graph: bool, strategy: str, crop_trigger: int, margin: int, max_side: int,
+         cuda_graph: bool, strategy: str, crop_trigger: int, margin: int, max_side: int, match_border: bool,
          fmt: str, quality: int, resize_mask: bool, quiet: bool, verbose: bool, ray_address: Optional[str], actors: int,
          gpus_per_actor: Optional[float], threads_per_actor: int, resume: bool, report_path, overwrite: bool,
          torch_options: dict) -> None:
@@ -161,7 +163,8 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
     if uris and not ray_address:
         raise click.UsageError(f"{', '.join(uris)}: URIs are read through Ray's workers; add --ray local (or auto)")
     with cli_errors():
-        chosen = Strategy(strategy, trigger=crop_trigger, margin=margin, max_side=max_side)
+        chosen = Strategy(strategy, trigger=crop_trigger, margin=margin, max_side=max_side,
+                          match_border=match_border)
         if ray_address:
             _run_on_ray(backend, dict(ckpt=ckpt, model=model_path, engine=engine, device=device,
                                       plugin_libs=plugin_libs, cuda_graph=cuda_graph, torch_options=torch_options,

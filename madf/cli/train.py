@@ -46,6 +46,10 @@ RUN_FILES = ("train_state.pt", "model.safetensors")
 @click.option("--ssim-weight", default=0.0, show_default=True, type=FloatRange(min=0),
               help="Add this times 1 - SSIM of the composite to the last output's loss (sharper hole borders; "
                    "0 = the paper's losses).")
+@click.option("--zoom", type=(FloatRange(min=1), FloatRange(min=1)), default=None,
+              help="Crops LO..HI times --size photo pixels wide (log-uniform), resized to --size: 1 keeps the "
+                   "photo's own pixels (the scale madf-inpaint runs large photos at). Default: crops of 30-100% "
+                   "of the photo's area.")
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
               help="cosine: anneal --lr to 0 at --steps (worth it for short runs).")
 @click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "none"]), default="auto", show_default=True,
@@ -61,7 +65,7 @@ RUN_FILES = ("train_state.pt", "model.safetensors")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT/train_state.pt.")
 @OVERWRITE
 def main(images, output, masks, invert_masks, levels, width_mult, refinement_decoders, init, size, batch_size,
-         steps, lr, lr_schedule, perceptual, vgg_weights, ssim_weight, amp, channels_last, save_every, grid_every,
+         steps, lr, zoom, lr_schedule, perceptual, vgg_weights, ssim_weight, amp, channels_last, save_every, grid_every,
          log_every, workers, seed, device, resume, overwrite) -> None:
     """Train MADF with the paper's losses and incremental supervision; checkpoints are atomic and resumable."""
     setup_logging()
@@ -75,6 +79,8 @@ def main(images, output, masks, invert_masks, levels, width_mult, refinement_dec
         if earlier and not resume and not overwrite:
             raise click.ClickException(f"--output {output} holds an earlier run ({', '.join(earlier)}); add --resume "
                                        f"to continue it or --overwrite to start over")
+        if zoom and zoom[0] > zoom[1]:
+            raise click.BadParameter(f"{zoom[0]:g} {zoom[1]:g}: give LO <= HI", param_hint="--zoom")
         from madf.model.config import ModelConfig
         from madf.training.trainer import TrainConfig, run_training
         config = TrainConfig(
@@ -83,7 +89,7 @@ def main(images, output, masks, invert_masks, levels, width_mult, refinement_dec
             size=size, batch_size=batch_size, steps=steps, lr=lr, lr_schedule=lr_schedule,
             channels_last=channels_last, masks=str(masks) if masks else None,
             invert_masks=invert_masks, perceptual=perceptual, vgg_weights=str(vgg_weights) if vgg_weights else None,
-            ssim_weight=ssim_weight,
+            ssim_weight=ssim_weight, zoom=list(zoom) if zoom else None,
             amp=amp, save_every=save_every, grid_every=grid_every, log_every=log_every, seed=seed, workers=workers,
             init=str(init) if init else None, device=device)
         trainer = run_training(config, resume=resume)

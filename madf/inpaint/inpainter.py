@@ -22,6 +22,7 @@ from PIL import Image
 
 from madf.common.errors import ModelError, check_finite
 from madf.inpaint import imaging
+from madf.inpaint.seams import match_border
 from madf.inpaint.strategy import DEFAULT_TRAIN_SIZE, Strategy, paste, pieces
 
 log = logging.getLogger("madf")
@@ -94,6 +95,8 @@ class Inpainter:
             while stop < len(todo) and stop - start < self.batch_size and self._batch_key(todo[stop].rgb) == size:
                 stop += 1
             for piece, filled in zip(todo[start:stop], self._run(todo[start:stop])):
+                if self.strategy.match_border:
+                    filled = match_border(filled, piece.rgb, piece.hole)
                 paste(results[piece.image], piece, filled, items[piece.image][1])
             start = stop
         for result, (rgb, hole) in zip(results, items):

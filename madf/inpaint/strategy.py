@@ -15,14 +15,15 @@ images over 800 px. numpy, scipy and Pillow only (no torch), shared by every bac
 - ``resize``: the whole image scaled down so its longer side is at most ``max_side``, inpainted, scaled back up.
 - ``full``: the whole padded frame at full resolution.
 
-In every case only hole pixels are pasted back: known pixels stay bit-exact. A piece scaled down is made from its
+Each fill's colour is then matched to the hole's border (``match_border``, madf.inpaint.seams). In every case only
+hole pixels are pasted back: known pixels stay bit-exact. A piece scaled down is made from its
 known pixels only (``downscale_known``), so nothing under the hole reaches the fill.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -39,6 +40,7 @@ CELL = 8   # the hole's connected regions are found on a grid of CELL x CELL blo
 # thickest region per mask at 256 px: median 22-62 px by hole-ratio bucket, 90th percentile 52-75 px (1/4 of 256).
 REACH = 0.25
 DEFAULT_TRAIN_SIZE = 256   # the official checkpoints' (and a config without one)
+MERGE_RATIO = 1.25   # overlapping boxes whose working scales are this close share one network call
 EDT_SIDE = 1024   # a region's thickness is measured on at most this many pixels a side (a coarse grid beyond)
 
 Box = Tuple[int, int, int, int]   # top, left, bottom, right (exclusive)
@@ -52,6 +54,7 @@ class Strategy:
     max_side: int = 1024    # the largest crop (or resized frame) the network sees
     train_size: Optional[int] = None   # auto: the model's training size (None: the Inpainter reads the model's)
     reach: float = REACH    # auto: the thickest hole filled, as a fraction of train_size
+    match_border: bool = True   # shift each fill's colour to meet its border (madf.inpaint.seams)
 
     def __post_init__(self):
         if self.name not in STRATEGIES:
@@ -98,19 +101,29 @@ def _overlap(a: Box, b: Box) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def regions(hole: np.ndarray) -> List[Box]:
-    """Tight boxes of the hole's 8-connected regions (found on the CELL grid: strokes a few pixels apart join)."""
+def regions(hole: np.ndarray) -> Tuple[np.ndarray, List[Box]]:
+    """The hole's 8-connected regions, found on the CELL grid (strokes a few pixels apart join): the grid's labels
+    (region i + 1; 0 where no hole) and each region's tight box in pixels."""
     h, w = hole.shape
-    if not hole.any():
-        return []
     gh, gw = -(-h // CELL), -(-w // CELL)
     grid = np.zeros((gh * CELL, gw * CELL), bool)
     grid[:h, :w] = hole
     grid = grid.reshape(gh, CELL, gw, CELL).any(axis=(1, 3))
     # 8-connected regions by scipy's labelling (linear time, whatever the shape: a serpentine is one region)
     labels, _ = ndimage.label(grid, structure=np.ones((3, 3), bool))
-    return [_tight(hole, (ys.start * CELL, xs.start * CELL, min(h, ys.stop * CELL), min(w, xs.stop * CELL)))
-            for ys, xs in ndimage.find_objects(labels)]
+    boxes = [_tight(hole, (ys.start * CELL, xs.start * CELL, min(h, ys.stop * CELL), min(w, xs.stop * CELL)))
+             for ys, xs in ndimage.find_objects(labels)]
+    return labels, boxes
+
+
+def owned(hole: np.ndarray, labels: np.ndarray, box: Box, ids: Sequence[int]) -> np.ndarray:
+    """The hole pixels inside ``box`` that belong to regions ``ids`` (a box may hold other regions' pixels)."""
+    top, left, bottom, right = box
+    cells = labels[top // CELL:-(-bottom // CELL), left // CELL:-(-right // CELL)]
+    mine = np.isin(cells, np.asarray(ids) + 1)
+    mine = mine.repeat(CELL, 0).repeat(CELL, 1)
+    oy, ox = top - top // CELL * CELL, left - left // CELL * CELL
+    return hole[top:bottom, left:right] & mine[oy:oy + bottom - top, ox:ox + right - left]
 
 
 def thickness(hole: np.ndarray, box: Box) -> float:
@@ -129,47 +142,58 @@ def thickness(hole: np.ndarray, box: Box) -> float:
 
 def crop_boxes(hole: np.ndarray, multiple: int, margin: int = 128, max_side: int = 1024) -> List[Box]:
     """The boxes the crop strategy runs: every hole pixel in exactly one box, boxes disjoint."""
-    return [box for box, _ in plan_boxes(hole, multiple, margin, max_side)]
+    return [box for box, _, _ in plan_boxes(hole, multiple, margin, max_side)]
 
 
 def plan_boxes(hole: np.ndarray, multiple: int, margin: int = 128, max_side: int = 1024,
-               thickest: Optional[float] = None) -> List[Tuple[Box, float]]:
-    """(box, working scale) for every region of the hole: every hole pixel in exactly one box, boxes disjoint.
+               thickest: Optional[float] = None, found=None) -> List[Tuple[Box, float, List[int]]]:
+    """(box, working scale, the regions it fills) for every region of the hole; each region in exactly one box.
 
-    Without ``thickest`` every scale is 1 (the crop strategy). With it a region thicker than ``thickest`` pixels
-    is worked at ``thickest / thickness``; ``margin`` and ``max_side`` are in working pixels, so the box keeps as
-    much context around a scaled-down hole as around a small one. Boxes that overlap merge, at the smaller scale.
+    Without ``thickest`` every scale is 1 (the crop strategy) and the boxes are disjoint. With it a region thicker
+    than ``thickest`` pixels is worked at ``thickest / thickness``; ``margin`` and ``max_side`` are in working
+    pixels, so the box keeps as much context around a scaled-down hole as around a small one. Boxes that overlap
+    merge when their scales are within MERGE_RATIO (at the smaller); a thin stroke beside a large blob keeps its
+    own box at full resolution, overlapping the blob's, and each box fills only its own regions.
     """
     h, w = hole.shape
-    found = regions(hole)
-    scales = [1.0 if thickest is None else min(1.0, thickest / max(thickness(hole, b), 1.0)) for b in found]
-    while True:   # grow, round, shift inward; merge what overlaps, until the boxes are disjoint
+    labels, tight = found if found is not None else regions(hole)
+    if thickest is None:
+        scales = [1.0] * len(tight)
+    else:
+        scales = [min(1.0, thickest / max(thickness(owned(hole, labels, b, [i]), (0, 0) + _size(b)), 1.0))
+                  for i, b in enumerate(tight)]
+    groups = [([i], scales[i]) for i in range(len(tight))]
+    cap = max(multiple, max_side // multiple * multiple)
+    while True:   # grow, round, shift inward; merge what overlaps at a like scale, until nothing merges
         grown = []
-        for (top, left, bottom, right), scale in zip(found, scales):
-            cap = max(multiple, max_side // multiple * multiple)
-            if scale < 1:
-                cap = max(cap, int(max_side / scale))
+        for ids, scale in groups:
+            top, left = min(tight[i][0] for i in ids), min(tight[i][1] for i in ids)
+            bottom, right = max(tight[i][2] for i in ids), max(tight[i][3] for i in ids)
+            limit = cap if scale == 1 else max(cap, int(max_side / scale))
             native_margin = int(round(margin / scale))
-            height = _side(bottom - top, native_margin, multiple, h, cap)
-            width = _side(right - left, native_margin, multiple, w, cap)
+            height = _side(bottom - top, native_margin, multiple, h, limit)
+            width = _side(right - left, native_margin, multiple, w, limit)
             y0, y1 = _place(top, bottom, height, h)
             x0, x1 = _place(left, right, width, w)
-            grown.append(((y0, x0, y1, x1), scale))
-        out: List[Tuple[Box, float]] = []
+            grown.append(((y0, x0, y1, x1), scale, ids))
+        out: List[Tuple[Box, float, List[int]]] = []
         merged = False
-        for box, scale in grown:
-            for i, (other, other_scale) in enumerate(out):
-                if _overlap(box, other):
-                    out[i] = ((min(box[0], other[0]), min(box[1], other[1]), max(box[2], other[2]),
-                               max(box[3], other[3])), min(scale, other_scale))
+        for box, scale, ids in grown:
+            for k, (other, other_scale, other_ids) in enumerate(out):
+                if _overlap(box, other) and max(scale, other_scale) <= MERGE_RATIO * min(scale, other_scale):
+                    out[k] = ((min(box[0], other[0]), min(box[1], other[1]), max(box[2], other[2]),
+                               max(box[3], other[3])), min(scale, other_scale), sorted(other_ids + ids))
                     merged = True
                     break
             else:
-                out.append((box, scale))
+                out.append((box, scale, ids))
         if not merged:
             return sorted(out)
-        # the union is grown again from its own extent, so recompute from the hole regions it holds
-        found, scales = [_tight(hole, b) for b, _ in out], [sc for _, sc in out]
+        groups = [(ids, scale) for _, scale, ids in out]   # merged groups grow again from their regions' extent
+
+
+def _size(box: Box) -> Tuple[int, int]:
+    return box[2] - box[0], box[3] - box[1]
 
 
 def _tight(hole: np.ndarray, box: Box) -> Box:
@@ -211,56 +235,66 @@ def resize_hole(hole: np.ndarray, height: int, width: int) -> np.ndarray:
 
 @dataclasses.dataclass
 class Piece:
-    """One network input cut from an image: where it came from and how it was scaled."""
+    """One network input cut from an image: where it came from, how it was scaled, and which hole pixels of the
+    box it fills (``own``; other regions' pixels in the box are hole to the network but another piece's to fill)."""
     image: int
     box: Box
     rgb: np.ndarray
     hole: np.ndarray
     scaled: Optional[Tuple[int, int]] = None   # the (height, width) it was resized from, if it was
+    own: Optional[np.ndarray] = None           # None: every hole pixel of the box
 
 
-def plan(hole: np.ndarray, strategy: Strategy, multiple: int) -> Tuple[str, List[Tuple[Box, float]]]:
-    """(mode, [(box, working scale)]) for one image: what ``pieces`` cuts. ``auto`` runs a small photo whole when
-    every region fits the network's reach, and scale-aware crops otherwise."""
+Plan = List[Tuple[Box, float, Optional[List[int]]]]
+
+
+def plan(hole: np.ndarray, strategy: Strategy, multiple: int) -> Tuple[str, Plan, Optional[np.ndarray]]:
+    """(mode, [(box, working scale, regions)], region labels) for one image: what ``pieces`` cuts. ``auto`` runs a
+    small photo whole when every region fits the network's reach, and scale-aware crops otherwise."""
     h, w = hole.shape
     mode = strategy.resolve(h, w)
-    if strategy.name == "auto":
-        boxes = plan_boxes(hole, multiple, strategy.margin, strategy.max_side, strategy.thickest)
-        if mode == "full" and all(scale == 1 for _, scale in boxes):
-            return "full", [((0, 0, h, w), 1.0)]
-        return "auto", boxes
-    if mode in ("full", "resize"):
-        return mode, [((0, 0, h, w), 1.0)]
-    return mode, plan_boxes(hole, multiple, strategy.margin, strategy.max_side)
+    whole: Plan = [((0, 0, h, w), 1.0, None)]
+    if mode in ("full", "resize") and strategy.name != "auto":
+        return mode, whole, None
+    found = regions(hole)
+    boxes = plan_boxes(hole, multiple, strategy.margin, strategy.max_side,
+                       strategy.thickest if strategy.name == "auto" else None, found=found)
+    if mode == "full" and all(scale == 1 for _, scale, _ in boxes):
+        return "full", whole, None
+    return mode if strategy.name != "auto" else "auto", boxes, found[0]
 
 
-def describe_plan(mode: str, boxes: List[Tuple[Box, float]]) -> str:
+def describe_plan(mode: str, boxes: Plan) -> str:
     """One line for the verbose log: each box, its size and the scale it is filled at."""
-    parts = [f"{b[3] - b[1]}x{b[2] - b[0]} at ({b[1]},{b[0]})" + (f" scaled {scale:.2f}" if scale < 1 else "")
-             for b, scale in boxes]
-    return f"{mode}: " + ", ".join(parts) if mode != "full" else "full frame"
+    if mode == "full":
+        return "full frame"
+    return f"{mode}: " + ", ".join(f"{b[3] - b[1]}x{b[2] - b[0]} at ({b[1]},{b[0]})"
+                                   + (f" scaled {scale:.2f}" if scale < 1 else "") for b, scale, _ in boxes)
 
 
 def pieces(index: int, rgb: np.ndarray, hole: np.ndarray, strategy: Strategy, multiple: int,
            name: Optional[str] = None) -> List[Piece]:
     """The network inputs one image needs under ``strategy``."""
     h, w = hole.shape
-    mode, boxes = plan(hole, strategy, multiple)
+    mode, boxes, labels = plan(hole, strategy, multiple)
     if name is not None:
         log.debug("%s: %s", name, describe_plan(mode, boxes))
     if mode == "full":
         return [Piece(index, (0, 0, h, w), rgb, hole)]
     out = []
-    for box, scale in boxes:
+    for box, scale, ids in boxes:
         top, left, bottom, right = box
         crop_rgb, crop_hole = rgb[top:bottom, left:right], hole[top:bottom, left:right]
+        own = owned(hole, labels, box, ids) if labels is not None else None
+        if own is not None and np.array_equal(own, crop_hole):
+            own = None
         factor = min(scale, scale_for(bottom - top, right - left, strategy.max_side))
         if factor < 1:
             sh, sw = max(1, round((bottom - top) * factor)), max(1, round((right - left) * factor))
             out.append(Piece(index, box, downscale_known(crop_rgb, crop_hole, sh, sw), resize_hole(crop_hole, sh, sw),
-                             scaled=(bottom - top, right - left)))
+                             scaled=(bottom - top, right - left), own=own))
         else:
-            out.append(Piece(index, box, crop_rgb, crop_hole))
+            out.append(Piece(index, box, crop_rgb, crop_hole, own=own))
     return out
 
 
@@ -269,5 +303,5 @@ def paste(result: np.ndarray, piece: Piece, filled: np.ndarray, hole: np.ndarray
     top, left, bottom, right = piece.box
     if piece.scaled is not None:
         filled = resize_rgb(filled, *piece.scaled)
-    region = hole[top:bottom, left:right]
+    region = hole[top:bottom, left:right] if piece.own is None else piece.own
     result[top:bottom, left:right][region] = filled[region]

@@ -68,6 +68,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 2
     init: Optional[str] = None       # fine-tune from these weights (official or madf-trt)
+    zoom: Optional[tuple] = None     # (lo, hi): crops of z * size photo pixels (None: area 30-100% crops)
     device: str = "auto"
 
 
@@ -207,7 +208,8 @@ class Trainer:
         if config.size % multiple:
             raise InputError(f"--size {config.size} is not a multiple of {multiple} (2^levels)")
         masks = MaskFolder(config.masks, invert=config.invert_masks) if config.masks else None
-        self.dataset = InpaintingDataset(config.images, config.size, masks=masks, seed=config.seed)
+        self.dataset = InpaintingDataset(config.images, config.size, masks=masks, seed=config.seed,
+                                         zoom=tuple(config.zoom) if config.zoom else None)
         vgg = None
         if config.perceptual == "vgg":
             vgg = load_vgg16(config.vgg_weights).to(self.device)
