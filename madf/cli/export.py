@@ -30,8 +30,12 @@ from madf.common import paths
               help="Official Pytorch-MADF .pth, a state dict, or a madf-trt .safetensors.")
 @click.option("--output", type=PATH, default=None,
               help="ONNX file to write (default: beside the checkpoint, named for the options).")
-@click.option("--dynconv", type=click.Choice(["native", "plugin"]), default="native", show_default=True,
-              help="native: standard ops (Conv+Mul+ReduceSum); plugin: one madf::MADFDynamicFilter node per level.")
+@click.option("--dynconv", type=click.Choice(["native", "plugin", "auto"]), default="native", show_default=True,
+              help="native: standard ops (Conv+Mul+ReduceSum); plugin: one madf::MADFDynamicFilter node per level; "
+                   "auto: the plugin only at the levels where the fused kernel beats the standard ops on --target "
+                   "(the measured table madf/model/fused_wins.json).")
+@click.option("--target", default=None, metavar="sm_XY",
+              help="--dynconv auto: the GPU architecture the engine will run on (default: this machine's GPU).")
 @click.option("--fp16", is_flag=True, help="FP16 network inside FP32 I/O, normalization and compositing.")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Fix N (default: dynamic).")
 @click.option("--height", type=click.IntRange(min=1), default=None,
@@ -58,7 +62,7 @@ from madf.common import paths
               help="Also build a TensorRT engine here (as madf-build does, with the options below).")
 @engine_options
 @OVERWRITE
-def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, height, width, io: str,
+def main(ckpt: Path, output: Optional[Path], dynconv: str, target: Optional[str], fp16: bool, batch, height, width, io: str,
          invert_mask: bool, raw_outputs: bool,
          opset: int, simplify: bool, check: bool, verify: bool, check_size, engine: Optional[Path], backend: str, overwrite: bool,
          **build_settings) -> None:
@@ -69,7 +73,7 @@ def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, he
                                "the contract output: use it with --dynconv native and without --raw-outputs")
     with cli_errors():
         if output is None:
-            suffix = ("-plugin" if dynconv == "plugin" else "") + ("-fp16" if fp16 else "") + \
+            suffix = {"plugin": "-plugin", "auto": "-mixed"}.get(dynconv, "") + ("-fp16" if fp16 else "") + \
                 ("-raw" if raw_outputs else "") + ("-uint8" if io == "uint8" else "")
             output = ckpt.with_name(ckpt.stem + suffix + ".onnx")
         # every output checked before the checkpoint is even read: a read-only folder fails at once
@@ -81,10 +85,17 @@ def main(ckpt: Path, output: Optional[Path], dynconv: str, fp16: bool, batch, he
         from madf.export.onnx import ExportOptions, export_onnx
         from madf.model.checkpoint import load_checkpoint
         net = load_checkpoint(ckpt)
-        options = ExportOptions(lowering=dynconv, fp16=fp16, batch=batch, height=height, width=width,
+        if dynconv == "auto" and target is None:
+            target = _local_arch()
+        options = ExportOptions(lowering=dynconv, target=target, fp16=fp16, batch=batch, height=height, width=width,
                                 raw_outputs=raw_outputs, opset=opset, simplify=simplify, io=io,
                                 invert_mask=invert_mask)
         options.validate(net.config.multiple)
+        from madf.export.onnx import plugin_levels
+        if check and plugin_levels(net, options):
+            raise click.UsageError(f"--dynconv auto puts the plugin at levels {plugin_levels(net, options)} on "
+                                   f"{target}, and --check runs ONNX Runtime, which has no MADFDynamicFilter op: "
+                                   f"drop --check (madf-parity checks the engine)")
         if engine is not None:   # the engine's profile checked against the file to come, before the export
             check_profile((batch or -1, height or -1, width or -1), build_settings, net.config.multiple, io)
         size = check_size or (height if height == width else None)
@@ -139,6 +150,15 @@ def _fp16_headroom(net, size) -> None:
     bad = overflowing(peaks, torch.float16)
     if bad:
         raise click.ClickException(f"{bad[0][0]} reaches {bad[0][1]:.4g} > 65504: it overflows in FP16; export FP32")
+
+
+def _local_arch() -> Optional[str]:
+    """This machine's GPU architecture ('sm_90'), or None (then --dynconv auto asks for --target)."""
+    import torch
+    if not torch.cuda.is_available():
+        return None
+    from madf.model.fused_table import arch_of
+    return arch_of(torch.cuda.get_device_capability())
 
 
 if __name__ == "__main__":

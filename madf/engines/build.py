@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from madf.common.atomic import atomic_path
 from madf.common.errors import DeviceError, ModelError, first_line
+from madf.export.onnx_file import uses_plugin
 
 log = logging.getLogger("madf")
 
@@ -209,10 +210,12 @@ def _parse(trt, name: str, builder, logger, onnx_path: Path, meta: Dict[str, str
     if name == "tensorrt" and not weak_fp16 and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)   # TRT 10; TRT 11 always is
     network = builder.create_network(flags)
-    if meta.get("madf.lowering") == "plugin" and not hasattr(network, "add_plugin_v3"):
+    if uses_plugin(meta.get("madf.lowering")) and not hasattr(network, "add_plugin_v3"):
         # TensorRT-RTX (1.7) has no plugin layers; its parser aborts the process on a plugin node, so refuse first.
         raise ModelError(f"{onnx_path}: {name} {trt.__version__} has no plugin layers, so it cannot build the "
-                         f"plugin lowering; build it with TensorRT, or export with --dynconv native")
+                         f"{meta.get('madf.lowering')} lowering (MADFDynamicFilter nodes at levels "
+                         f"{meta.get('madf.plugin_levels') or 'all'}); build it with TensorRT, or export with "
+                         f"--dynconv native")
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         found = [parser.get_error(i) for i in range(parser.num_errors)]

@@ -18,6 +18,7 @@ from typing import Any, Dict, Optional
 
 from madf.common.atomic import atomic_path
 from madf.common.errors import ModelError
+from madf.export.onnx_file import plugin_levels_of
 
 FORMAT = "madf-engine/1"
 # what every reader of a sidecar relies on (the runtimes, Triton, the cache); checked once, in read_sidecar
@@ -73,6 +74,8 @@ def build_sidecar(engine, onnx_path, report) -> Dict[str, Any]:
         "io": meta.get("madf.io", "float"),
         "mask": meta.get("madf.mask", "hole"),
         "lowering": report.lowering,
+        # the levels whose dynamic filter is the MADFDynamicFilter plugin ([] native; all of them for plugin)
+        "plugin_levels": plugin_levels_of(meta),
         "precision": report.precision,
         "profile": {name: dict(zip(("min", "opt", "max"), map(list, shapes)))
                     for name, shapes in report.profile.items()},

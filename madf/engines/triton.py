@@ -24,6 +24,7 @@ from typing import Dict, Sequence
 from madf.common.atomic import atomic_path, umask
 from madf.common.errors import ModelError
 from madf.engines.sidecar import read_sidecar, sidecar_path
+from madf.export.onnx_file import uses_plugin
 
 log = logging.getLogger("madf")
 TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int32": "TYPE_INT32", "uint8": "TYPE_UINT8"}
@@ -134,7 +135,7 @@ def write_triton_repo(repo, engine, name: str = "madf", instances: int = 1, max_
     repo, engine = Path(repo), Path(engine)
     sidecar = read_sidecar(engine)
     check_model_name(name)
-    if sidecar["lowering"] == "plugin" and not plugin_libs:
+    if uses_plugin(sidecar["lowering"]) and not plugin_libs:
         raise ModelError(f"{engine} uses the MADFDynamicFilter plugin: pass --plugin-lib so the repository carries "
                          f"the library Triton must load")
     if sidecar["tensorrt"]["backend"] == "tensorrt-rtx":

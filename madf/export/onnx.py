@@ -18,9 +18,10 @@ import contextlib
 import copy
 import dataclasses
 import logging
+import re
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import onnx
 import torch
@@ -28,7 +29,8 @@ import torch
 import madf
 from madf.common.atomic import atomic_path
 from madf.common.errors import MADFError
-from madf.export.onnx_file import IO_KINDS, stamp
+from madf.export.onnx_file import IO_KINDS, PLUGIN_LEVELS_KEY, lowering_of, stamp
+from madf.model import fused_table
 from madf.export.uint8_io import uint8_metadata, wrap_uint8
 from madf.model.network import MADFNet
 from madf.model.pipeline import InpaintModel
@@ -36,7 +38,9 @@ from madf.model.precision import cast_network
 
 log = logging.getLogger("madf")
 
-LOWERINGS = ("native", "plugin")
+# what madf-export --dynconv asks for; "auto": the plugin at the levels where the fused kernel wins on --target
+# (madf.model.fused_table), standard ops elsewhere. The file records what it became (onnx_file.LOWERINGS).
+DYNCONV_CHOICES = ("native", "plugin", "auto")
 DEFAULT_OPSET = 18
 MIN_OPSET = 17   # torch's exporter writes 18 and converts to others, down to 17 and up to what onnx knows
 INPUT_NAMES = ("image", "mask")
@@ -52,7 +56,8 @@ class ExportError(MADFError):
 
 @dataclasses.dataclass
 class ExportOptions:
-    lowering: str = "native"
+    lowering: str = "native"         # one of DYNCONV_CHOICES
+    target: Optional[str] = None     # auto: the GPU architecture the engine will run on ('sm_90')
     fp16: bool = False
     batch: Optional[int] = None      # None = dynamic
     height: Optional[int] = None
@@ -64,8 +69,13 @@ class ExportOptions:
     invert_mask: bool = False        # uint8 only: mask < 128 = hole (white = keep)
 
     def validate(self, multiple: int) -> None:
-        if self.lowering not in LOWERINGS:
-            raise ExportError(f"unknown lowering {self.lowering!r}; choose one of {', '.join(LOWERINGS)}")
+        if self.lowering not in DYNCONV_CHOICES:
+            raise ExportError(f"unknown lowering {self.lowering!r}; choose one of {', '.join(DYNCONV_CHOICES)}")
+        if self.lowering == "auto" and not self.target:
+            raise ExportError("--dynconv auto needs the GPU the engine will run on: --target sm_XY (measured: "
+                              f"{', '.join(fused_table.architectures())}; another gets standard ops everywhere)")
+        if self.target and not re.fullmatch(r"sm_\d{2,3}", self.target):
+            raise ExportError(f"--target {self.target!r}: give a compute capability as sm_XY, e.g. sm_90")
         if self.io not in IO_KINDS:
             raise ExportError(f"unknown --io {self.io!r}; choose one of {', '.join(IO_KINDS)}")
         if self.io == "uint8" and self.raw_outputs:
@@ -91,17 +101,26 @@ def output_names(net: MADFNet, raw: bool):
     return list(RAW_OUTPUT_NAMES[: net.config.refinement_decoders + 1]) if raw else [OUTPUT_NAME]
 
 
+def plugin_levels(net: MADFNet, options: ExportOptions) -> List[int]:
+    """The levels whose dynamic filter becomes the MADFDynamicFilter custom op."""
+    if options.lowering == "plugin":
+        return list(range(1, net.config.levels + 1))
+    if options.lowering == "auto":
+        return fused_table.fused_levels(net.config, options.target)
+    return []
+
+
 def prepare(net: MADFNet, options: ExportOptions) -> InpaintModel:
     """A private copy of the network set up for the lowering and precision, wrapped in the contract."""
     net = copy.deepcopy(net).float().eval()
-    if options.lowering == "plugin":
+    levels = plugin_levels(net, options)
+    net.dynamic_filter = "rewrite"
+    net.freeze_dynamic_filters()
+    if levels:
         from madf.export import (
             symbolic,  # registers the custom op and its implementation
         )
-        net.dynamic_filter = symbolic.IMPL
-    else:
-        net.dynamic_filter = "rewrite"
-        net.freeze_dynamic_filters()
+        net.level_filters = {level: symbolic.IMPL for level in levels}
     if options.fp16:
         # normalization statistics folded in FP32 first; a tensor that cannot be FP16 is refused, never inf
         net = cast_network(net, torch.float16)
@@ -138,7 +157,8 @@ def metadata(net: MADFNet, options: ExportOptions) -> Dict[str, str]:
         "madf.version": madf.__version__,
         "madf.config": net.config.to_json(),
         "madf.multiple": str(net.config.multiple),
-        "madf.lowering": options.lowering,
+        "madf.lowering": lowering_of(net.config.levels, plugin_levels(net, options)),
+        PLUGIN_LEVELS_KEY: ",".join(map(str, plugin_levels(net, options))),
         "madf.precision": "fp16" if options.fp16 else "fp32",
         "madf.opset": str(options.opset),
         "madf.raw_outputs": str(int(options.raw_outputs)),
@@ -189,7 +209,7 @@ def export_onnx(net: MADFNet, path, options: Optional[ExportOptions] = None,
     w = _padded(options.width, multiple) or 2 * multiple
     example = (torch.rand(n, 3, h, w), (torch.rand(n, 1, h, w) > 0.5).float())
     kwargs = {}
-    if options.lowering == "plugin":
+    if plugin_levels(net, options):
         from madf.export import symbolic
         kwargs["custom_translation_table"] = symbolic.onnx_translation()
     with torch.no_grad(), warnings.catch_warnings(), _quiet_torch_onnx():
@@ -219,9 +239,10 @@ def export_onnx(net: MADFNet, path, options: Optional[ExportOptions] = None,
         onnx.save_model(onnx_model, str(tmp))
         if verify is not None:
             verify(Path(tmp))
-    log.info("wrote %s (%s, %s lowering, %s, %s I/O, opset %d, %.1f MB)", path, model.net.config.describe(),
-             options.lowering, "fp16" if options.fp16 else "fp32", options.io, options.opset,
-             Path(path).stat().st_size / 1e6)
+    levels = plugin_levels(net, options)
+    log.info("wrote %s (%s, %s lowering%s, %s, %s I/O, opset %d, %.1f MB)", path, model.net.config.describe(),
+             lowering_of(net.config.levels, levels), f" (plugin at levels {levels})" if levels else "",
+             "fp16" if options.fp16 else "fp32", options.io, options.opset, Path(path).stat().st_size / 1e6)
     return onnx_model
 
 
@@ -229,4 +250,4 @@ def read_metadata(model: onnx.ModelProto) -> Dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-__all__ = ["ExportOptions", "ExportError", "export_onnx", "prepare", "metadata", "read_metadata", "LOWERINGS"]
+__all__ = ["ExportOptions", "ExportError", "export_onnx", "prepare", "metadata", "read_metadata", "DYNCONV_CHOICES"]

@@ -6,14 +6,37 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 
 from madf.common.digest import KEY, weights_sha256
 from madf.common.errors import ModelError, check_finite
 
-LOWERINGS = ("native", "plugin")
+# What a file's dynamic filters are: standard ops everywhere, the MADFDynamicFilter custom op everywhere, or the
+# custom op at the levels listed in madf.plugin_levels only (madf-export --dynconv auto).
+LOWERINGS = ("native", "plugin", "mixed")
+PLUGIN_LEVELS_KEY = "madf.plugin_levels"
+
+
+def uses_plugin(lowering: Optional[str]) -> bool:
+    """Whether a file (or an engine built from it) of this lowering needs the MADFDynamicFilter plugin."""
+    return lowering in ("plugin", "mixed")
+
+
+def plugin_levels_of(meta) -> list:
+    """The levels a file's metadata says carry the custom op (files from before madf.plugin_levels: every level of
+    a plugin file)."""
+    listed = [int(v) for v in meta.get(PLUGIN_LEVELS_KEY, "").split(",") if v]
+    if not listed and meta.get("madf.lowering") == "plugin" and "madf.config" in meta:
+        import json
+        listed = list(range(1, json.loads(meta["madf.config"])["levels"] + 1))
+    return listed
+
+
+def lowering_of(levels: int, plugin_levels) -> str:
+    """The file's lowering for the levels that carry the custom op."""
+    return "native" if not plugin_levels else "plugin" if len(plugin_levels) == levels else "mixed"
 PRECISIONS = ("fp32", "fp16")
 # What a file takes and returns: the float contract (NCHW [0, 1], padded by the caller) or the uint8 shell
 # (madf/export/uint8_io.py: raw NHWC photos of any size in, the composite out); and the uint8 mask's polarity.

@@ -84,6 +84,8 @@ def prepare(model, device, options: TorchOptions):
     # normalization statistics folded in FP32 before the cast, every stored tensor checked to fit
     cast_network(net, _dtype(options.precision))
     net.freeze_dynamic_filters()
+    from madf.model.dynamic_filter import device_arch
+    net.arch = device_arch(torch.device(device))   # 'auto' decides per level for this GPU (madf.model.fused_table)
     model = model.to(device).eval()
     if options.channels_last:
         model = model.to(memory_format=torch.channels_last)

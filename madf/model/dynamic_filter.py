@@ -22,10 +22,13 @@ kernel per level where it is faster (``resolve``).
 """
 from __future__ import annotations
 
-from typing import Callable, Dict
+import functools
+from typing import Callable, Dict, Optional
 
 import torch
 import torch.nn.functional as F
+
+from madf.model import fused_table
 
 DynamicFilterFn = Callable[..., torch.Tensor]
 IMPLEMENTATIONS: Dict[str, DynamicFilterFn] = {}
@@ -105,11 +108,11 @@ def dynamic_filter_rewrite(x, m, weight, bias, kernel_size: int, stride: int, pa
     return contract_with_mask(F.conv2d(x, conv_weight, None, stride, padding), m)
 
 
-# "auto": the fused kernel where it beats cuDNN, the rewrite elsewhere. Measured on an H100 (benchmarks/RESULTS.md):
-# FP16, batch 32, the fused kernel is 2.1x / 1.6x / 1.3x faster at the official levels 1-3 (window Cin*k*k of 294,
-# 400, 288) and slower from level 4 on (576 and more: its long reduction runs on too few blocks).
+# "auto": the fused kernel where it beats cuDNN, the rewrite elsewhere, from the measured table
+# (madf/model/fused_wins.json): on an H100, FP16, batch 32, 2.1x / 1.6x / 1.3x faster at the official levels 1-3
+# (window Cin*k*k of 294, 400, 288) and slower from level 4 on (576 and more: its long reduction runs on too few blocks).
 AUTO = "auto"
-FUSED_MAX_WINDOW = 400
+FUSED_MAX_WINDOW = fused_table.max_window(fused_table.REFERENCE_ARCH)
 
 
 def check_name(impl: str) -> str:
@@ -120,17 +123,29 @@ def check_name(impl: str) -> str:
     return impl
 
 
-def resolve(impl: str, in_channels: int, kernel_size: int) -> str:
-    """The implementation a call with ``impl`` runs: "auto" becomes "fused" (when registered) for windows of at
-    most FUSED_MAX_WINDOW, else "rewrite"; any other name is itself."""
+def resolve(impl: str, in_channels: int, kernel_size: int, arch: Optional[str] = None) -> str:
+    """The implementation a call with ``impl`` runs: "auto" becomes "fused" (when registered) where the table says
+    it wins on ``arch`` (a GPU's 'sm_XY'; None: the table's reference GPU), else "rewrite"; any other name is
+    itself."""
     if impl != AUTO:
         return impl
-    small = in_channels * kernel_size * kernel_size <= FUSED_MAX_WINDOW
-    return "fused" if small and "fused" in IMPLEMENTATIONS else "rewrite"
+    wins = fused_table.fused_wins(arch, in_channels, kernel_size)
+    return "fused" if wins and "fused" in IMPLEMENTATIONS else "rewrite"
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_arch(index: int) -> str:
+    return fused_table.arch_of(torch.cuda.get_device_capability(index))
+
+
+def device_arch(device: torch.device) -> Optional[str]:
+    """The 'sm_XY' of a CUDA device (None for the CPU). Asked once, outside any traced code (MADFNet.arch)."""
+    return _cuda_arch(device.index if device.index is not None else torch.cuda.current_device()) \
+        if device.type == "cuda" else None
 
 
 def dynamic_filter(x, m, weight, bias, kernel_size: int, stride: int, padding: int,
-                   impl: str = DEFAULT_IMPL) -> torch.Tensor:
+                   impl: str = DEFAULT_IMPL, arch: Optional[str] = None) -> torch.Tensor:
     """Apply the dynamic filter with the named implementation (see module docs)."""
-    fn = IMPLEMENTATIONS[resolve(check_name(impl), x.shape[1], kernel_size)]
+    fn = IMPLEMENTATIONS[resolve(check_name(impl), x.shape[1], kernel_size, arch)]
     return fn(x, m, weight, bias, kernel_size, stride, padding)

@@ -11,7 +11,7 @@ contract (RGB in [0,1], 1 = hole, composited output) is ``madf.pipeline.InpaintM
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -86,9 +86,10 @@ class DynamicConv(nn.Module):
             self._cached_key = key
         return self._cached_weight
 
-    def forward(self, x: torch.Tensor, m: torch.Tensor, gen: nn.Conv2d, impl: str = DEFAULT_IMPL) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, m: torch.Tensor, gen: nn.Conv2d, impl: str = DEFAULT_IMPL,
+                arch: Optional[str] = None) -> torch.Tensor:
         k, p = self.kernel_size, self.padding
-        impl = resolve(impl, x.shape[1], k)
+        impl = resolve(impl, x.shape[1], k, arch)
         if impl == "rewrite":
             y = dynamic_filter_rewrite(x, m, gen.weight, gen.bias, k, STRIDE, p,
                                        conv_weight=self._rewrite_weight(gen, x.shape[1]))
@@ -143,6 +144,10 @@ class MADFNet(nn.Module):
         super().__init__()
         self.config = config
         self.dynamic_filter = dynamic_filter
+        # per-level overrides of dynamic_filter (the export's mixed lowering: the plugin at some levels only)
+        self.level_filters: Dict[int, str] = {}
+        # the GPU architecture 'auto' decides for (madf.model.fused_table); set where the device is chosen
+        self.arch: Optional[str] = None
         c, L = config, config.levels
         for l in range(1, L + 1):
             k, p = c.kernel(l), c.padding(l)
@@ -189,7 +194,8 @@ class MADFNet(nn.Module):
         for l in range(1, self.config.levels + 1):
             gen = getattr(self, f"filter_gen_{l}")
             m = gen.conv(m)
-            e = getattr(self, f"enc_conv_{l}")(e, m, gen.kernel_generator, self._dynamic_filter)
+            impl = self.level_filters.get(l, self._dynamic_filter)
+            e = getattr(self, f"enc_conv_{l}")(e, m, gen.kernel_generator, impl, self.arch)
             skips.append(getattr(self, f"enc_up_{l}")(e))
         return skips
 

@@ -54,8 +54,9 @@ class OnnxRuntimeBackend:
         except Exception as exc:  # onnxruntime raises its own exception types per failure
             msg = first_line(exc)[:300]
             if "MADFDynamicFilter" in msg:
-                raise ModelError(f"{path} uses the madf::MADFDynamicFilter custom op (plugin lowering), which only "
-                                 f"TensorRT with the plugin runs; export with --dynconv native for ONNX Runtime") from None
+                raise ModelError(f"{path} uses the madf::MADFDynamicFilter custom op (plugin or mixed lowering), which "
+                                 f"only TensorRT with the plugin runs; export with --dynconv native for ONNX "
+                                 f"Runtime") from None
             raise ModelError(f"{path}: onnxruntime cannot load it ({msg}); export it again with madf-export") from None
         self.path, self.device = path, device
         from madf.export.onnx_file import check_weights, validate_metadata

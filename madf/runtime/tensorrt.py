@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from madf.common.errors import DeviceError, InputError, ModelError
-from madf.export.onnx_file import check_file_kind
+from madf.export.onnx_file import check_file_kind, uses_plugin
 from madf.runtime import cuda, uint8
 
 log = logging.getLogger("madf")
@@ -38,8 +38,9 @@ INPUTS, OUTPUT = ("image", "mask"), "inpainted"
 
 def check_plugins(path: Path, sidecar: Dict, plugin_libs: Sequence[Path]) -> None:
     carried = sidecar.get("version_compatible") and any(p.get("serialized") for p in sidecar.get("plugins", []))
-    if sidecar.get("lowering") == "plugin" and not plugin_libs and not carried:
-        raise ModelError(f"{path} uses the MADFDynamicFilter plugin (plugin lowering): pass --plugin-lib "
+    if uses_plugin(sidecar.get("lowering")) and not plugin_libs and not carried:
+        raise ModelError(f"{path} uses the MADFDynamicFilter plugin ({sidecar.get('lowering')} lowering): pass "
+                         f"--plugin-lib "
                          f"build/plugins/libmadf_plugins.so (built with cmake -S madf/csrc -B build)")
     for lib in map(Path, plugin_libs):
         if not lib.is_file():
