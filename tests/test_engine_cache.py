@@ -312,3 +312,18 @@ def test_a_sidecar_without_a_field_is_refused_by_name(exported, rtx, tmp_path):
     with pytest.raises(ModelError, match="lacks the field 'engine.sha256'"):
         read_sidecar(a.plan)
     assert not cache.get_or_build(files["native"], BuildOptions(**SMALL)).hit   # was: unexpected KeyError
+
+
+def test_every_build_option_is_keyed_or_named_as_not_changing_the_plan(exported, rtx, tmp_path):
+    """A new BuildOptions field must be keyed or excluded by name: a field that changes the plan and is not in the
+    key would serve one build's plan for another's options."""
+    import dataclasses
+
+    from madf.engines.cache import KEYED_BY, NOT_KEYED
+    names = {f.name for f in dataclasses.fields(BuildOptions)}
+    assert names == set(KEYED_BY) | set(NOT_KEYED), names ^ (set(KEYED_BY) | set(NOT_KEYED))
+    assert not set(KEYED_BY) & set(NOT_KEYED)
+    _, files = exported
+    _, fields = EngineCache(tmp_path / "cache").key(files["native"], BuildOptions(**SMALL))
+    assert set(KEYED_BY.values()) <= set(fields)
+    assert "gpu" in fields    # the GPU a full TensorRT build tuned for (None for TensorRT-RTX's targets)

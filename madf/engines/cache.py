@@ -72,6 +72,24 @@ class CacheResult:
     fields: Dict
 
 
+# Every BuildOptions field is either keyed (under the key field named here) or named as not changing the plan:
+# tests/test_engine_cache.py fails when a new field is neither.
+KEYED_BY = {"min_shape": "profile", "opt_shape": "profile", "max_shape": "profile",
+            "compute_capability": "compute_capability", "workspace_mb": "workspace_mb", "fp16": "precision",
+            "plugin_libs": "plugins", "version_compatible": "version_compatible",
+            "exclude_lean_runtime": "exclude_lean_runtime"}
+NOT_KEYED = {"timing_cache": "tactic timings speed the build up, the plan is the builder's choice either way",
+             "progress": "the builder's progress bars"}
+
+
+def _gpu_name(name: str) -> Optional[str]:
+    """The GPU a full TensorRT build tunes for (TensorRT-RTX builds for a compute capability, not a GPU)."""
+    if name == "tensorrt-rtx":
+        return None
+    from madf.engines.sidecar import current_gpu
+    return (current_gpu() or {}).get("name")
+
+
 def _target(name: str, options: BuildOptions) -> Optional[str]:
     """The compute capability the plan is for: TensorRT-RTX's chosen target, else this machine's GPU."""
     if name == "tensorrt-rtx":
@@ -133,6 +151,7 @@ class EngineCache:
             "onnx_sha256": sha256(onnx_path),
             "tensorrt": {"backend": name, "version": trt.__version__},
             "compute_capability": _target(name, options),
+            "gpu": _gpu_name(name),
             "profile": {k: [list(s) for s in v] for k, v in profile.items()},
             "precision": {"file": meta.get("madf.precision", "fp32"), "fp16_required": bool(options.fp16)},
             "plugins": sorted(sha256(p) for p in options.plugin_libs),

@@ -40,7 +40,8 @@ def sha256(path, chunk: int = 1 << 20) -> str:
 
 
 def current_gpu() -> Optional[Dict[str, str]]:
-    """{'name', 'compute_capability'} of CUDA device 0 through cuda-python, or None without one."""
+    """{'name', 'compute_capability'} of the calling thread's current CUDA device (what TensorRT builds and runs
+    on; madf.runtime.cuda.on_device sets it) through cuda-python, or None without one."""
     try:
         from cuda.bindings import runtime as cudart
     except ImportError:
@@ -48,7 +49,10 @@ def current_gpu() -> Optional[Dict[str, str]]:
             from cuda import cudart  # cuda-python < 12.6 layout
         except ImportError:
             return None
-    err, props = cudart.cudaGetDeviceProperties(0)
+    err, device = cudart.cudaGetDevice()
+    if int(err) != 0:
+        return None
+    err, props = cudart.cudaGetDeviceProperties(device)
     if int(err) != 0:
         return None
     name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)

@@ -3,6 +3,7 @@ host buffers, streams, events and graphs for the TensorRT backend and madf-bench
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from typing import Dict, Optional
 
@@ -34,6 +35,24 @@ def check(result, what: str = "CUDA call"):
     if not values:
         return None
     return values[0] if len(values) == 1 else tuple(values)
+
+
+@contextlib.contextmanager
+def on_device(device: int):
+    """Run the block with ``device`` current on the calling thread, then give the thread its device back.
+
+    The CUDA runtime's current device is per thread: a backend built on one thread and called from another (a
+    server's batcher, a Ray actor's worker thread) would otherwise allocate and launch on that thread's device,
+    device 0 unless someone set it."""
+    rt = cudart()
+    before = check(rt.cudaGetDevice(), "cudaGetDevice")
+    if before != device:
+        check(rt.cudaSetDevice(device), "cudaSetDevice")
+    try:
+        yield
+    finally:
+        if before != device:
+            check(rt.cudaSetDevice(before), "cudaSetDevice")
 
 
 def device_count() -> int:

@@ -132,7 +132,7 @@ def _logger_class(trt):
             if int(severity) <= int(trt.ILogger.Severity.ERROR):
                 self.errors.append(str(msg).strip())
             elif int(severity) <= int(trt.ILogger.Severity.WARNING):
-                log.debug("TensorRT: %s", msg)
+                log.warning("TensorRT: %s", msg)
 
     return CapturingLogger
 
@@ -154,10 +154,15 @@ class TensorRTBackend:
         trt, self.flavour = import_runtime(self.sidecar, runtime)
         check_version(path, self.sidecar, trt, self.flavour)
         cuda.require_gpu(device)
+        self.device = device
+        with cuda.on_device(device):   # every allocation and the context on this GPU, whichever thread calls
+            self._start(path, data, trt, plugin_libs)
+
+    def _start(self, path: Path, data: bytes, trt, plugin_libs: Sequence[Path]) -> None:
+        device = self.device
         self.gpu = cuda.device_info(device)
         check_gpu(path, self.sidecar, self.gpu)
-        cuda.check(cuda.cudart().cudaSetDevice(device), "cudaSetDevice")
-        self.trt, self.device = trt, device
+        self.trt = trt
         self._memory_baseline = cuda.memory_used_mb()
         self.logger = _logger_class(trt)()
         registry = trt.get_plugin_registry()
@@ -204,7 +209,8 @@ class TensorRTBackend:
         # TensorRT-RTX builds for the GPU it is told: this one
         options = dataclasses.replace(options, compute_capability=cuda.device_info(device)["compute_capability"],
                                       plugin_libs=tuple(options.plugin_libs or plugin_libs))
-        result = EngineCache(cache).get_or_build(onnx_path, options)
+        with cuda.on_device(device):   # a miss builds on this GPU
+            result = EngineCache(cache).get_or_build(onnx_path, options)
         log.info("engine cache %s: %s in %.2f s", "hit" if result.hit else "miss, built", result.plan, result.seconds)
         return result.plan
 
@@ -229,14 +235,17 @@ class TensorRTBackend:
         if self.io == "uint8":
             return uint8.run_contract(self, image, mask)
         check_size(self.path, self.sidecar["profile"], image.shape[2], image.shape[3])
-        return self._batched(image, mask)
+        with cuda.on_device(self.device):
+            return self._batched(image, mask)
 
     def run_uint8(self, images: np.ndarray, holes: np.ndarray) -> np.ndarray:
         """uint8 engines: (N,H,W,3) uint8 photos of any size in the profile and bool (N,H,W) holes -> composites."""
         if self.io != "uint8":
             raise ModelError(f"{self.path.name} takes the float contract; build it from an --io uint8 export")
         check_size(self.path, self.sidecar["profile"], images.shape[1], images.shape[2], self.io)
-        return self._batched(np.ascontiguousarray(images, np.uint8), uint8.encode_masks(holes, self.inverted_mask))
+        with cuda.on_device(self.device):
+            return self._batched(np.ascontiguousarray(images, np.uint8),
+                                 uint8.encode_masks(holes, self.inverted_mask))
 
     def _batched(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Batches of the profile's sizes: larger ones split, smaller ones padded with copies."""
