@@ -61,6 +61,31 @@ bool sidecarField(std::string const& sidecar, std::string const& key, std::strin
     return true;
 }
 
+// The CUDA runtime's current device is per thread: every entry of an Engine makes its device current on the
+// calling thread and gives the thread its own back on the way out (as madf.runtime.cuda.on_device does in Python).
+class DeviceGuard
+{
+public:
+    explicit DeviceGuard(int32_t device)
+        : mDevice(device)
+    {
+        cudaCheck(cudaGetDevice(&mBefore), "cudaGetDevice");
+        if (mBefore != mDevice)
+            cudaCheck(cudaSetDevice(mDevice), "cudaSetDevice");
+    }
+    ~DeviceGuard()
+    {
+        if (mBefore != mDevice)
+            cudaSetDevice(mBefore);   // no throw from a destructor; the next call's checks report a broken device
+    }
+    DeviceGuard(DeviceGuard const&) = delete;
+    DeviceGuard& operator=(DeviceGuard const&) = delete;
+
+private:
+    int32_t mDevice;
+    int32_t mBefore{0};
+};
+
 struct DeviceBuffer
 {
     void* ptr{nullptr};
@@ -88,6 +113,7 @@ struct DeviceBuffer
 struct Engine::Impl
 {
     std::string path;
+    int32_t device{0};
     Logger logger;
     std::unique_ptr<nvinfer1::IRuntime> runtime;
     std::unique_ptr<nvinfer1::ICudaEngine> engine;
@@ -154,6 +180,7 @@ struct Engine::Impl
     // Profile-sized batches: larger n split, a batch below the profile's min padded with copies of its first item.
     void batched(uint8_t const* img, uint8_t const* msk, uint8_t* out, int32_t n, int32_t h, int32_t w)
     {
+        DeviceGuard const guard(device);
         size_t const plane = static_cast<size_t>(h) * w * element();
         std::vector<uint8_t> padImage, padMask, padOut;
         for (int32_t start = 0; start < n; start += profile.maxBatch)
@@ -216,7 +243,8 @@ Engine::Engine(std::string const& planPath, EngineOptions const& options)
     if (options.device < 0 || options.device >= devices)
         throw Error(ErrorCode::kCUDA, "CUDA device " + std::to_string(options.device) + " does not exist ("
                 + std::to_string(devices) + " visible)");
-    cudaCheck(cudaSetDevice(options.device), "cudaSetDevice");
+    m.device = options.device;
+    DeviceGuard const guard(m.device);   // the runtime, context, stream and buffers on this GPU
 
     m.runtime.reset(nvinfer1::createInferRuntime(m.logger));
     if (!m.runtime)

@@ -98,6 +98,8 @@ struct Profile
     int32_t minWidth{0}, maxWidth{0};
 };
 
+// One Engine is not thread-safe: give each thread its own (or serialize the calls). Every call runs on
+// EngineOptions::device, whichever device the calling thread had current, and gives the thread its device back.
 class Engine
 {
 public:
