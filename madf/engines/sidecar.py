@@ -94,16 +94,53 @@ def build_sidecar(engine, onnx_path, report) -> Dict[str, Any]:
 
 
 def read_plan(path: Path, sidecar: Dict) -> bytes:
-    """The plan's bytes, after checking them against its sidecar (size first: truncation is the common case)."""
+    """The plan's bytes, after checking them against its sidecar (``check_plan``)."""
     data = Path(path).read_bytes()
+    check_plan(path, sidecar, data)
+    return data
+
+
+# The checks below are the one sidecar contract: madf/csrc/runtime/src/sidecar.cpp applies the same ones with the
+# same messages, and tests/fixtures/sidecars.json holds the cases both runtimes are run on (tests/test_sidecar_contract.py).
+
+
+def check_plan(path, sidecar: Dict, data: bytes) -> None:
+    """The plan's bytes against its sidecar: size first (truncation is the common case), then SHA-256."""
     expected = sidecar["engine"]
-    if len(data) != expected["bytes"]:
-        raise ModelError(f"{path} is {len(data)} bytes, its sidecar says {expected['bytes']}: the file is truncated "
+    if not isinstance(expected["bytes"], int) or len(data) != expected["bytes"]:
+        said = expected["bytes"] if isinstance(expected["bytes"], int) else -1
+        raise ModelError(f"{path} is {len(data)} bytes, its sidecar says {said}: the file is truncated "
                          f"or was replaced; copy it again or rebuild it with madf-build")
     if hashlib.sha256(data).hexdigest() != expected["sha256"]:
         raise ModelError(f"{path} does not match the sha256 in its sidecar: the file is corrupt or was modified; "
                          f"copy it again or rebuild it with madf-build")
-    return data
+
+
+def check_version(path, sidecar: Dict, version: str, flavour: str = "tensorrt") -> None:
+    """The TensorRT (or TensorRT-RTX) version a plan was built with against the one loading it; a version-compatible
+    plan, or the lean / dispatch runtime, leaves the check to TensorRT (same major version line)."""
+    built = sidecar["tensorrt"]["version"]
+    if flavour in ("lean", "dispatch") or sidecar.get("version_compatible"):
+        return
+    if _release(version) != _release(built):
+        raise ModelError(f"{path} was built with {sidecar['tensorrt']['backend']} {built}, this is {version}: "
+                         f"rebuild it here with madf-build, or build it with --version-compatible")
+
+
+def _release(version: str) -> str:
+    """major.minor.patch: a plan is tied to a TensorRT release, not to its build number (the C++ runtime knows only
+    the release its library reports)."""
+    return ".".join(str(version).split(".")[:3])
+
+
+def check_gpu(path, sidecar: Dict, gpu: Dict[str, str]) -> None:
+    """The compute capability a plan was built for against this GPU's."""
+    target = sidecar.get("target") or {}
+    wanted = target.get("compute_capability")
+    if wanted and wanted != gpu["compute_capability"]:
+        built_for = f"SM {wanted}" + (f" ({target['gpu']})" if target.get("gpu") else "")
+        raise ModelError(f"{path} was built for {built_for}, this GPU is SM {gpu['compute_capability']} "
+                         f"({gpu['name']}): rebuild the engine for this GPU with madf-build")
 
 
 def write_sidecar(engine, data: Dict[str, Any]) -> Path:
@@ -122,10 +159,34 @@ def read_sidecar(engine, required: bool = True) -> Optional[Dict[str, Any]]:
                              f"with madf-build")
         return None
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{path} is not valid JSON ({exc.__class__.__name__}); rebuild the engine with "
-                         f"madf-build") from None
+        text = path.read_text()
+    except (OSError, ValueError):
+        raise ModelError(f"{path} is not valid JSON; rebuild the engine with madf-build") from None
+    return parse_sidecar(path, text)
+
+
+def _no_duplicates(pairs):
+    keys = [k for k, _ in pairs]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise _Duplicate(twice[0])
+    return dict(pairs)
+
+
+class _Duplicate(ValueError):
+    pass
+
+
+def parse_sidecar(path, text: str) -> Dict[str, Any]:
+    """A sidecar's text, checked: JSON with no key given twice (which value would a reader take?), this format, every
+    REQUIRED field present."""
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicates)
+    except _Duplicate as exc:
+        raise ModelError(f"{path} gives the key {exc.args[0]!r} twice (edited by hand, or written by another tool); "
+                         f"rebuild the engine with madf-build") from None
+    except ValueError:
+        raise ModelError(f"{path} is not valid JSON; rebuild the engine with madf-build") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ModelError(f"{path} is not a {FORMAT} sidecar; rebuild the engine with this madf-build")
     for field in REQUIRED:

@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from madf.common.errors import DeviceError, InputError, ModelError
+from madf.engines.sidecar import check_gpu, check_version
 from madf.export.onnx_file import check_file_kind, uses_plugin
 from madf.runtime import cuda, uint8
 
@@ -86,24 +87,6 @@ def import_runtime(sidecar: Dict, flavour: str = "auto") -> Tuple[object, str]:
                       f"{wanted[order[0]]}")
 
 
-def check_version(path: Path, sidecar: Dict, trt, flavour: str) -> None:
-    built = sidecar["tensorrt"]["version"]
-    if flavour in ("lean", "dispatch") or sidecar.get("version_compatible"):
-        return   # TensorRT checks compatibility itself (same major version line)
-    if trt.__version__ != built:
-        raise ModelError(f"{path} was built with {sidecar['tensorrt']['backend']} {built}, this is {trt.__version__}: "
-                         f"rebuild it here with madf-build, or build it with --version-compatible")
-
-
-def check_gpu(path: Path, sidecar: Dict, gpu: Dict[str, str]) -> None:
-    target = sidecar.get("target") or {}
-    wanted = target.get("compute_capability")
-    if wanted and wanted != gpu["compute_capability"]:
-        built_for = f"SM {wanted}" + (f" ({target['gpu']})" if target.get("gpu") else "")
-        raise ModelError(f"{path} was built for {built_for}, this GPU is SM {gpu['compute_capability']} "
-                         f"({gpu['name']}): rebuild the engine for this GPU with madf-build")
-
-
 def profile_range(profile: Dict[str, List[List[int]]], io: str = "float"
                   ) -> Tuple[Tuple[int, int, int], Tuple[int, int, int]]:
     """((N, H, W) min, (N, H, W) max) of the image input: NCHW for float files, NHWC for uint8 ones."""
@@ -152,7 +135,7 @@ class TensorRTBackend:
         self.sidecar, data = read_engine_file(path, plugin_libs)
         plugin_libs = [Path(p) for p in plugin_libs]
         trt, self.flavour = import_runtime(self.sidecar, runtime)
-        check_version(path, self.sidecar, trt, self.flavour)
+        check_version(path, self.sidecar, trt.__version__, self.flavour)
         cuda.require_gpu(device)
         self.device = device
         with cuda.on_device(device):   # every allocation and the context on this GPU, whichever thread calls

@@ -10,7 +10,6 @@
 #include <iostream>
 #include <iterator>
 #include <map>
-#include <regex>
 #include <sstream>
 
 namespace madf
@@ -49,16 +48,10 @@ std::string readFile(std::string const& path, char const* what)
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-// The sidecar is madf-build's own JSON; the runtime needs a few scalar fields from it, read by pattern (a key whose
-// value is an object, as the profile's "mask", does not match).
-bool sidecarField(std::string const& sidecar, std::string const& key, std::string& value)
+std::string tensorrtVersion()
 {
-    std::smatch match;
-    std::regex const pattern("\"" + key + "\"\\s*:\\s*(true|false|-?[0-9]+|\"([^\"]*)\")");
-    if (!std::regex_search(sidecar, match, pattern))
-        return false;
-    value = match[2].matched ? match[2].str() : match[1].str();
-    return true;
+    int32_t const v = getInferLibVersion();   // major * 10000 + minor * 100 + patch
+    return std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100);
 }
 
 // The CUDA runtime's current device is per thread: every entry of an Engine makes its device current on the
@@ -217,25 +210,16 @@ Engine::Engine(std::string const& planPath, EngineOptions const& options)
     m.path = planPath;
     m.crop = options.crop;
     std::string const plan = readFile(planPath, "the engine (build one with madf-build)");
-    std::string sidecar;
-    {
-        std::ifstream in(planPath + ".json");
-        if (in)
-            sidecar.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    }
-    std::string field;
-    if (sidecarField(sidecar, "bytes", field) && std::stoull(field) != plan.size())
-        throw Error(ErrorCode::kFILE, planPath + " is " + std::to_string(plan.size()) + " bytes, its sidecar says "
-                + field + ": the file is truncated or was replaced; copy it again or rebuild it with madf-build");
-    m.multiple = options.multiple;
-    if (m.multiple <= 0)
-    {
-        if (!sidecarField(sidecar, "multiple", field))
-            throw Error(ErrorCode::kFILE, planPath + ".json (madf-build's sidecar) is missing or has no "
-                                                    "\"multiple\"; copy it beside the plan or set EngineOptions::multiple");
-        m.multiple = std::stoi(field);
-    }
-    bool const versionCompatible = sidecarField(sidecar, "version_compatible", field) && field == "true";
+    // the Python runtime's checks, message for message (madf/engines/sidecar.py; src/sidecar.cpp)
+    sidecar::Sidecar const side = sidecar::read(planPath);
+    sidecar::checkPlan(planPath, side, plan);
+#if MADF_RUNTIME_LEAN
+    sidecar::checkVersion(planPath, side, tensorrtVersion(), "lean");
+#else
+    sidecar::checkVersion(planPath, side, tensorrtVersion(), "tensorrt");
+#endif
+    m.multiple = options.multiple > 0 ? options.multiple : side.multiple;
+    bool const versionCompatible = side.versionCompatible;
 
     int32_t devices = 0;
     if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0)
@@ -245,6 +229,9 @@ Engine::Engine(std::string const& planPath, EngineOptions const& options)
                 + std::to_string(devices) + " visible)");
     m.device = options.device;
     DeviceGuard const guard(m.device);   // the runtime, context, stream and buffers on this GPU
+    cudaDeviceProp props{};
+    cudaCheck(cudaGetDeviceProperties(&props, m.device), "cudaGetDeviceProperties");
+    sidecar::checkGpu(planPath, side, props.name, std::to_string(props.major) + "." + std::to_string(props.minor));
 
     m.runtime.reset(nvinfer1::createInferRuntime(m.logger));
     if (!m.runtime)
@@ -287,7 +274,7 @@ Engine::Engine(std::string const& planPath, EngineOptions const& options)
             throw Error(ErrorCode::kENGINE, planPath + ": tensor " + name + " is not "
                     + (m.uint8Io ? "uint8 like the image" : "float32") + " (the madf contract)");
     }
-    m.maskInverted = m.uint8Io && sidecarField(sidecar, "mask", field) && field == "inverted";
+    m.maskInverted = m.uint8Io && side.mask == "inverted";
     nvinfer1::Dims const lo = m.engine->getProfileShape("image", 0, nvinfer1::OptProfileSelector::kMIN);
     nvinfer1::Dims const hi = m.engine->getProfileShape("image", 0, nvinfer1::OptProfileSelector::kMAX);
     int32_t const hAxis = m.uint8Io ? 1 : 2;   // NHWC or NCHW

@@ -87,7 +87,7 @@ struct EngineOptions
 {
     std::vector<std::string> pluginLibraries;   // libmadf_plugins.so for plugin-lowered plans
     int32_t device{0};                          // CUDA device index
-    int32_t multiple{0};                        // 2^levels; 0 = read the plan's sidecar (PLAN.json)
+    int32_t multiple{0};                        // 2^levels; 0 = the sidecar's (PLAN.json, always read and checked)
     CropOptions crop{};
 };
 
@@ -168,6 +168,34 @@ MaskU8 crop(MaskU8 const& mask, Box const& box);
 // Write `filled` (the box's inpainted crop) into `result` where `mask` (the whole image's) is a hole.
 void pasteHoles(ImageU8& result, ImageU8 const& filled, MaskU8 const& mask, Box const& box);
 } // namespace imaging
+
+// The sidecar contract (madf/engines/sidecar.py's, check for check and message for message): what a runtime checks
+// before TensorRT sees a plan. No TensorRT or GPU needed; tests/fixtures/sidecars.json holds the cases both runtimes
+// are run on. Every failure throws madf::Error with a one-line message naming the fix.
+namespace sidecar
+{
+struct Sidecar
+{
+    int64_t bytes{0};
+    std::string sha256;
+    int32_t multiple{0};
+    std::string backend, version;   // tensorrt.backend, tensorrt.version
+    bool versionCompatible{false};
+    std::string targetComputeCapability, targetGpu;   // empty when not recorded
+    std::string io{"float"}, mask{"hole"}, lowering, precision;
+};
+// PLAN.json parsed with a JSON parser: valid JSON, no key given twice, format madf-engine/1, the required fields.
+Sidecar read(std::string const& planPath);
+Sidecar parse(std::string const& sidecarPath, std::string const& text);
+// The plan's bytes: size, then SHA-256.
+void checkPlan(std::string const& planPath, Sidecar const& sidecar, std::string const& plan);
+// TensorRT version (major.minor.patch) unless the plan is version-compatible or `flavour` is lean / dispatch.
+void checkVersion(std::string const& planPath, Sidecar const& sidecar, std::string const& version,
+    std::string const& flavour);
+// The compute capability ("9.0") the plan was built for against this GPU's.
+void checkGpu(std::string const& planPath, Sidecar const& sidecar, std::string const& gpuName,
+    std::string const& computeCapability);
+} // namespace sidecar
 
 } // namespace madf
 
