@@ -9,7 +9,9 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <atomic>
 #include <map>
+#include <mutex>
 #include <sstream>
 
 namespace madf
@@ -22,15 +24,67 @@ class Logger final : public nvinfer1::ILogger
 public:
     void log(Severity severity, char const* message) noexcept override
     {
-        if (severity <= Severity::kERROR)
-            mLastError = message;
-        else if (severity == Severity::kWARNING)
+        if (severity <= Severity::kWARNING)
             std::cerr << "madf_runtime: TensorRT: " << message << "\n";
     }
-    std::string lastError() const { return mLastError.empty() ? "no message from TensorRT" : mLastError; }
+};
+
+// TensorRT's errors, recorded per Engine (its runtime and context report here, from whichever thread they run on):
+// a failed call is explained by the newest recorded error, never by scraping log text.
+class ErrorRecorder final : public nvinfer1::IErrorRecorder
+{
+public:
+    int32_t getNbErrors() const noexcept override
+    {
+        std::lock_guard<std::mutex> const lock(mMutex);
+        return static_cast<int32_t>(mErrors.size());
+    }
+    nvinfer1::ErrorCode getErrorCode(int32_t index) const noexcept override
+    {
+        std::lock_guard<std::mutex> const lock(mMutex);
+        return index >= 0 && index < static_cast<int32_t>(mErrors.size()) ? mErrors[index].first
+                                                                          : nvinfer1::ErrorCode::kINVALID_ARGUMENT;
+    }
+    ErrorDesc getErrorDesc(int32_t index) const noexcept override
+    {
+        std::lock_guard<std::mutex> const lock(mMutex);
+        return index >= 0 && index < static_cast<int32_t>(mErrors.size()) ? mErrors[index].second.c_str() : "";
+    }
+    bool hasOverflowed() const noexcept override { return false; }
+    void clear() noexcept override
+    {
+        std::lock_guard<std::mutex> const lock(mMutex);
+        mErrors.clear();
+    }
+    bool reportError(nvinfer1::ErrorCode code, ErrorDesc desc) noexcept override
+    {
+        try
+        {
+            std::lock_guard<std::mutex> const lock(mMutex);
+            if (mErrors.size() == kKept)
+                mErrors.erase(mErrors.begin());
+            mErrors.emplace_back(code, desc ? desc : "");
+        }
+        catch (...)
+        {
+        }
+        return false;   // not fatal to TensorRT: the failing call returns and madf throws with the text
+    }
+    RefCount incRefCount() noexcept override { return ++mRefs; }
+    RefCount decRefCount() noexcept override { return --mRefs; }
+
+    // The newest error, for a one-line message.
+    std::string lastError() const
+    {
+        std::lock_guard<std::mutex> const lock(mMutex);
+        return mErrors.empty() ? "no error recorded by TensorRT" : mErrors.back().second;
+    }
 
 private:
-    std::string mLastError;
+    static constexpr size_t kKept = 16;
+    mutable std::mutex mMutex;
+    std::vector<std::pair<nvinfer1::ErrorCode, std::string>> mErrors;
+    std::atomic<RefCount> mRefs{0};
 };
 
 void cudaCheck(cudaError_t status, char const* what)
@@ -108,6 +162,7 @@ struct Engine::Impl
     std::string path;
     int32_t device{0};
     Logger logger;
+    ErrorRecorder errors;   // declared before the runtime and context that report into it, so it outlives them
     std::unique_ptr<nvinfer1::IRuntime> runtime;
     std::unique_ptr<nvinfer1::ICudaEngine> engine;
     std::unique_ptr<nvinfer1::IExecutionContext> context;
@@ -153,7 +208,7 @@ struct Engine::Impl
         size_t const plane = static_cast<size_t>(h) * w * element();
         if (!context->setInputShape("image", dims(n, 3, h, w)) || !context->setInputShape("mask", dims(n, 1, h, w)))
             throw Error(ErrorCode::kPROFILE, path + ": TensorRT refused shape " + std::to_string(n) + "x"
-                    + std::to_string(h) + "x" + std::to_string(w) + " (" + logger.lastError() + ")");
+                    + std::to_string(h) + "x" + std::to_string(w) + " (" + errors.lastError() + ")");
         image.ensure(n * 3 * plane);
         mask.ensure(n * plane);
         output.ensure(n * 3 * plane);
@@ -164,7 +219,7 @@ struct Engine::Impl
             "cudaMemcpyAsync (image)");
         cudaCheck(cudaMemcpyAsync(mask.ptr, msk, n * plane, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync (mask)");
         if (!context->enqueueV3(stream))
-            throw Error(ErrorCode::kCUDA, path + ": TensorRT execution failed (" + logger.lastError() + ")");
+            throw Error(ErrorCode::kCUDA, path + ": TensorRT execution failed (" + errors.lastError() + ")");
         cudaCheck(cudaMemcpyAsync(out, output.ptr, n * 3 * plane, cudaMemcpyDeviceToHost, stream),
             "cudaMemcpyAsync (output)");
         cudaCheck(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
@@ -235,7 +290,14 @@ Engine::Engine(std::string const& planPath, EngineOptions const& options)
 
     m.runtime.reset(nvinfer1::createInferRuntime(m.logger));
     if (!m.runtime)
-        throw Error(ErrorCode::kENGINE, "could not create a TensorRT runtime (" + m.logger.lastError() + ")");
+        throw Error(ErrorCode::kENGINE, "could not create a TensorRT runtime (" + m.errors.lastError() + ")");
+    m.runtime->setErrorRecorder(&m.errors);
+    // The plugin library a plugin or mixed plan needs, from its sidecar (as madf.runtime.tensorrt.check_plugins)
+    if ((side.lowering == "plugin" || side.lowering == "mixed") && options.pluginLibraries.empty()
+        && !side.pluginsCarried)
+        throw Error(ErrorCode::kPLUGIN, planPath + " uses the MADFDynamicFilter plugin (" + side.lowering
+                + " lowering): pass the plugin library (EngineOptions::pluginLibraries, "
+                  "build/plugins/libmadf_plugins.so built with cmake -S madf/csrc -B build)");
     for (std::string const& lib : options.pluginLibraries)
     {
         if (!std::ifstream(lib))
@@ -243,19 +305,14 @@ Engine::Engine(std::string const& planPath, EngineOptions const& options)
                                             "madf/csrc -B build && cmake --build build");
         if (m.runtime->getPluginRegistry().loadLibrary(lib.c_str()) == nullptr)
             throw Error(ErrorCode::kPLUGIN, "TensorRT could not load plugin library " + lib + " ("
-                    + m.logger.lastError() + "); was it built against this TensorRT version?");
+                    + m.errors.lastError() + "); was it built against this TensorRT version?");
     }
     if (versionCompatible)
         m.runtime->setEngineHostCodeAllowed(true);   // the plan carries its lean runtime / plugin code
     m.engine.reset(m.runtime->deserializeCudaEngine(plan.data(), plan.size()));
     if (!m.engine)
-    {
-        std::string const why = m.logger.lastError();
-        bool const plugin = why.find("MADFDynamicFilter") != std::string::npos || why.find("lugin") != std::string::npos;
-        throw Error(plugin ? ErrorCode::kPLUGIN : ErrorCode::kENGINE, planPath + ": TensorRT cannot deserialize it ("
-                + why + ")" + (plugin ? "; pass the plugin library (EngineOptions::pluginLibraries)"
-                                      : "; rebuild it with madf-build for this GPU and TensorRT version"));
-    }
+        throw Error(ErrorCode::kENGINE, planPath + ": TensorRT cannot deserialize it (" + m.errors.lastError()
+                + "); rebuild it with madf-build for this GPU and TensorRT version");
     std::map<std::string, nvinfer1::TensorIOMode> io;
     for (int32_t i = 0; i < m.engine->getNbIOTensors(); ++i)
     {
@@ -283,7 +340,7 @@ Engine::Engine(std::string const& planPath, EngineOptions const& options)
         static_cast<int32_t>(hi.d[hAxis + 1])};
     m.context.reset(m.engine->createExecutionContext());
     if (!m.context)
-        throw Error(ErrorCode::kCUDA, planPath + ": could not create an execution context (" + m.logger.lastError()
+        throw Error(ErrorCode::kCUDA, planPath + ": could not create an execution context (" + m.errors.lastError()
                 + ")");
     cudaCheck(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking), "cudaStreamCreate");
 }
@@ -410,6 +467,35 @@ std::vector<ImageU8> Engine::inpaint(std::vector<ImageU8> const& images, std::ve
     return results;
 }
 
+namespace
+{
+// The one mapping of what a call threw to a Status: madf's own errors keep their code; running out of host memory
+// is kCUDA's kind (resources); anything else is unexpected and reported as kENGINE with its text.
+Status toStatus(std::exception_ptr thrown) noexcept
+{
+    try
+    {
+        std::rethrow_exception(thrown);
+    }
+    catch (Error const& e)
+    {
+        return {e.code(), e.what()};
+    }
+    catch (std::bad_alloc const&)
+    {
+        return {ErrorCode::kCUDA, "out of host memory"};
+    }
+    catch (std::exception const& e)
+    {
+        return {ErrorCode::kENGINE, std::string("unexpected error: ") + e.what()};
+    }
+    catch (...)
+    {
+        return {ErrorCode::kENGINE, "unexpected error of an unknown type"};
+    }
+}
+} // namespace
+
 Status createEngine(std::string const& planPath, EngineOptions const& options, std::unique_ptr<Engine>& engine) noexcept
 {
     try
@@ -417,13 +503,9 @@ Status createEngine(std::string const& planPath, EngineOptions const& options, s
         engine = std::make_unique<Engine>(planPath, options);
         return {};
     }
-    catch (Error const& e)
+    catch (...)
     {
-        return {e.code(), e.what()};
-    }
-    catch (std::exception const& e)
-    {
-        return {ErrorCode::kENGINE, e.what()};
+        return toStatus(std::current_exception());
     }
 }
 
@@ -435,13 +517,9 @@ Status inpaintNoThrow(Engine& engine, std::vector<ImageU8> const& images, std::v
         results = engine.inpaint(images, masks);
         return {};
     }
-    catch (Error const& e)
+    catch (...)
     {
-        return {e.code(), e.what()};
-    }
-    catch (std::exception const& e)
-    {
-        return {ErrorCode::kCUDA, e.what()};
+        return toStatus(std::current_exception());
     }
 }
 

@@ -128,6 +128,15 @@ Sidecar parse(std::string const& sidecarPath, std::string const& content)
     out.version = text(*find(root, "tensorrt.version"));
     json const* compatible = find(root, "version_compatible");
     out.versionCompatible = compatible != nullptr && compatible->is_boolean() && compatible->get<bool>();
+    if (json const* plugins = find(root, "plugins"); plugins != nullptr && plugins->is_array())
+    {
+        for (json const& plugin : *plugins)
+        {
+            json const* serialized = find(plugin, "serialized");
+            out.pluginsCarried |= out.versionCompatible && serialized != nullptr && serialized->is_boolean()
+                && serialized->get<bool>();
+        }
+    }
     if (json const* cc = find(root, "target.compute_capability"))
         out.targetComputeCapability = text(*cc);
     if (json const* gpu = find(root, "target.gpu"))

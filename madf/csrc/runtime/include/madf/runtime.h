@@ -181,6 +181,7 @@ struct Sidecar
     int32_t multiple{0};
     std::string backend, version;   // tensorrt.backend, tensorrt.version
     bool versionCompatible{false};
+    bool pluginsCarried{false};   // version-compatible and a plugin library serialized into the plan
     std::string targetComputeCapability, targetGpu;   // empty when not recorded
     std::string io{"float"}, mask{"hole"}, lowering, precision;
 };
