@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from dynamic_filter_cases import TOLERANCE, relative_error
 from madf.model.dynamic_filter import dynamic_filter_unfold
@@ -29,8 +30,11 @@ HEADERS = Path(os.environ.get("MADF_TENSORRT_HEADERS", ROOT.parent / "shared" / 
 VERSIONS = ["10.0", "11.1"]
 ENTRY_POINTS = {"getCreators", "setLoggerFinder"}
 SYSTEM_LIBS = re.compile(r"^(libc|libstdc\+\+|libm|libgcc_s|libdl|libpthread|librt|ld-linux.*)\.so")
-ATTRIBUTES = {"kernel_size", "stride", "padding", "out_channels"}
-PARSER_ATTRIBUTES = {"plugin_namespace", "plugin_version"}   # TensorRT's ONNX parser reads these to find the creator
+# the op's contract (tests/test_op_contract.py checks the exporter's schema and the docs against the same file)
+_CONTRACT = yaml.safe_load((ROOT / "madf" / "csrc" / "plugins" / "dynamicFilter" /
+                            "MADFDynamicFilter_PluginConfig.yaml").read_text())["versions"]["1"]
+ATTRIBUTES = set(_CONTRACT["attributes"])
+PARSER_ATTRIBUTES = set(_CONTRACT["parser_attributes"])   # TensorRT's ONNX parser reads these to find the creator
 
 
 def _headers(version):
@@ -132,6 +136,8 @@ def test_exporter_attributes_are_the_creators_fields(plugins, plugin_nodes):
     run = _harness(plugins, "life", "int32", "k=3", "s=2", "p=1", "cout=8")
     fields = _declared_fields(run)
     assert set(fields) == ATTRIBUTES, fields
+    assert fields == {a: (_CONTRACT["attribute_types"][a].upper(), _CONTRACT["attribute_length"][a])
+                      for a in ATTRIBUTES}, fields
     for node, attrs, _, _ in plugin_nodes:
         assert node.domain == "madf"
         assert set(attrs) - PARSER_ATTRIBUTES == set(fields), (node.name, sorted(attrs))
@@ -182,9 +188,11 @@ def test_bad_fields_and_calls_are_refused_with_a_logged_error(plugins):
     refused = run.stdout.count("ok refused with a logged error")
     assert refused >= 24, refused
     for what in ("missing kernel_size", "kernel_size of type FLOAT32", "negative kernel_size",
-                 "plugin_version 2 passed as a field", "enqueue, weight rows off by one"):
+                 "plugin_version 2 passed as a field", "onShapeChange, weight rows off by one",
+                 "enqueue before any onShapeChange", "enqueue after a refused onShapeChange"):
         assert f"ok refused with a logged error: {what}\n" in run.stdout, what
     assert "log ERROR MADFDynamicFilter: missing integer attribute kernel_size" in run.stdout
+    assert "ok getTimingCacheID names the attributes: k3s2p1o8\n" in run.stdout
 
 
 @pytest.mark.gpu

@@ -18,25 +18,41 @@ constexpr int kEmulatedMultiprocessors = 132;   // an H100's
 constexpr size_t kEmulatedSharedLimit = 227 * 1024;   // an H100's opt-in maximum per block
 } // namespace
 
+extern "C" cudaError_t madfDynamicFilterQueryDevice(madfDeviceFacts* facts)
+{
+    *facts = madfDeviceFacts{0, kEmulatedComputeCapability, kEmulatedMultiprocessors, kEmulatedSharedLimit};
+    return cudaSuccess;
+}
+
 extern "C" madfAlgo madfDynamicFilterSelect(const madfDynamicFilterShape* s, madfDType dtype, madfAlgo requested)
 {
     return selectAlgo(s, dtype, requested, kEmulatedComputeCapability, kEmulatedSharedLimit);
 }
 
 extern "C" cudaError_t madfDynamicFilterForward(const madfDynamicFilterShape* shape, madfDType dtype, madfAlgo algo,
-    const void* features, const void* maskFeatures, const void* weight, const void* bias, void* output, cudaStream_t)
+    const void* features, const void* maskFeatures, const void* weight, const void* bias, void* output,
+    cudaStream_t stream)
 {
-    if (!validArguments(shape, dtype))
+    madfDeviceFacts facts{};
+    madfDynamicFilterQueryDevice(&facts);
+    return madfDynamicFilterForwardOn(shape, dtype, algo, &facts, features, maskFeatures, weight, bias, output, stream);
+}
+
+extern "C" cudaError_t madfDynamicFilterForwardOn(const madfDynamicFilterShape* shape, madfDType dtype, madfAlgo algo,
+    const madfDeviceFacts* facts, const void* features, const void* maskFeatures, const void* weight, const void* bias,
+    void* output, cudaStream_t)
+{
+    if (facts == nullptr || !validArguments(shape, dtype))
         return cudaErrorInvalidValue;
     Geometry const g = geometry(*shape);
     if (g.pixels == 0)
         return cudaSuccess;
     std::lock_guard<std::mutex> lock(gEmulatorMutex);
-    if (madfDynamicFilterSelect(shape, dtype, algo) == MADF_ALGO_TENSOR_CORE)
+    if (selectAlgo(shape, dtype, algo, facts->computeMajor, facts->sharedLimit) == MADF_ALGO_TENSOR_CORE)
     {
-        // The block width the GPU would pick for 132 SMs, or $MADF_EMULATED_TC_WARPS (2, 4 or 8: tests run each)
+        // The block width the GPU would pick for its SMs, or $MADF_EMULATED_TC_WARPS (2, 4 or 8: tests run each)
         char const* forced = std::getenv("MADF_EMULATED_TC_WARPS");
-        int const warps = forced != nullptr ? std::atoi(forced) : tensorCoreWarps(g, kEmulatedMultiprocessors);
+        int const warps = forced != nullptr ? std::atoi(forced) : tensorCoreWarps(g, facts->multiprocessors);
         TcArgs const a = tensorCoreArgs(g, features, maskFeatures, weight, bias, output);
         withWarps(warps, [&](auto width) {
             constexpr int W = decltype(width)::value;

@@ -13,6 +13,7 @@
 #include <cuda_fp16.h>
 #include <mma.h>
 
+#include <atomic>
 #include <cstring>
 #include <type_traits>
 
@@ -522,28 +523,39 @@ bool validArguments(madfDynamicFilterShape const* shape, madfDType dtype)
 #ifndef MADF_EMULATE
 namespace
 {
-template <typename T>
-cudaError_t launchSimt(Geometry const& g, size_t smem, cudaStream_t stream, void const* x, void const* m,
-    void const* weight, void const* bias, void* y)
+constexpr int32_t kMaxDevices = 64;
+
+// The dynamic shared memory a kernel was opted in to, per device: cudaFuncSetAttribute once per (kernel, device,
+// larger size), not on every launch.
+template <typename Kernel>
+cudaError_t optIn(Kernel kernel, size_t smem, int32_t device)
 {
-    if (smem > 48 * 1024)   // large Cm: opt in to more than the default 48 KiB (fails cleanly if too big)
-    {
-        cudaError_t const e
-            = cudaFuncSetAttribute(simtKernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-        if (e != cudaSuccess)
-            return e;
-    }
+    static std::atomic<size_t> granted[kMaxDevices];
+    if (smem <= 48 * 1024 || (device >= 0 && device < kMaxDevices && granted[device].load() >= smem))
+        return cudaSuccess;
+    cudaError_t const e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (e == cudaSuccess && device >= 0 && device < kMaxDevices)
+        granted[device].store(smem);
+    return e;
+}
+
+template <typename T>
+cudaError_t launchSimt(Geometry const& g, size_t smem, int32_t device, cudaStream_t stream, void const* x,
+    void const* m, void const* weight, void const* bias, void* y)
+{
+    cudaError_t const e = optIn(simtKernel<T>, smem, device);   // large Cm: more than the default 48 KiB
+    if (e != cudaSuccess)
+        return e;
     simtKernel<T><<<simtGrid(g), kSimtThreads, smem, stream>>>(g, static_cast<T const*>(x), static_cast<T const*>(m),
         static_cast<T const*>(weight), static_cast<T const*>(bias), static_cast<T*>(y));
     return cudaGetLastError();
 }
 
 template <int Warps>
-cudaError_t launchTensorCore(TcArgs const& a, cudaStream_t stream)
+cudaError_t launchTensorCore(TcArgs const& a, int32_t device, cudaStream_t stream)
 {
     size_t const smem = TcTile<Warps>::sharedBytes(a.g.window);   // over 48 KiB: opt in (select checked the limit)
-    cudaError_t const e
-        = cudaFuncSetAttribute(tensorCoreKernel<Warps>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    cudaError_t const e = optIn(tensorCoreKernel<Warps>, smem, device);
     if (e != cudaSuccess)
         return e;
     tensorCoreKernel<Warps><<<tensorCoreGrid(a.g, Warps), TcTile<Warps>::threads, smem, stream>>>(
@@ -552,14 +564,48 @@ cudaError_t launchTensorCore(TcArgs const& a, cudaStream_t stream)
 }
 } // namespace
 
+extern "C" cudaError_t madfDynamicFilterQueryDevice(madfDeviceFacts* facts)
+{
+    int device = 0, major = 0, sms = 0, sharedLimit = 0;
+    cudaError_t e = cudaGetDevice(&device);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&sharedLimit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    if (e == cudaSuccess)
+        *facts = madfDeviceFacts{device, major, sms, static_cast<size_t>(sharedLimit)};
+    return e;
+}
+
 extern "C" madfAlgo madfDynamicFilterSelect(const madfDynamicFilterShape* s, madfDType dtype, madfAlgo requested)
 {
-    int device = 0, major = 0, sharedLimit = 0;
-    if (cudaGetDevice(&device) != cudaSuccess
-        || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess
-        || cudaDeviceGetAttribute(&sharedLimit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess)
+    madfDeviceFacts facts{};
+    if (madfDynamicFilterQueryDevice(&facts) != cudaSuccess)
         return MADF_ALGO_SIMT;
-    return selectAlgo(s, dtype, requested, major, static_cast<size_t>(sharedLimit));
+    return selectAlgo(s, dtype, requested, facts.computeMajor, facts.sharedLimit);
+}
+
+extern "C" cudaError_t madfDynamicFilterForwardOn(const madfDynamicFilterShape* shape, madfDType dtype, madfAlgo algo,
+    const madfDeviceFacts* facts, const void* features, const void* maskFeatures, const void* weight, const void* bias,
+    void* output, cudaStream_t stream)
+{
+    if (facts == nullptr || !validArguments(shape, dtype))
+        return cudaErrorInvalidValue;
+    Geometry const g = geometry(*shape);
+    if (g.pixels == 0)
+        return cudaSuccess;
+    if (selectAlgo(shape, dtype, algo, facts->computeMajor, facts->sharedLimit) == MADF_ALGO_TENSOR_CORE)
+    {
+        TcArgs const args = tensorCoreArgs(g, features, maskFeatures, weight, bias, output);
+        return withWarps(tensorCoreWarps(g, facts->multiprocessors),
+            [&](auto warps) { return launchTensorCore<decltype(warps)::value>(args, facts->device, stream); });
+    }
+    size_t const smem = madfDynamicFilterSimtSharedBytes(g.cm);
+    if (dtype == MADF_FLOAT32)
+        return launchSimt<float>(g, smem, facts->device, stream, features, maskFeatures, weight, bias, output);
+    return launchSimt<__half>(g, smem, facts->device, stream, features, maskFeatures, weight, bias, output);
 }
 
 extern "C" cudaError_t madfDynamicFilterForward(const madfDynamicFilterShape* shape, madfDType dtype, madfAlgo algo,
@@ -568,24 +614,10 @@ extern "C" cudaError_t madfDynamicFilterForward(const madfDynamicFilterShape* sh
 {
     if (!validArguments(shape, dtype))
         return cudaErrorInvalidValue;
-    Geometry const g = geometry(*shape);
-    if (g.pixels == 0)
-        return cudaSuccess;
-    if (madfDynamicFilterSelect(shape, dtype, algo) == MADF_ALGO_TENSOR_CORE)
-    {
-        int device = 0, multiprocessors = 0;
-        cudaError_t e = cudaGetDevice(&device);
-        if (e == cudaSuccess)
-            e = cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device);
-        if (e != cudaSuccess)
-            return e;
-        TcArgs const args = tensorCoreArgs(g, features, maskFeatures, weight, bias, output);
-        return withWarps(tensorCoreWarps(g, multiprocessors),
-            [&](auto warps) { return launchTensorCore<decltype(warps)::value>(args, stream); });
-    }
-    size_t const smem = madfDynamicFilterSimtSharedBytes(g.cm);
-    if (dtype == MADF_FLOAT32)
-        return launchSimt<float>(g, smem, stream, features, maskFeatures, weight, bias, output);
-    return launchSimt<__half>(g, smem, stream, features, maskFeatures, weight, bias, output);
+    madfDeviceFacts facts{};
+    cudaError_t const e = madfDynamicFilterQueryDevice(&facts);
+    if (e != cudaSuccess)
+        return e;
+    return madfDynamicFilterForwardOn(shape, dtype, algo, &facts, features, maskFeatures, weight, bias, output, stream);
 }
 #endif

@@ -44,10 +44,28 @@ madfAlgo madfDynamicFilterSelect(const madfDynamicFilterShape* shape, madfDType 
 /* Shared memory bytes the SIMT kernel needs for this shape (it grows with Cm). */
 size_t madfDynamicFilterSimtSharedBytes(int32_t maskChannels);
 
+/* What the launcher needs to know of a device: asked once (per TensorRT context, per torch device), not per launch. */
+typedef struct madfDeviceFacts {
+    int32_t device;           /* the CUDA device index the facts are of */
+    int32_t computeMajor;     /* compute capability, major */
+    int32_t multiprocessors;  /* SM count */
+    size_t sharedLimit;       /* opt-in shared memory per block, bytes */
+} madfDeviceFacts;
+
+/* The current device's facts; cudaSuccess or the failing query's error. */
+cudaError_t madfDynamicFilterQueryDevice(madfDeviceFacts* facts);
+
+/* madfDynamicFilterForward with the device's facts given (no device query in the launch path). */
+cudaError_t madfDynamicFilterForwardOn(const madfDynamicFilterShape* shape, madfDType dtype, madfAlgo algo,
+    const madfDeviceFacts* facts, const void* features, const void* maskFeatures, const void* weight, const void* bias,
+    void* output, cudaStream_t stream);
+
 /*
  * output (N, Cout, Ho, Wo) = dynamic_filter(features, mask_features, weight, bias); all tensors contiguous NCHW of
  * `dtype`; weight is (Cin*k*k*Cout, Cm, 1, 1) and bias (Cin*k*k*Cout) as the official kernel generator stores them.
- * Asynchronous on `stream`; returns cudaErrorInvalidValue for an invalid shape, else the launch status.
+ * Asynchronous on `stream`; returns cudaErrorInvalidValue for an invalid shape, else the launch status. Queries the
+ * current device on each call: callers that launch often query once (madfDynamicFilterQueryDevice) and call
+ * madfDynamicFilterForwardOn.
  */
 cudaError_t madfDynamicFilterForward(const madfDynamicFilterShape* shape, madfDType dtype, madfAlgo algo,
     const void* features, const void* maskFeatures, const void* weight, const void* bias, void* output,

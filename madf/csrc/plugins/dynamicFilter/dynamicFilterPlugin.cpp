@@ -1,7 +1,6 @@
 #include "dynamicFilterPlugin.h"
 
 #include "../pluginLogging.h"
-#include "dynamicFilterKernel.cuh"
 
 #include <cstdint>
 #include <cstring>
@@ -79,14 +78,23 @@ bool toDType(DataType t, madfDType& out)
 DynamicFilterPlugin::DynamicFilterPlugin(std::string name, DynamicFilterParams params)
     : mName(std::move(name))
     , mParams(params)
+    , mTimingCacheId("k" + std::to_string(params.kernelSize) + "s" + std::to_string(params.stride) + "p"
+          + std::to_string(params.padding) + "o" + std::to_string(params.outChannels))
 {
 }
 
+// A clone is what a new execution context gets: the creation state, not the shape or device state of the original.
 DynamicFilterPlugin::DynamicFilterPlugin(DynamicFilterPlugin const& other)
     : mName(other.mName)
     , mParams(other.mParams)
+    , mTimingCacheId(other.mTimingCacheId)
     , mTactic(other.mTactic)
 {
+}
+
+char const* DynamicFilterPlugin::getTimingCacheID() noexcept
+{
+    return mTimingCacheId.c_str();
 }
 
 IPluginCapability* DynamicFilterPlugin::getCapabilityInterface(PluginCapabilityType type) noexcept
@@ -209,15 +217,17 @@ int32_t DynamicFilterPlugin::setTactic(int32_t tactic) noexcept
     return 0;
 }
 
-int32_t DynamicFilterPlugin::onShapeChange(PluginTensorDesc const*, int32_t nbInputs, PluginTensorDesc const*,
-    int32_t nbOutputs) noexcept
+// TensorRT calls this whenever the input shapes change (and before the first enqueue), as ROIAlignV3 does: every
+// check of the op's contract runs here once per shape, the launch shape is cached, and the device is asked once.
+int32_t DynamicFilterPlugin::onShapeChange(PluginTensorDesc const* inputDesc, int32_t nbInputs,
+    PluginTensorDesc const* outputDesc, int32_t nbOutputs) noexcept
 {
-    return nbInputs == kNB_INPUTS && nbOutputs == 1 ? 0 : -1;
-}
-
-int32_t DynamicFilterPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* outputDesc,
-    void const* const* inputs, void* const* outputs, void*, cudaStream_t stream) noexcept
-{
+    mShapeValid = false;
+    if (nbInputs != kNB_INPUTS || nbOutputs != 1)
+    {
+        logError("MADFDynamicFilter: expects 4 inputs and 1 output");
+        return -1;
+    }
     madfDType dtype;
     if (!toDType(inputDesc[0].type, dtype) || inputDesc[1].type != inputDesc[0].type
         || inputDesc[2].type != inputDesc[0].type || inputDesc[3].type != inputDesc[0].type
@@ -266,8 +276,33 @@ int32_t DynamicFilterPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTe
         logError("MADFDynamicFilter: weight must be (Cin * kernel_size^2 * out_channels, Cm, 1, 1) and bias its rows");
         return -1;
     }
-    cudaError_t const status = madfDynamicFilterForward(&shape, dtype, static_cast<madfAlgo>(mTactic), inputs[0],
-        inputs[1], inputs[2], inputs[3], outputs[0], stream);
+    if (!mHaveFacts)
+    {
+        cudaError_t const status = madfDynamicFilterQueryDevice(&mFacts);
+        if (status != cudaSuccess)
+        {
+            logError((std::string("MADFDynamicFilter: cannot query the device: ") + cudaGetErrorString(status)).c_str());
+            return -1;
+        }
+        mHaveFacts = true;
+    }
+    mShape = shape;
+    mType = inputDesc[0].type;
+    mShapeValid = true;
+    return 0;
+}
+
+int32_t DynamicFilterPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const*,
+    void const* const* inputs, void* const* outputs, void*, cudaStream_t stream) noexcept
+{
+    if (!mShapeValid || inputDesc[0].type != mType)
+    {
+        logError("MADFDynamicFilter: enqueue without a valid onShapeChange for these tensors");
+        return -1;
+    }
+    madfDType const dtype = mType == DataType::kHALF ? MADF_FLOAT16 : MADF_FLOAT32;
+    cudaError_t const status = madfDynamicFilterForwardOn(&mShape, dtype, static_cast<madfAlgo>(mTactic), &mFacts,
+        inputs[0], inputs[1], inputs[2], inputs[3], outputs[0], stream);
     if (status != cudaSuccess)
     {
         logError((std::string("MADFDynamicFilter: kernel launch failed: ") + cudaGetErrorString(status)).c_str());

@@ -9,6 +9,8 @@
 
 #include <NvInferRuntime.h>
 
+#include "dynamicFilterKernel.cuh"
+
 #include <string>
 #include <vector>
 
@@ -62,6 +64,7 @@ public:
         nvinfer1::DynamicPluginTensorDesc const* outputs, int32_t nbOutputs) const noexcept override;
     int32_t getNbTactics() noexcept override;
     int32_t getValidTactics(int32_t* tactics, int32_t nbTactics) noexcept override;
+    char const* getTimingCacheID() noexcept override;
 
     // IPluginV3OneRuntime
     int32_t setTactic(int32_t tactic) noexcept override;
@@ -75,7 +78,15 @@ public:
 private:
     std::string mName;
     DynamicFilterParams mParams;
+    std::string mTimingCacheId;   // the attributes: TensorRT adds the I/O shapes and formats itself
     int32_t mTactic{0};   // madfAlgo; 0 = auto until TensorRT picks a timed tactic
+    // Set by onShapeChange, which validates each new shape once; enqueue only checks the type and launches.
+    madfDynamicFilterShape mShape{};
+    nvinfer1::DataType mType{nvinfer1::DataType::kFLOAT};
+    bool mShapeValid{false};
+    // The device's facts, asked once per plugin instance (one per execution context: attachToContext clones).
+    madfDeviceFacts mFacts{};
+    bool mHaveFacts{false};
     std::vector<nvinfer1::PluginField> mFields;
     nvinfer1::PluginFieldCollection mFieldCollection{};
 };

@@ -732,36 +732,54 @@ int refuse(char const* libraryPath)
         check(build->getOutputShapes(in, 3, nullptr, 0, out, 1, eb) != 0, "getOutputShapes refuses 3 inputs");
     }
     expectRefusal(logger, "setTactic 7", [&] { return runtime->setTactic(7) != 0; });
-    // enqueue checks shapes before the kernel touches memory: null buffers make any read a crash
+    // onShapeChange checks every shape once, before any enqueue: null buffers make any read by a kernel a crash
     Problem const q{1, 4, 9, 9, 16};
     void const* inputs[4] = {nullptr, nullptr, nullptr, nullptr};
     void* outputs[1] = {nullptr};
-    auto enqueueWith = [&](std::function<void(std::vector<PluginTensorDesc>&)> const& spoil) {
+    expectRefusal(logger, "enqueue before any onShapeChange", [&] {
+        auto descs = runtimeDescs(q, p, DataType::kFLOAT);
+        return runtime->enqueue(descs.data(), descs.data() + 4, inputs, outputs, nullptr, nullptr) != 0;
+    });
+    auto shapeChangeWith = [&](std::function<void(std::vector<PluginTensorDesc>&)> const& spoil) {
         auto descs = runtimeDescs(q, p, DataType::kFLOAT);
         spoil(descs);
-        return runtime->enqueue(descs.data(), descs.data() + 4, inputs, outputs, nullptr, nullptr) != 0;
+        return runtime->onShapeChange(descs.data(), 4, descs.data() + 4, 1) != 0;
     };
-    expectRefusal(logger, "enqueue, mask features on the wrong grid",
-        [&] { return enqueueWith([](auto& d) { d[1].dims.d[2] += 1; }); });
-    expectRefusal(logger, "enqueue, weight rows off by one",
-        [&] { return enqueueWith([](auto& d) { d[2].dims.d[0] -= 1; }); });
-    expectRefusal(logger, "enqueue, bias rows off by one",
-        [&] { return enqueueWith([](auto& d) { d[3].dims.d[0] += 1; }); });
-    expectRefusal(logger, "enqueue, weight with the wrong mask channels",
-        [&] { return enqueueWith([](auto& d) { d[2].dims.d[1] = 15; }); });
-    expectRefusal(logger, "enqueue, output with the wrong channels",
-        [&] { return enqueueWith([](auto& d) { d[4].dims.d[1] = 9; }); });
-    expectRefusal(logger, "enqueue, mixed FP32 and FP16",
-        [&] { return enqueueWith([](auto& d) { d[1].type = DataType::kHALF; }); });
-    expectRefusal(logger, "enqueue, INT8 tensors", [&] {
-        return enqueueWith([](auto& d) {
+    expectRefusal(logger, "onShapeChange, mask features on the wrong grid",
+        [&] { return shapeChangeWith([](auto& d) { d[1].dims.d[2] += 1; }); });
+    expectRefusal(logger, "onShapeChange, weight rows off by one",
+        [&] { return shapeChangeWith([](auto& d) { d[2].dims.d[0] -= 1; }); });
+    expectRefusal(logger, "onShapeChange, bias rows off by one",
+        [&] { return shapeChangeWith([](auto& d) { d[3].dims.d[0] += 1; }); });
+    expectRefusal(logger, "onShapeChange, weight with the wrong mask channels",
+        [&] { return shapeChangeWith([](auto& d) { d[2].dims.d[1] = 15; }); });
+    expectRefusal(logger, "onShapeChange, output with the wrong channels",
+        [&] { return shapeChangeWith([](auto& d) { d[4].dims.d[1] = 9; }); });
+    expectRefusal(logger, "onShapeChange, mixed FP32 and FP16",
+        [&] { return shapeChangeWith([](auto& d) { d[1].type = DataType::kHALF; }); });
+    expectRefusal(logger, "onShapeChange, INT8 tensors", [&] {
+        return shapeChangeWith([](auto& d) {
             for (auto& t : d)
                 t.type = DataType::kINT8;
         });
     });
-    expectRefusal(logger, "enqueue, 3-D features", [&] { return enqueueWith([](auto& d) { d[0].dims.nbDims = 3; }); });
-    expectRefusal(logger, "enqueue, zero-height features",
-        [&] { return enqueueWith([](auto& d) { d[0].dims.d[2] = 0; }); });
+    expectRefusal(logger, "onShapeChange, 3-D features",
+        [&] { return shapeChangeWith([](auto& d) { d[0].dims.nbDims = 3; }); });
+    expectRefusal(logger, "onShapeChange, zero-height features",
+        [&] { return shapeChangeWith([](auto& d) { d[0].dims.d[2] = 0; }); });
+    {
+        // a good shape, then a bad one: the plugin must not launch with the stale good shape
+        auto good = runtimeDescs(q, p, DataType::kFLOAT);
+        check(runtime->onShapeChange(good.data(), 4, good.data() + 4, 1) == 0, "onShapeChange accepts a good shape");
+        shapeChangeWith([](auto& d) { d[2].dims.d[0] -= 1; });
+        expectRefusal(logger, "enqueue after a refused onShapeChange", [&] {
+            return runtime->enqueue(good.data(), good.data() + 4, inputs, outputs, nullptr, nullptr) != 0;
+        });
+    }
+    // the timing cache ID: the creation state (TensorRT prefixes the I/O shapes and formats)
+    char const* cacheId = build->getTimingCacheID();
+    check(cacheId != nullptr && std::string(cacheId) == "k3s2p1o8", "getTimingCacheID names the attributes: "
+            + std::string(cacheId != nullptr ? cacheId : "null"));
     return 0;
 }
 
