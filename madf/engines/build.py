@@ -135,12 +135,12 @@ def profile_shapes(dims: Sequence[int], options: BuildOptions, multiple: int, io
             for name, c in (("image", 3), ("mask", 1))}
 
 
-def read_input_dims(onnx_path: Path) -> Tuple[Dict[str, str], Shape]:
+def read_input_dims(onnx_path: Path, data: Optional[bytes] = None) -> Tuple[Dict[str, str], Shape]:
     """The file's validated madf.* metadata and its image input's (N, H, W), -1 where dynamic, from one read and
     without TensorRT: what the profile build_engine will use depends on (checks before a minutes-long build, the
     engine cache's key). The weights are not checked here; build_engine checks them."""
     from madf.export.onnx_file import load_model, validate_metadata
-    model = load_model(onnx_path)
+    model = load_model(onnx_path, data)
     meta = validate_metadata({p.key: p.value for p in model.metadata_props}, onnx_path)
     dims = [d.dim_value if d.HasField("dim_value") else -1 for d in model.graph.input[0].type.tensor_type.shape.dim]
     return meta, image_nhw(dims, meta.get("madf.io", "float"))

@@ -70,6 +70,7 @@ class CacheResult:
     seconds: float          # lookup (hit) or build (miss) time
     key: str
     fields: Dict
+    data: Optional[bytes] = None   # a hit's plan bytes, already checked against its sidecar (read once)
 
 
 # Every BuildOptions field is either keyed (under the key field named here) or named as not changing the plan:
@@ -144,11 +145,12 @@ class EngineCache:
         if not onnx_path.is_file():
             raise ModelError(f"{onnx_path}: no such ONNX file; write one with madf-export")
         # one read, no weights check: the file's SHA-256 is in the key, and a miss builds (which checks them)
-        meta, dims = read_input_dims(onnx_path)
+        data = onnx_path.read_bytes()
+        meta, dims = read_input_dims(onnx_path, data)
         trt, name = load_tensorrt(backend)
         profile = profile_shapes(dims, options, int(meta["madf.multiple"]), meta.get("madf.io", "float"))
         fields = {
-            "onnx_sha256": sha256(onnx_path),
+            "onnx_sha256": hashlib.sha256(data).hexdigest(),
             "tensorrt": {"backend": name, "version": trt.__version__},
             "compute_capability": _target(name, options),
             "gpu": _gpu_name(name),
@@ -168,11 +170,11 @@ class EngineCache:
             return None
         return self.folder / f"timing-{trt['backend']}-{trt['version']}-sm{fields['compute_capability'] or 'any'}.cache"
 
-    def _valid(self, entry: Path, key: str, fields: Dict) -> bool:
-        """The entry's plan matches its sidecar (size, SHA-256) and the sidecar records the key and fields it was
-        looked up by; False for a missing, damaged or swapped entry."""
+    def _valid(self, entry: Path, key: str, fields: Dict) -> Optional[bytes]:
+        """The entry's plan bytes when they match its sidecar (size, SHA-256) and the sidecar records the key and
+        fields it was looked up by; None for a missing, damaged or swapped entry."""
         if not entry.exists():
-            return False
+            return None
         plan = entry / PLAN
         try:
             sidecar = read_sidecar(plan)
@@ -180,12 +182,11 @@ class EngineCache:
             if recorded != json.loads(json.dumps({"key": key, **fields})):
                 log.warning("engine cache entry %s records another model, GPU or profile than its key; rebuilding "
                             "it", entry)
-                return False
-            read_plan(plan, sidecar)
-            return True
+                return None
+            return read_plan(plan, sidecar)
         except (OSError, ModelError) as exc:
             log.warning("engine cache entry %s is damaged (%s); rebuilding it", entry, exc)
-            return False
+            return None
 
     def get_or_build(self, onnx_path, options: Optional[BuildOptions] = None, backend: str = "auto") -> CacheResult:
         """The cached plan for these inputs, building it (once, whatever the number of callers) on a miss."""
@@ -194,16 +195,18 @@ class EngineCache:
         key, fields = self.key(onnx_path, options, backend)
         entry = self.folder / key
         if not self.writable:   # no lock can be taken: entries appear by rename, so a read sees a whole one
-            if self._valid(entry, key, fields):
-                return CacheResult(entry / PLAN, True, time.perf_counter() - started, key, fields)
+            data = self._valid(entry, key, fields)
+            if data is not None:
+                return CacheResult(entry / PLAN, True, time.perf_counter() - started, key, fields, data)
             raise OutputError(f"the engine cache {self.folder} is read-only and holds no valid engine for "
                               f"{Path(onnx_path).name} with these settings (key {key}); build it where the cache is "
                               f"writable, or give a writable --cache")
         with self._lock(key + ".lock"):
             self._sweep(key)   # a killed builder's staging folder: nobody else builds this key now
-            if self._valid(entry, key, fields):
+            data = self._valid(entry, key, fields)
+            if data is not None:
                 os.utime(entry)   # most recently used
-                return CacheResult(entry / PLAN, True, time.perf_counter() - started, key, fields)
+                return CacheResult(entry / PLAN, True, time.perf_counter() - started, key, fields, data)
             self._remove(entry)
             staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=self.folder))
             try:

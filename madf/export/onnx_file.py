@@ -70,10 +70,11 @@ def check_file_kind(path: Path, wanted: str, option: str) -> None:
         raise ModelError(f"{path}: no such {make}{path}")
 
 
-def load_model(path: Path):
+def load_model(path: Path, data: Optional[bytes] = None):
+    """The ONNX model of ``path`` (or of ``data``, its bytes when the caller has read them already)."""
     import onnx
     try:
-        return onnx.load(str(path))
+        return onnx.load_model_from_string(data) if data is not None else onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and friends
         raise ModelError(f"{path}: not a readable ONNX file ({exc.__class__.__name__}); export it again with "
                          f"madf-export") from None

@@ -49,14 +49,15 @@ def check_plugins(path: Path, sidecar: Dict, plugin_libs: Sequence[Path]) -> Non
                               f"cmake --build build (docs/tensorrt.md)")
 
 
-def read_engine_file(path: Path, plugin_libs: Sequence[Path] = ()) -> Tuple[Dict, bytes]:
+def read_engine_file(path: Path, plugin_libs: Sequence[Path] = (), checked: Optional[bytes] = None
+                     ) -> Tuple[Dict, bytes]:
     """(sidecar, plan bytes) of an engine file, after everything that can be checked without a GPU: its kind, its
     sidecar, the plan against the sidecar, the plugin libraries it needs (madf-inpaint --ray checks this on the
     driver before any actor starts)."""
     from madf.engines.sidecar import read_plan, read_sidecar
     check_file_kind(path, "a TensorRT engine", "--engine")
     sidecar = read_sidecar(path)
-    data = read_plan(path, sidecar)
+    data = checked if checked is not None else read_plan(path, sidecar)   # a cache hit has checked its bytes
     check_plugins(path, sidecar, [Path(p) for p in plugin_libs])
     return sidecar, data
 
@@ -128,11 +129,11 @@ class TensorRTBackend:
         """``engine``: a plan from madf-build, or an ONNX file together with ``cache`` (a folder): the plan for
         this GPU and TensorRT is looked up there and built once on a miss (madf.engines.cache; ``build_options``:
         madf.engines.build.BuildOptions for the profile)."""
-        path = Path(engine)
+        path, checked = Path(engine), None
         if path.suffix.lower() == ".onnx" and cache is not None:
-            path = self._cached_plan(path, cache, build_options, plugin_libs, device)
+            path, checked = self._cached_plan(path, cache, build_options, plugin_libs, device)
         self.path, self.cuda_graph = path, cuda_graph
-        self.sidecar, data = read_engine_file(path, plugin_libs)
+        self.sidecar, data = read_engine_file(path, plugin_libs, checked)
         plugin_libs = [Path(p) for p in plugin_libs]
         trt, self.flavour = import_runtime(self.sidecar, runtime)
         check_version(path, self.sidecar, trt.__version__, self.flavour)
@@ -182,7 +183,7 @@ class TensorRTBackend:
         self.peak_memory_mb = 0.0
 
     @staticmethod
-    def _cached_plan(onnx_path: Path, cache, build_options, plugin_libs, device: int) -> Path:
+    def _cached_plan(onnx_path: Path, cache, build_options, plugin_libs, device: int) -> Tuple[Path, Optional[bytes]]:
         import dataclasses
 
         from madf.engines.build import BuildOptions
@@ -195,7 +196,7 @@ class TensorRTBackend:
         with cuda.on_device(device):   # a miss builds on this GPU
             result = EngineCache(cache).get_or_build(onnx_path, options)
         log.info("engine cache %s: %s in %.2f s", "hit" if result.hit else "miss, built", result.plan, result.seconds)
-        return result.plan
+        return result.plan, result.data
 
     @property
     def config(self):

@@ -106,10 +106,12 @@ def evaluate_real(methods: Dict[str, Method], photos: Sequence[Tuple[str, Callab
 
 
 def _small(arr: np.ndarray, side: int = 256) -> np.ndarray:
+    """The crop fitted into a side x side tile, up or down (a small hole's crop is shown enlarged)."""
     from PIL import Image
-    tile = Image.fromarray(arr)
-    tile.thumbnail((side, side), Image.BICUBIC)
-    return np.asarray(tile)
+    h, w = arr.shape[:2]
+    f = side / max(h, w)
+    return np.asarray(Image.fromarray(arr).resize((max(1, round(w * f)), max(1, round(h * f))),
+                                                  Image.NEAREST if f > 1 else Image.BICUBIC))
 
 
 def real_table(samples: List[RealSample]) -> Dict[str, Dict]:
