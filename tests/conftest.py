@@ -115,3 +115,16 @@ def raylets() -> int:
             except OSError:   # the process ended while we looked
                 pass
     return count
+
+
+@pytest.fixture(scope="module")
+def rtx():
+    """TensorRT-RTX's module: it builds engines for a compute capability with no GPU present (skips elsewhere)."""
+    from madf.engines.build import load_tensorrt
+    try:
+        trt, name = load_tensorrt("auto")
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"no TensorRT / TensorRT-RTX Python module: {exc}")
+    if name != "tensorrt-rtx":
+        pytest.skip("these builds target a compute capability without a GPU: TensorRT-RTX")
+    return trt

@@ -9,22 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from madf.cli.build import main as build_main
-from madf.engines.build import BuildOptions, load_tensorrt
+from madf.engines.build import BuildOptions
 from madf.engines.cache import EngineCache
 from madf.engines.sidecar import read_sidecar, sha256
 
 SMALL = dict(min_shape=(1, 16, 16), opt_shape=(1, 32, 32), max_shape=(1, 64, 64))
-
-
-@pytest.fixture(scope="module")
-def rtx():
-    try:
-        trt, name = load_tensorrt("auto")
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"no TensorRT / TensorRT-RTX Python module: {exc}")
-    if name != "tensorrt-rtx":
-        pytest.skip("these builds target a compute capability without a GPU: TensorRT-RTX")
-    return trt
 
 
 @pytest.fixture(scope="module")

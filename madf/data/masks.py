@@ -30,8 +30,9 @@ def bucket_name(bucket: Tuple[float, float]) -> str:
     return f"({bucket[0]:g},{bucket[1]:g}]"
 
 
-def bucket_of(ratio: float) -> Optional[Tuple[float, float]]:
-    for lo, hi in BUCKETS:
+def bucket_of(ratio: float, buckets=BUCKETS) -> Optional[Tuple[float, float]]:
+    """The (lo, hi] bucket ``ratio`` falls in, or None."""
+    for lo, hi in buckets:
         if lo < ratio <= hi:
             return (lo, hi)
     return None

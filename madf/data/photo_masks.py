@@ -22,6 +22,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
+from madf.data.masks import bucket_name, bucket_of
 from madf.inpaint.strategy import thickness
 
 KINDS = ("stroke", "blob", "object")
@@ -30,15 +31,11 @@ THICKNESS_BUCKETS: Tuple[Tuple[float, float], ...] = ((0.0, 0.125), (0.125, 0.25
                                                       (1.0, 3.0))
 
 
-def thickness_bucket_name(bucket: Tuple[float, float]) -> str:
-    return f"({bucket[0]:g},{bucket[1]:g}]"
+thickness_bucket_name = bucket_name
 
 
 def thickness_bucket_of(relative: float) -> Optional[Tuple[float, float]]:
-    for lo, hi in THICKNESS_BUCKETS:
-        if lo < relative <= hi:
-            return (lo, hi)
-    return None
+    return bucket_of(relative, THICKNESS_BUCKETS)
 
 
 def _rng(seed: int, *parts) -> np.random.Generator:
