@@ -74,8 +74,9 @@ def test_full_size_official_checkpoint_equals_the_official_network(tmp_path):
     image, hole = random_pair(128, 256, seed=4, hole_fraction=0.2)
     imaging.write_png(tmp_path / "img.png", image)
     imaging.write_png(tmp_path / "mask.png", (hole * 255).astype(np.uint8))
+    # the network alone: the whole frame, no border matching (the pipeline's own step after the network)
     result = _run("--ckpt", ckpt, "--image", tmp_path / "img.png", "--mask", tmp_path / "mask.png",
-                  "--output", tmp_path / "out.png")
+                  "--output", tmp_path / "out.png", "--strategy", "full", "--no-match-border")
     assert result.exit_code == 0, result.output
     out = imaging.read_image(tmp_path / "out.png").astype(int)
     img_t, mask_t = imaging.to_contract(image, hole, 128)
