@@ -76,7 +76,7 @@ def test_madf_build_writes_engine_and_sidecar(exported, trt_backend, tmp_path):
     assert side["format"] == FORMAT and sidecar_path(plan).name == "fp16.plan.json"
     assert side["engine"] == {"file": "fp16.plan", "bytes": plan.stat().st_size, "sha256": sha256(plan)}
     assert side["onnx"]["sha256"] == sha256(paths["fp16"])
-    assert side["model"] == {"levels": 4, "width": 0.125, "refinement_decoders": 2}
+    assert side["model"] == {"levels": 4, "width": 0.125, "refinement_decoders": 2, "train_size": 256}
     assert side["multiple"] == 16
     assert (side["lowering"], side["precision"]) == ("native", "fp16")
     assert side["profile"]["image"] == {"min": [1, 3, 16, 16], "opt": [1, 3, 64, 64], "max": [2, 3, 128, 128]}
