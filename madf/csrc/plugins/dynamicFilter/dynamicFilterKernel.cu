@@ -614,6 +614,8 @@ extern "C" cudaError_t madfDynamicFilterForward(const madfDynamicFilterShape* sh
 {
     if (!validArguments(shape, dtype))
         return cudaErrorInvalidValue;
+    if (geometry(*shape).pixels == 0)
+        return cudaSuccess;   // an empty batch needs no device at all
     madfDeviceFacts facts{};
     cudaError_t const e = madfDynamicFilterQueryDevice(&facts);
     if (e != cudaSuccess)
