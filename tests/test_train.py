@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import signal
 import subprocess
@@ -50,7 +51,7 @@ def test_short_run_writes_everything(photos, tmp_path):
     assert sorted(p.name for p in (run / "grids").iterdir()) == ["step_0000002.png", "step_0000004.png"]
     grid = np.asarray(Image.open(run / "grids" / "step_0000004.png"))
     assert grid.shape == (2 * 32, 6 * 32, 3)          # 2 samples x (input, mask, 3 outputs, ground truth)
-    assert load_checkpoint(run / MODEL_FILE).config == TINY
+    assert load_checkpoint(run / MODEL_FILE).config == dataclasses.replace(TINY, train_size=32)   # --size recorded
     assert any((run / "tensorboard").iterdir())
     state = torch.load(run / STATE_FILE, weights_only=True)
     assert state["step"] == 4 and "exp_avg" in state["optimizer"]["state"][0]
@@ -127,7 +128,7 @@ def test_ddp_two_processes_on_gloo(photos, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     state = torch.load(out / STATE_FILE, weights_only=True)
     assert state["step"] == 3 and state["world"] == 2
-    assert load_checkpoint(out / MODEL_FILE).config == TINY
+    assert load_checkpoint(out / MODEL_FILE).config == dataclasses.replace(TINY, train_size=32)
 
 
 @pytest.mark.parametrize("args, message", [
