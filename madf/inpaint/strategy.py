@@ -101,14 +101,20 @@ def _overlap(a: Box, b: Box) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
+def _pool_any(mask: np.ndarray, step: int) -> np.ndarray:
+    """``mask`` on a grid of ``step`` x ``step`` cells: a cell is set if any pixel in it is (edges padded)."""
+    h, w = mask.shape
+    gh, gw = -(-h // step), -(-w // step)
+    grid = np.zeros((gh * step, gw * step), bool)
+    grid[:h, :w] = mask
+    return grid.reshape(gh, step, gw, step).any(axis=(1, 3))
+
+
 def regions(hole: np.ndarray) -> Tuple[np.ndarray, List[Box]]:
     """The hole's 8-connected regions, found on the CELL grid (strokes a few pixels apart join): the grid's labels
     (region i + 1; 0 where no hole) and each region's tight box in pixels."""
     h, w = hole.shape
-    gh, gw = -(-h // CELL), -(-w // CELL)
-    grid = np.zeros((gh * CELL, gw * CELL), bool)
-    grid[:h, :w] = hole
-    grid = grid.reshape(gh, CELL, gw, CELL).any(axis=(1, 3))
+    grid = _pool_any(hole, CELL)
     # 8-connected regions by scipy's labelling (linear time, whatever the shape: a serpentine is one region)
     labels, _ = ndimage.label(grid, structure=np.ones((3, 3), bool))
     boxes = [_tight(hole, (ys.start * CELL, xs.start * CELL, min(h, ys.stop * CELL), min(w, xs.stop * CELL)))
@@ -132,11 +138,8 @@ def thickness(hole: np.ndarray, box: Box) -> float:
     top, left, bottom, right = box
     crop = hole[top:bottom, left:right]
     step = max(1, -(-max(crop.shape) // EDT_SIDE))
-    if step > 1:   # a coarse cell is a hole if any pixel in it is: thin strokes come out at least one cell thick
-        gh, gw = -(-crop.shape[0] // step), -(-crop.shape[1] // step)
-        grid = np.zeros((gh * step, gw * step), bool)
-        grid[:crop.shape[0], :crop.shape[1]] = crop
-        crop = grid.reshape(gh, step, gw, step).any(axis=(1, 3))
+    if step > 1:   # thin strokes come out at least one cell thick
+        crop = _pool_any(crop, step)
     return 2.0 * step * float(ndimage.distance_transform_edt(np.pad(crop, 1)).max())
 
 
