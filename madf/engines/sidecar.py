@@ -18,6 +18,7 @@ from typing import Any, Dict, Optional
 
 from madf.common.atomic import atomic_path
 from madf.common.errors import ModelError
+from madf.engines.build import MAX_SIDE
 from madf.export.onnx_file import plugin_levels_of
 
 FORMAT = "madf-engine/1"
@@ -196,4 +197,9 @@ def parse_sidecar(path, text: str) -> Dict[str, Any]:
         if node is None:
             raise ModelError(f"{path} lacks the field {field!r} (edited by hand, or written by another tool); "
                              f"rebuild the engine with madf-build")
+    multiple = data["multiple"]   # divides every size a runtime computes
+    if (not isinstance(multiple, int) or isinstance(multiple, bool) or not 1 <= multiple <= MAX_SIDE
+            or multiple & (multiple - 1)):
+        raise ModelError(f"{path} gives multiple {json.dumps(multiple)}, not a power of two from 1 to {MAX_SIDE} "
+                         f"(2^levels); rebuild the engine with madf-build")
     return data

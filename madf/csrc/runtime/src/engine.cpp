@@ -273,7 +273,9 @@ Engine::Engine(std::string const& planPath, EngineOptions const& options)
 #else
     sidecar::checkVersion(planPath, side, tensorrtVersion(), "tensorrt");
 #endif
-    m.multiple = options.multiple > 0 ? options.multiple : side.multiple;
+    if (options.multiple != 0)
+        imaging::checkMultiple(options.multiple, "EngineOptions::multiple");
+    m.multiple = options.multiple != 0 ? options.multiple : side.multiple;
     bool const versionCompatible = side.versionCompatible;
 
     int32_t devices = 0;

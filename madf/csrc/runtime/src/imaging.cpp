@@ -31,33 +31,74 @@ uint8_t toByte(float v)
 
 } // namespace
 
+void checkSize(int64_t width, int64_t height, std::string const& what)
+{
+    std::string const size = std::to_string(width) + "x" + std::to_string(height) + " (WxH)";
+    if (width <= 0 || height <= 0)
+        throw Error(ErrorCode::kINVALID_INPUT, what + " is " + size + ": it has no pixels");
+    if (width > limits::kMaxImageSide || height > limits::kMaxImageSide || width * height > limits::kMaxPixels)
+        throw Error(ErrorCode::kINVALID_INPUT, what + " is " + size + ", past the limit of "
+                + std::to_string(limits::kMaxPixels / 1000000) + " megapixels and " + std::to_string(limits::kMaxImageSide)
+                + " pixels a side; downscale it first");
+}
+
+void checkMultiple(int64_t multiple, std::string const& what)
+{
+    if (multiple < 1 || multiple > limits::kMaxSide || (multiple & (multiple - 1)) != 0)
+        throw Error(ErrorCode::kINVALID_INPUT, what + " " + std::to_string(multiple)
+                + " is not a power of two from 1 to " + std::to_string(limits::kMaxSide) + " (2^levels)");
+}
+
 int32_t paddedSize(int32_t size, int32_t multiple)
 {
-    if (multiple <= 0)
-        throw Error(ErrorCode::kINVALID_INPUT, "multiple must be positive");
-    return (size + multiple - 1) / multiple * multiple;
+    checkMultiple(multiple, "multiple");
+    if (size < 0 || size > limits::kMaxImageSide)
+        throw Error(ErrorCode::kINVALID_INPUT, "size " + std::to_string(size) + " is outside 0.."
+                + std::to_string(limits::kMaxImageSide));
+    return (size + multiple - 1) / multiple * multiple;   // < 2^17: no overflow
 }
 
 void checkPair(ImageU8 const& image, MaskU8 const& mask)
 {
-    if (image.width <= 0 || image.height <= 0)
-        throw Error(ErrorCode::kINVALID_INPUT, "image has no pixels");
+    checkSize(image.width, image.height, "image");
     if (image.pixels.size() != static_cast<size_t>(image.width) * image.height * 3)
-        throw Error(ErrorCode::kINVALID_INPUT, "image buffer is not width x height x 3 bytes (RGB)");
+        throw Error(ErrorCode::kINVALID_INPUT, "image buffer is " + std::to_string(image.pixels.size())
+                + " bytes, not width x height x 3 (RGB) = " + std::to_string(int64_t{image.width} * image.height * 3));
     if (mask.width != image.width || mask.height != image.height)
         throw Error(ErrorCode::kINVALID_INPUT,
             "image is " + std::to_string(image.width) + "x" + std::to_string(image.height) + " but its mask is "
                 + std::to_string(mask.width) + "x" + std::to_string(mask.height)
                 + " (WxH); give a mask of the image's size");
     if (mask.values.size() != static_cast<size_t>(mask.width) * mask.height)
-        throw Error(ErrorCode::kINVALID_INPUT, "mask buffer is not width x height bytes");
+        throw Error(ErrorCode::kINVALID_INPUT, "mask buffer is " + std::to_string(mask.values.size())
+                + " bytes, not width x height = " + std::to_string(int64_t{mask.width} * mask.height));
 }
+
+namespace
+{
+// Every pair of a batch checked, and all of one size (padded to `multiple` when it is > 0), before the batch's
+// arrays are allocated: a struct whose fields disagree with its buffers must not size an allocation.
+void checkBatch(ImageU8 const* images, MaskU8 const* masks, int32_t count, int32_t multiple, char const* rule)
+{
+    if (count <= 0 || images == nullptr || masks == nullptr)
+        throw Error(ErrorCode::kINVALID_INPUT, "no images");
+    for (int32_t n = 0; n < count; ++n)
+    {
+        checkPair(images[n], masks[n]);
+        bool const same = multiple > 0
+            ? paddedSize(images[n].height, multiple) == paddedSize(images[0].height, multiple)
+                && paddedSize(images[n].width, multiple) == paddedSize(images[0].width, multiple)
+            : images[n].height == images[0].height && images[n].width == images[0].width;
+        if (!same)
+            throw Error(ErrorCode::kINVALID_INPUT, rule);
+    }
+}
+} // namespace
 
 void toContract(ImageU8 const* images, MaskU8 const* masks, int32_t count, int32_t multiple, std::vector<float>& image,
     std::vector<float>& mask, int32_t& paddedHeight, int32_t& paddedWidth)
 {
-    if (count <= 0)
-        throw Error(ErrorCode::kINVALID_INPUT, "no images");
+    checkBatch(images, masks, count, multiple, "images in one batch must pad to the same size");
     paddedHeight = paddedSize(images[0].height, multiple);
     paddedWidth = paddedSize(images[0].width, multiple);
     size_t const plane = static_cast<size_t>(paddedHeight) * paddedWidth;
@@ -67,9 +108,6 @@ void toContract(ImageU8 const* images, MaskU8 const* masks, int32_t count, int32
     {
         ImageU8 const& img = images[n];
         MaskU8 const& msk = masks[n];
-        checkPair(img, msk);
-        if (paddedSize(img.height, multiple) != paddedHeight || paddedSize(img.width, multiple) != paddedWidth)
-            throw Error(ErrorCode::kINVALID_INPUT, "images in one batch must pad to the same size");
         for (int32_t y = 0; y < paddedHeight; ++y)
         {
             int32_t const sy = reflectIndex(y, img.height);
@@ -90,6 +128,8 @@ ImageU8 fromContract(float const* output, int32_t index, int32_t paddedHeight, i
     ImageU8 const& original, MaskU8 const& mask)
 {
     checkPair(original, mask);
+    if (index < 0 || paddedHeight < original.height || paddedWidth < original.width)
+        throw Error(ErrorCode::kINVALID_INPUT, "fromContract: index must be >= 0 and the padded size hold the image");
     ImageU8 result = original;
     size_t const plane = static_cast<size_t>(paddedHeight) * paddedWidth;
     float const* item = output + static_cast<size_t>(index) * 3 * plane;
@@ -110,16 +150,12 @@ ImageU8 fromContract(float const* output, int32_t index, int32_t paddedHeight, i
 void toUint8Batch(ImageU8 const* images, MaskU8 const* masks, int32_t count, bool invertedMask,
     std::vector<uint8_t>& image, std::vector<uint8_t>& mask)
 {
-    if (count <= 0)
-        throw Error(ErrorCode::kINVALID_INPUT, "no images");
+    checkBatch(images, masks, count, 0, "images in one uint8 batch must have the same size");
     size_t const pixels = static_cast<size_t>(images[0].height) * images[0].width;
     image.resize(static_cast<size_t>(count) * pixels * 3);
     mask.resize(static_cast<size_t>(count) * pixels);
     for (int32_t n = 0; n < count; ++n)
     {
-        checkPair(images[n], masks[n]);
-        if (images[n].height != images[0].height || images[n].width != images[0].width)
-            throw Error(ErrorCode::kINVALID_INPUT, "images in one uint8 batch must have the same size");
         std::copy(images[n].pixels.begin(), images[n].pixels.end(), image.begin() + n * pixels * 3);
         uint8_t const hole = invertedMask ? 0 : 255;
         std::transform(masks[n].values.begin(), masks[n].values.end(), mask.begin() + n * pixels,
@@ -130,6 +166,8 @@ void toUint8Batch(ImageU8 const* images, MaskU8 const* masks, int32_t count, boo
 ImageU8 fromUint8Batch(uint8_t const* output, int32_t index, ImageU8 const& original, MaskU8 const& mask)
 {
     checkPair(original, mask);
+    if (index < 0)
+        throw Error(ErrorCode::kINVALID_INPUT, "fromUint8Batch: index must be >= 0");
     ImageU8 result = original;
     size_t const pixels = static_cast<size_t>(original.height) * original.width;
     uint8_t const* item = output + static_cast<size_t>(index) * pixels * 3;
@@ -192,10 +230,13 @@ Box tight(MaskU8 const& mask, Box const& box)
 
 std::vector<Box> cropBoxes(MaskU8 const& mask, int32_t multiple, int32_t margin, int32_t maxSide)
 {
+    checkSize(mask.width, mask.height, "mask");
     if (mask.values.size() != static_cast<size_t>(mask.width) * mask.height)
         throw Error(ErrorCode::kINVALID_INPUT, "mask buffer is not width x height bytes");
-    if (multiple <= 0 || margin < 0 || maxSide <= 0)
-        throw Error(ErrorCode::kINVALID_INPUT, "crop settings must be positive");
+    checkMultiple(multiple, "crop multiple");
+    if (margin < 0 || margin > limits::kMaxSide || maxSide <= 0)
+        throw Error(ErrorCode::kINVALID_INPUT, "crop margin must be 0-" + std::to_string(limits::kMaxSide)
+                + " and the largest crop side positive");
     int32_t const h = mask.height, w = mask.width;
     int32_t const gh = (h + kCell - 1) / kCell, gw = (w + kCell - 1) / kCell;
     std::vector<uint8_t> grid(static_cast<size_t>(gh) * gw, 0);
@@ -276,8 +317,24 @@ std::vector<Box> cropBoxes(MaskU8 const& mask, int32_t multiple, int32_t margin,
     return boxes;
 }
 
+namespace
+{
+void checkBox(Box const& box, int32_t width, int32_t height)
+{
+    if (box.top < 0 || box.left < 0 || box.bottom > height || box.right > width || box.top >= box.bottom
+        || box.left >= box.right)
+        throw Error(ErrorCode::kINVALID_INPUT, "crop box (" + std::to_string(box.top) + ", " + std::to_string(box.left)
+                + ", " + std::to_string(box.bottom) + ", " + std::to_string(box.right) + ") is not inside the "
+                + std::to_string(width) + "x" + std::to_string(height) + " image");
+}
+} // namespace
+
 ImageU8 crop(ImageU8 const& image, Box const& box)
 {
+    checkSize(image.width, image.height, "image");
+    if (image.pixels.size() != static_cast<size_t>(image.width) * image.height * 3)
+        throw Error(ErrorCode::kINVALID_INPUT, "image buffer is not width x height x 3 bytes (RGB)");
+    checkBox(box, image.width, image.height);
     ImageU8 out{box.right - box.left, box.bottom - box.top, {}};
     out.pixels.resize(static_cast<size_t>(out.width) * out.height * 3);
     for (int32_t y = 0; y < out.height; ++y)
@@ -288,6 +345,10 @@ ImageU8 crop(ImageU8 const& image, Box const& box)
 
 MaskU8 crop(MaskU8 const& mask, Box const& box)
 {
+    checkSize(mask.width, mask.height, "mask");
+    if (mask.values.size() != static_cast<size_t>(mask.width) * mask.height)
+        throw Error(ErrorCode::kINVALID_INPUT, "mask buffer is not width x height bytes");
+    checkBox(box, mask.width, mask.height);
     MaskU8 out{box.right - box.left, box.bottom - box.top, {}};
     out.values.resize(static_cast<size_t>(out.width) * out.height);
     for (int32_t y = 0; y < out.height; ++y)
@@ -298,6 +359,11 @@ MaskU8 crop(MaskU8 const& mask, Box const& box)
 
 void pasteHoles(ImageU8& result, ImageU8 const& filled, MaskU8 const& mask, Box const& box)
 {
+    checkPair(result, mask);
+    checkBox(box, mask.width, mask.height);
+    if (filled.width != box.right - box.left || filled.height != box.bottom - box.top
+        || filled.pixels.size() != static_cast<size_t>(filled.width) * filled.height * 3)
+        throw Error(ErrorCode::kINVALID_INPUT, "the filled crop is not the box's size");
     for (int32_t y = box.top; y < box.bottom; ++y)
         for (int32_t x = box.left; x < box.right; ++x)
         {

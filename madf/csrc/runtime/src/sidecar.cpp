@@ -122,8 +122,13 @@ Sidecar parse(std::string const& sidecarPath, std::string const& content)
     json const& bytes = *find(root, "engine.bytes");
     out.bytes = bytes.is_number_integer() ? bytes.get<int64_t>() : -1;
     out.sha256 = text(*find(root, "engine.sha256"));
+    // the pad multiple divides every size the runtime computes: a power of two within the profile's bound
     json const& multiple = *find(root, "multiple");
-    out.multiple = multiple.is_number_integer() ? multiple.get<int32_t>() : 0;
+    int64_t const value = multiple.is_number_integer() ? multiple.get<int64_t>() : 0;
+    if (value < 1 || value > limits::kMaxSide || (value & (value - 1)) != 0)
+        refuse(sidecarPath + " gives multiple " + multiple.dump() + ", not a power of two from 1 to "
+            + std::to_string(limits::kMaxSide) + " (2^levels); " + kRebuild);
+    out.multiple = static_cast<int32_t>(value);
     out.backend = text(*find(root, "tensorrt.backend"));
     out.version = text(*find(root, "tensorrt.version"));
     json const* compatible = find(root, "version_compatible");

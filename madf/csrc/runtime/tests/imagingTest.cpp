@@ -16,6 +16,22 @@ void expect(bool ok, std::string const& what)
     gFailures += ok ? 0 : 1;
 }
 
+// `call` throws madf::Error kINVALID_INPUT whose message holds `needle` (and nothing else escapes it).
+template <typename Call>
+void refuses(Call call, std::string const& needle, std::string const& what)
+{
+    try
+    {
+        call();
+        expect(false, what);
+    }
+    catch (madf::Error const& e)
+    {
+        expect(e.code() == madf::ErrorCode::kINVALID_INPUT && std::string(e.what()).find(needle) != std::string::npos,
+            what + ": " + e.what());
+    }
+}
+
 madf::ImageU8 ramp(int w, int h)
 {
     madf::ImageU8 img{w, h, std::vector<uint8_t>(static_cast<size_t>(w) * h * 3)};
@@ -159,6 +175,38 @@ int main(int argc, char** argv)
     for (int p = 0; p < 48; ++p)
         exact &= stroke.values[p] ? pasted.pixels[p * 3] == 7 : pasted.pixels[p * 3] == photo.pixels[p * 3];
     expect(exact && imaging::crop(stroke, all).width == 6, "crop and paste: hole pixels only");
+
+    // sizes are checked against their buffers and the limits before anything is allocated (run under ASan with
+    // max_allocation_size_mb, an allocation sized by a lying struct aborts the test)
+    ImageU8 liar{65535, 65535, std::vector<uint8_t>(12)};
+    MaskU8 liarMask{65535, 65535, std::vector<uint8_t>(4)};
+    refuses([&] { imaging::toContract(&liar, &liarMask, 1, 8, image, hole, h, w); }, "past the limit",
+        "toContract: 65535x65535 with 12 bytes refused");
+    ImageU8 bigLiar{10000, 10000, std::vector<uint8_t>(12)};
+    MaskU8 bigLiarMask{10000, 10000, std::vector<uint8_t>(4)};
+    refuses([&] { imaging::toContract(&bigLiar, &bigLiarMask, 1, 8, image, hole, h, w); }, "image buffer is 12 bytes",
+        "toContract: a buffer smaller than its fields refused");
+    refuses([&] { imaging::toUint8Batch(&bigLiar, &bigLiarMask, 1, false, bytes, maskBytes); }, "image buffer is 12",
+        "toUint8Batch: a buffer smaller than its fields refused");
+    ImageU8 pairLiar[2] = {ramp(5, 3), bigLiar};
+    MaskU8 pairLiarMasks[2] = {mask, bigLiarMask};
+    refuses([&] { imaging::toUint8Batch(pairLiar, pairLiarMasks, 2, false, bytes, maskBytes); }, "image buffer",
+        "toUint8Batch: a lying second item refused before the batch is allocated");
+    ImageU8 negative{-5, 3, {}};
+    refuses([&] { imaging::checkPair(negative, mask); }, "no pixels", "negative width refused");
+    refuses([&] { imaging::paddedSize(2147483647, 16); }, "outside", "paddedSize: no signed overflow");
+    refuses([&] { imaging::paddedSize(13, 0); }, "power of two", "paddedSize: multiple 0 refused");
+    refuses([&] { imaging::paddedSize(13, -8); }, "power of two", "paddedSize: negative multiple refused");
+    refuses([&] { imaging::paddedSize(13, 24); }, "power of two", "paddedSize: multiple 24 refused");
+    MaskU8 dot = holes(64, 64, {{10, 10, 12, 12}});
+    refuses([&] { imaging::cropBoxes(dot, 16, 2147483647, 1024); }, "crop margin",
+        "cropBoxes: a huge margin refused, no signed overflow");
+    expect(imaging::cropBoxes(dot, 16, 16384, 1024).size() == 1, "cropBoxes: the largest margin still works");
+    refuses([&] { imaging::crop(photo, imaging::Box{0, 0, 7, 9}); }, "not inside", "crop: a box past the image refused");
+    refuses([&] { imaging::pasteHoles(pasted, filled, stroke, imaging::Box{1, 1, 5, 7}); }, "box's size",
+        "pasteHoles: a crop of another size refused");
+    refuses([&] { imaging::checkSize(65536, 1, "image"); }, "65535 pixels a side", "a side past 65535 refused");
+    refuses([&] { imaging::checkSize(20000, 10000, "image"); }, "megapixels", "200 megapixels refused");
 
     std::printf("%d failure(s)\n", gFailures);
     return gFailures == 0 ? 0 : 1;

@@ -1,9 +1,13 @@
 // The example app's PNG I/O: lossless round trip, mask thresholding and polarity, atomic write, clear errors.
 #include "../examples/pngIO.h"
 
+#include <zlib.h>
+
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace
 {
@@ -12,6 +16,30 @@ void expect(bool ok, std::string const& what)
 {
     std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());
     gFailures += ok ? 0 : 1;
+}
+// A PNG of an 8-bit RGB header declaring width x height and one tiny IDAT: what a crafted file looks like.
+std::vector<uint8_t> headerOnlyPng(uint32_t width, uint32_t height)
+{
+    std::vector<uint8_t> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    auto chunk = [&png](char const* type, std::vector<uint8_t> const& data) {
+        for (int i = 0; i < 4; ++i)
+            png.push_back(static_cast<uint8_t>(data.size() >> (24 - 8 * i)));
+        std::vector<uint8_t> body(type, type + 4);
+        body.insert(body.end(), data.begin(), data.end());
+        png.insert(png.end(), body.begin(), body.end());
+        uint32_t const crc = static_cast<uint32_t>(crc32(0, body.data(), static_cast<uInt>(body.size())));
+        for (int i = 0; i < 4; ++i)
+            png.push_back(static_cast<uint8_t>(crc >> (24 - 8 * i)));
+    };
+    std::vector<uint8_t> header;
+    for (uint32_t v : {width, height})
+        for (int i = 0; i < 4; ++i)
+            header.push_back(static_cast<uint8_t>(v >> (24 - 8 * i)));
+    header.insert(header.end(), {8, 2, 0, 0, 0});
+    chunk("IHDR", header);
+    chunk("IDAT", {0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01});
+    chunk("IEND", {});
+    return png;
 }
 } // namespace
 
@@ -41,6 +69,23 @@ int main(int argc, char** argv)
     catch (madf::Error const& e)
     {
         expect(e.code() == madf::ErrorCode::kFILE, std::string("a corrupt PNG is refused: ") + e.what());
+    }
+    // a 60-byte file may declare any size: it is checked before the pixels are allocated (under ASan's
+    // max_allocation_size_mb in CI, an allocation sized by the header alone would abort this test)
+    for (auto const& [side, needle] : {std::pair<uint32_t, char const*>{65535, "past the limit"},
+             std::pair<uint32_t, char const*>{10000, "more than its"}})
+    {
+        std::vector<uint8_t> const png = headerOnlyPng(side, side);
+        try
+        {
+            madf::png::decodeImage(png.data(), png.size(), "bomb.png");
+            expect(false, "a " + std::to_string(side) + "-pixel-square header in 60 bytes is refused");
+        }
+        catch (madf::Error const& e)
+        {
+            expect(std::string(e.what()).find(needle) != std::string::npos,
+                "a " + std::to_string(side) + "-pixel-square header in 60 bytes is refused: " + e.what());
+        }
     }
     std::printf("%d failure(s)\n", gFailures);
     return gFailures == 0 ? 0 : 1;

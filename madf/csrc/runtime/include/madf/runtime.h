@@ -139,9 +139,25 @@ Status createEngine(std::string const& planPath, EngineOptions const& options, s
 Status inpaintNoThrow(Engine& engine, std::vector<ImageU8> const& images, std::vector<MaskU8> const& masks,
     std::vector<ImageU8>& results) noexcept;
 
-// Image helpers behind Engine::inpaint (no TensorRT or GPU needed; tested on their own).
+// The bounds every size is checked against before anything is allocated (one place: imaging::checkSize).
+namespace limits
+{
+// A profile's side and a multiple's largest value: madf.engines.build.MAX_SIDE (a test compares them).
+constexpr int32_t kMaxSide = 16384;
+// An image's pixels: twice PIL's decompression-bomb limit, the Python readers' bound (a test compares them).
+constexpr int64_t kMaxPixels = 178956970;
+// An image's side: PNG's own limit (2^31 - 1) is far past any photo; 65535 keeps width * 3 and padding in int32.
+constexpr int32_t kMaxImageSide = 65535;
+} // namespace limits
+
+// Image helpers behind Engine::inpaint (no TensorRT or GPU needed; tested on their own). Every size a caller gives is
+// checked against its buffer and the limits above before anything is allocated: kINVALID_INPUT naming the problem.
 namespace imaging
 {
+// `what` (e.g. "image a.png") is width x height, each side 1..kMaxImageSide and at most kMaxPixels pixels.
+void checkSize(int64_t width, int64_t height, std::string const& what);
+// A multiple (2^levels): a power of two from 1 to kMaxSide.
+void checkMultiple(int64_t multiple, std::string const& what);
 int32_t paddedSize(int32_t size, int32_t multiple);
 void checkPair(ImageU8 const& image, MaskU8 const& mask);   // throws kINVALID_INPUT naming the problem
 // Reflect-pad `count` images (all padding to one h x w) into contract arrays (resized to fit).
@@ -162,10 +178,12 @@ struct Box
 {
     int32_t top{0}, left{0}, bottom{0}, right{0};   // bottom, right exclusive
 };
+// margin 0..kMaxSide, maxSide >= 1.
 std::vector<Box> cropBoxes(MaskU8 const& mask, int32_t multiple, int32_t margin, int32_t maxSide);
+// The box must lie inside the image (kINVALID_INPUT otherwise).
 ImageU8 crop(ImageU8 const& image, Box const& box);
 MaskU8 crop(MaskU8 const& mask, Box const& box);
-// Write `filled` (the box's inpainted crop) into `result` where `mask` (the whole image's) is a hole.
+// Write `filled` (the box's inpainted crop, box-sized) into `result` where `mask` (the whole image's) is a hole.
 void pasteHoles(ImageU8& result, ImageU8 const& filled, MaskU8 const& mask, Box const& box);
 } // namespace imaging
 
