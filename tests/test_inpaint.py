@@ -61,7 +61,7 @@ def test_empty_mask_copies_through_with_a_warning(inpainter, caplog):
     with caplog.at_level(logging.WARNING, logger="madf"):
         out = inpainter(image, np.zeros((16, 16), bool))
     assert np.array_equal(out, image)
-    assert "no hole pixels" in caplog.text and "--invert-mask" in caplog.text
+    assert "no hole pixels" in caplog.text and "invert the mask" in caplog.text
 
 
 def test_size_mismatch_is_an_input_error(inpainter):

@@ -561,3 +561,32 @@ def test_an_aborted_upload_is_one_log_line_and_no_answer(inpainter, caplog):
         asyncio.run(scenario())
     assert statuses in ([], [499]) and "Traceback" not in caplog.text, (statuses, caplog.text)
     assert "disconnected" in caplog.text
+
+
+def test_an_empty_mask_answers_the_photo_with_a_header_not_a_log_line(client, caplog):
+    import logging
+    image, _, image_png, _ = _pair()
+    black = png(np.zeros(image.shape[:2], np.uint8))
+    with caplog.at_level(logging.INFO, logger="madf"):
+        for _ in range(3):
+            response = client.post("/inpaint", files={"image": ("i.png", image_png), "mask": ("m.png", black)},
+                                   data={"invert_mask": ""})   # an empty form field is "no"
+    assert response.status_code == 200 and np.array_equal(decode(response.content), image)
+    assert "no hole pixels" in response.headers["x-madf-warning"]
+    assert "hole pixels" not in caplog.text and "--invert-mask" not in caplog.text
+
+
+def test_the_openapi_describes_what_the_routes_answer(client):
+    """/health and /info have response schemas that hold their answers; the documented edges are the route's."""
+    spec = client.get("/openapi.json").json()
+    for path in ("/health", "/info"):
+        schema = spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        fields = spec["components"]["schemas"][name]["properties"]
+        answer = client.get(path).json()
+        assert set(answer) == set(fields), (path, sorted(answer), sorted(fields))
+    body = spec["paths"]["/inpaint"]["post"]["requestBody"]["content"]
+    assert "" in body["multipart/form-data"]["schema"]["properties"]["invert_mask"]["enum"]
+    assert body["application/json"]["schema"]["properties"]["image"]["minLength"] == 1
+    empty = client.post("/inpaint", json={"image": "", "mask": ""})
+    assert empty.status_code == 400   # outside the schema (minLength 1), and refused

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from madf.common.errors import DeviceError, InputError, ModelError
+from madf.common.errors import DeviceError, InputError, ModelError, PluginError
 from madf.runtime import tensorrt as rt
 
 
@@ -56,7 +56,7 @@ def test_plugin_engine_without_the_plugin_library(copy, tmp_path):
     _edit_sidecar(copy, lowering="plugin")
     with pytest.raises(ModelError, match="--plugin-lib build/plugins/libmadf_plugins.so"):
         rt.TensorRTBackend(copy)
-    with pytest.raises(DeviceError, match="plugin library .* not found"):
+    with pytest.raises(PluginError, match="plugin library .* not found"):
         rt.TensorRTBackend(copy, plugin_libs=[tmp_path / "libmadf_plugins.so"])
 
 

@@ -120,3 +120,25 @@ def test_a_min_only_profile_triton_cannot_serve_is_refused_before_the_build(expo
                                              "--min", "2x16x16", "--triton-repo", str(tmp_path / "models")])
     assert result.exit_code == 1 and "starts at N = 2" in result.output, result.output
     assert not (tmp_path / "m.plan").exists() and not (tmp_path / "models").exists()
+
+
+def test_the_readme_names_the_outputs_config_pbtxt_has(plan, tmp_path):
+    """A --raw-outputs engine's README names recovery / refined_* (what config.pbtxt has), not `inpainted`."""
+    from madf.engines.triton import _readme
+    side = json.loads(plan.with_name(plan.name + ".json").read_text())
+    image = side["contract"]["outputs"][0]
+    side["contract"]["outputs"] = [dict(image, name=n) for n in ("recovery", "refined_1", "refined_2")]
+    config = _parse(triton_config(side, "raw"))
+    readme = _readme(tmp_path, "raw", side, [])
+    named = [o.name for o in config.output]
+    assert named == ["recovery", "refined_1", "refined_2"]
+    assert all(f"`{n}`" in readme for n in named) and "`inpainted`" not in readme
+    side["io"] = "uint8"
+    side["contract"]["outputs"] = [dict(image, name="inpainted", dtype="uint8")]
+    assert "as_numpy('inpainted')" in _readme(tmp_path, "u8", side, [])
+
+
+def test_the_documented_http_client_imports():
+    """The README's snippet uses tritonclient.http: installed with madf (tritonclient[grpc,http])."""
+    http = pytest.importorskip("tritonclient.http", reason="pip install -e '.[dev]' installs tritonclient[http]")
+    assert hasattr(http, "InferenceServerClient") and hasattr(http, "InferInput")

@@ -45,6 +45,10 @@ class DeviceError(MADFError, RuntimeError):
     """The requested device cannot be used."""
 
 
+class PluginError(MADFError, RuntimeError):
+    """A plugin library that is missing or cannot be loaded (not a device fault: the C++ runtime's kPLUGIN)."""
+
+
 class ModelError(MADFError, ValueError):
     """An exported model or engine file that cannot be used as asked."""
 

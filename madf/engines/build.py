@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from madf.common.atomic import atomic_path
-from madf.common.errors import DeviceError, ModelError, first_line
+from madf.common.errors import DeviceError, ModelError, PluginError, first_line
+from madf.engines.plugin_files import require_plugin_file
 from madf.export.onnx_file import uses_plugin
 
 log = logging.getLogger("madf")
@@ -157,10 +158,7 @@ def load_plugin_libraries(trt, paths: Sequence[Path]) -> List[str]:
     """Register the plugin creators of each library with TensorRT (its getCreators entry point)."""
     loaded = []
     registry = trt.get_plugin_registry()
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise DeviceError(f"plugin library {path} not found; build it with cmake -S madf/csrc -B build && "
-                              f"cmake --build build (docs/tensorrt.md)")
+    for path in map(require_plugin_file, paths):
         try:
             handle = registry.load_library(str(path.resolve()))
         except Exception as exc:  # noqa: BLE001 - TensorRT raises a bare RuntimeError/TypeError here
@@ -168,7 +166,7 @@ def load_plugin_libraries(trt, paths: Sequence[Path]) -> List[str]:
         else:
             why = "TensorRT's log above says why"
         if handle is None:
-            raise DeviceError(f"TensorRT could not load plugin library {path} ({why}); was it built against "
+            raise PluginError(f"TensorRT could not load plugin library {path} ({why}); was it built against "
                               f"this TensorRT version?")
         loaded.append(str(path.resolve()))
     return loaded

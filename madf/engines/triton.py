@@ -108,10 +108,13 @@ def _readme(repo: Path, name: str, sidecar: Dict, plugin_files: Sequence[str]) -
 
 def _io_text(name: str, sidecar: Dict) -> str:
     lo, hi = sidecar["profile"]["image"]["min"], sidecar["profile"]["image"]["max"]
+    # the output names config.pbtxt has (one composite, or the raw outputs of madf-export --raw-outputs)
+    outputs = [t["name"] for t in sidecar["contract"]["outputs"]] or ["inpainted"]
+    named = ", ".join(f"`{o}`" for o in outputs)
     if sidecar.get("io") == "uint8":
         hole = "black (< 128)" if sidecar.get("mask") == "inverted" else "white (>= 128)"
         return (f"Inputs: `image` (N, H, W, 3) uint8 RGB and `mask` (N, H, W, 1) uint8, {hole} = hole; output "
-                f"`inpainted` (N, H, W, 3) uint8, the finished photo (known pixels are the input's bytes). Any H x W "
+                f"{named} (N, H, W, 3) uint8, the finished photo (known pixels are the input's bytes). Any H x W "
                 f"from {lo[1]}x{lo[2]} to {hi[1]}x{hi[2]}: the engine pads, crops and composites itself, so a client "
                 f"sends the photo's bytes and nothing else.\n\n"
                 f"```python\nimport numpy as np, tritonclient.http as http\nfrom PIL import Image\n"
@@ -121,10 +124,12 @@ def _io_text(name: str, sidecar: Dict) -> str:
                 f"inputs = [http.InferInput('image', image.shape, 'UINT8'), http.InferInput('mask', mask.shape, "
                 f"'UINT8')]\n"
                 f"inputs[0].set_data_from_numpy(image); inputs[1].set_data_from_numpy(mask)\n"
-                f"result = client.infer('{name}', inputs).as_numpy('inpainted')[0]\n"
+                f"result = client.infer('{name}', inputs).as_numpy('{outputs[0]}')[0]\n"
                 f"Image.fromarray(result).save('result.png')\n```\n")
-    return (f"Inputs: `image` (N, 3, H, W) float32 RGB in [0, 1] and `mask` (N, 1, H, W) float32, 1 = hole; output "
-            f"`inpainted`. H and W must be multiples of {sidecar['multiple']} within the engine's profile "
+    what = (f"outputs {named}, the network's raw outputs (N, 3, H, W) float32 (madf-export --raw-outputs: composite "
+            f"them with the photo on the client)" if len(outputs) > 1 else f"output {named} (N, 3, H, W) float32")
+    return (f"Inputs: `image` (N, 3, H, W) float32 RGB in [0, 1] and `mask` (N, 1, H, W) float32, 1 = hole; "
+            f"{what}. H and W must be multiples of {sidecar['multiple']} within the engine's profile "
             f"({'x'.join(map(str, lo[2:]))} to {'x'.join(map(str, hi[2:]))}); pad on the client (or export with "
             f"madf-export --io uint8, which needs none of this).\n")
 

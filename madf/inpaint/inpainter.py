@@ -81,7 +81,7 @@ class Inpainter:
             imaging.check_pair(rgb, hole, name)
             if not hole.any():
                 log.warning("%s: the mask has no hole pixels; nothing to fill, copying the image through%s", name,
-                            "" if invert_mask else " (white = hole; use --invert-mask for white = known masks)")
+                            "" if invert_mask else " (white = hole; invert the mask for white = known masks)")
             items.append((rgb, hole))
         todo = [piece for i, (rgb, hole) in enumerate(items) if hole.any()
                 for piece in pieces(i, rgb, hole, self._strategy_for(rgb), self.multiple,

@@ -20,7 +20,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from madf.common.errors import DeviceError, InputError, ModelError
+from madf.common.errors import DeviceError, InputError, ModelError, PluginError
+from madf.engines.plugin_files import require_plugin_file
 from madf.engines.sidecar import check_gpu, check_version
 from madf.export.onnx_file import check_file_kind, uses_plugin
 from madf.runtime import cuda, uint8
@@ -43,10 +44,8 @@ def check_plugins(path: Path, sidecar: Dict, plugin_libs: Sequence[Path]) -> Non
         raise ModelError(f"{path} uses the MADFDynamicFilter plugin ({sidecar.get('lowering')} lowering): pass "
                          f"--plugin-lib "
                          f"build/plugins/libmadf_plugins.so (built with cmake -S madf/csrc -B build)")
-    for lib in map(Path, plugin_libs):
-        if not lib.is_file():
-            raise DeviceError(f"plugin library {lib} not found; build it with cmake -S madf/csrc -B build && "
-                              f"cmake --build build (docs/tensorrt.md)")
+    for lib in plugin_libs:
+        require_plugin_file(lib)
 
 
 def read_engine_file(path: Path, plugin_libs: Sequence[Path] = (), checked: Optional[bytes] = None
@@ -152,7 +151,7 @@ class TensorRTBackend:
         registry = trt.get_plugin_registry()
         for lib in plugin_libs:
             if registry.load_library(str(lib.resolve())) is None:
-                raise DeviceError(f"TensorRT could not load plugin library {lib}: {self._last_error()}")
+                raise PluginError(f"TensorRT could not load plugin library {lib}: {self._last_error()}")
         self.runtime = trt.Runtime(self.logger)
         if self.sidecar.get("version_compatible"):
             self.runtime.engine_host_code_allowed = True   # the plan carries its lean runtime / plugin code

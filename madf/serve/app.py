@@ -35,25 +35,11 @@ from madf import __version__
 from madf.common.errors import MADFError
 from madf.inpaint import imaging
 from madf.serve.batcher import Batcher, QueueFull
+from madf.serve.schemas import ERROR, FALSE, INPAINT_BODY, TRUE, Health, Info
 
 PAGE = Path(__file__).parent / "static" / "index.html"
+EMPTY_MASK = "the mask has no hole pixels (white = hole; set invert_mask for white = known masks)"
 log = logging.getLogger("madf")
-TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
-ERROR = {"application/json": {"schema": {"type": "object", "properties": {"detail": {"type": "string"}},
-                                          "required": ["detail"]}}}
-# The request body of POST /inpaint, for /docs and generated clients (the route parses it itself: two encodings)
-INPAINT_BODY = {"required": True, "content": {
-    "multipart/form-data": {"schema": {"type": "object", "required": ["image", "mask"], "properties": {
-        "image": {"type": "string", "format": "binary", "description": "the photo (PNG, JPEG, WebP, TIFF, ...)"},
-        "mask": {"type": "string", "format": "binary", "description": "white (>= 128) = hole, the photo's size"},
-        "invert_mask": {"type": "string", "enum": list(TRUE + FALSE[:-1]),
-                        "description": "masks are white = known (official / NVIDIA masks)"}}}},
-    "application/json": {"schema": {"type": "object", "required": ["image", "mask"], "properties": {
-        "image": {"type": "string", "description": "base64 (or a data: URL) of the photo"},
-        "mask": {"type": "string", "description": "base64 (or a data: URL) of the mask"},
-        "invert_mask": {"type": "boolean", "default": False}}}}}}
-
-
 class UploadLimit:
     """ASGI middleware: a request body over ``limit`` bytes is answered 413, whether it announces its length (refused
     before it is read) or streams it (refused as soon as it passes the limit). Bodies within the limit are handed to
@@ -199,11 +185,11 @@ def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40,
     async def page():
         return FileResponse(PAGE, media_type="text/html")
 
-    @app.get("/health")
+    @app.get("/health", response_model=Health)
     async def health():
         return {"status": "ok", "replica": replica}
 
-    @app.get("/info")
+    @app.get("/info", response_model=Info)
     async def info():
         backend = inpainter.backend
         config = getattr(backend, "config", None) or getattr(getattr(backend, "model", None), "config", None)
@@ -226,7 +212,8 @@ def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40,
 
     @app.post("/inpaint", response_class=Response, openapi_extra={"requestBody": INPAINT_BODY},
               responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
-                               "description": "the inpainted image, PNG"},
+                               "description": "the inpainted image, PNG (a mask with no hole: the photo as "
+                                              "sent, with an X-Madf-Warning header)"},
                          400: {"description": "bad image or mask (one line)", "content": ERROR},
                          413: {"description": "upload or image too large", "content": ERROR},
                          415: {"description": "neither multipart/form-data nor application/json", "content": ERROR},
@@ -240,6 +227,9 @@ def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40,
             bad(str(exc), status=413)
         except MADFError as exc:
             bad(str(exc).splitlines()[0])
+        if not hole.any():   # nothing to fill: the photo as sent, the reason in a header (not a log line per call)
+            png = await run_in_threadpool(imaging.encode_image, "result.png", rgb, look=look)
+            return Response(png, media_type="image/png", headers={"X-Madf-Warning": EMPTY_MASK})
         job = asyncio.ensure_future(state["batcher"].submit(rgb, hole))
         while not job.done():   # a client that leaves before its turn is dropped, not computed
             await asyncio.wait({job}, timeout=0.25)
