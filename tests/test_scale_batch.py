@@ -21,7 +21,7 @@ from conftest import random_pair, raylets
 ray = pytest.importorskip("ray")
 pytest.importorskip("onnxruntime")
 
-from madf.cli.backends import open_inpainter  # noqa: E402
+from madf.backends.spec import BackendSpec, open_inpainter  # noqa: E402
 from madf.cli.inpaint import plan_jobs, run_jobs  # noqa: E402
 from madf.inpaint.inpainter import Inpainter  # noqa: E402
 from madf.runtime.onnxruntime import OnnxRuntimeBackend  # noqa: E402
@@ -62,7 +62,7 @@ def model(exported):
 
 
 def _factory(model):
-    return functools.partial(open_inpainter, "onnxruntime", model=str(model))
+    return functools.partial(open_inpainter, BackendSpec(model))
 
 
 def _plain(model, photos, masks, out):
@@ -272,7 +272,7 @@ def test_an_actor_that_cannot_open_its_model_ends_the_run_with_its_line(cluster,
     from madf.common.errors import CheckpointError
     photos, masks = _collection(tmp_path, 2, seed=80)
     with pytest.raises(CheckpointError, match=r"^/nodes/b/places2.pth: no such checkpoint file$"):
-        inpaint_collection(functools.partial(open_inpainter, "torch", ckpt="/nodes/b/places2.pth"),
+        inpaint_collection(functools.partial(open_inpainter, BackendSpec("/nodes/b/places2.pth")),
                            plan_collection(photos, masks, tmp_path / "out"))
     assert not list((tmp_path / "out").glob("*.png")) if (tmp_path / "out").exists() else True
 

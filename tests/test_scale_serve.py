@@ -21,7 +21,7 @@ serve = pytest.importorskip("ray.serve")
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("onnxruntime")
 
-from madf.cli.backends import open_inpainter  # noqa: E402
+from madf.backends.spec import BackendSpec, open_inpainter  # noqa: E402
 from madf.scale import serving  # noqa: E402
 
 OPTIONS = {"queue_size": 16, "max_batch": 4, "max_upload_mb": 1.0}
@@ -46,7 +46,7 @@ def service(exported):
     ray.init(num_cpus=2, object_store_memory=128 << 20, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
     port = _free_port()
-    serving.start(functools.partial(open_inpainter, "onnxruntime", model=str(model), batch_size=4), OPTIONS,
+    serving.start(functools.partial(open_inpainter, BackendSpec(model), batch_size=4), OPTIONS,
                   port=port, replicas=2, cpus_per_replica=0.5)
     yield f"http://127.0.0.1:{port}", model
     serve.shutdown()
@@ -78,7 +78,7 @@ def test_replicas_answer_like_one_process(service):
     from madf.serve.app import create_app
     image, hole = random_pair(37, 45, seed=1)
     files = {"image": ("a.png", _png(image)), "mask": ("m.png", _png((hole * 255).astype(np.uint8)))}
-    with TestClient(create_app(open_inpainter("onnxruntime", model=str(model), batch_size=4), **OPTIONS)) as one:
+    with TestClient(create_app(open_inpainter(BackendSpec(model), batch_size=4), **OPTIONS)) as one:
         expected = one.post("/inpaint", files=files)
         bad = one.post("/inpaint", files={"image": ("a.png", b"xx"), "mask": files["mask"]})
     seen = {httpx.get(f"{url}/health", timeout=30).json()["replica"] for _ in range(20)}
@@ -163,12 +163,12 @@ def test_autoscale_bounds_are_checked(exported):
 
 REPLICA_FAILS = """
 import functools, sys
-from madf.cli.backends import open_inpainter
+from madf.backends.spec import BackendSpec, open_inpainter
 from madf.scale import serving
 from madf.scale.cluster import connect, madf_errors
 with connect("local", num_cpus=2) as ray, madf_errors():
     try:
-        serving.start(functools.partial(open_inpainter, "torch", ckpt="/nodes/b/places2.pth"), {}, port=int(sys.argv[1]),
+        serving.start(functools.partial(open_inpainter, BackendSpec("/nodes/b/places2.pth")), {}, port=int(sys.argv[1]),
                       replicas=1, cpus_per_replica=0.5)
     except Exception as exc:
         print("RAISED", type(exc).__name__, exc)

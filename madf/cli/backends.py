@@ -1,4 +1,5 @@
-"""Opening contract backends by name, for the CLIs that run any of them (inpaint, parity, bench, export --check)."""
+"""The CLIs' model options (--ckpt / --model / --engine, --plugin-lib, --device, the torch options) and how they
+become the library's BackendSpec (madf.backends.spec opens it; nothing here opens a model itself)."""
 from __future__ import annotations
 
 import functools
@@ -7,13 +8,13 @@ from typing import Dict, Optional, Sequence
 
 import click
 
+from madf.backends.spec import BACKENDS, FILES, BackendSpec, open_backend
 from madf.cli._common import PATH
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+__all__ = ["BACKENDS", "FILES", "CUDA_GRAPH", "choose_backend", "given_files", "model_inputs", "model_options",
+           "open_file", "open_options", "spec_of", "torch_options"]
+
 DYNAMIC_FILTERS = ("rewrite", "fused", "auto", "unfold")
-# The file each backend runs, as (option name, what it is).
-FILES = {"torch": ("--ckpt", "a checkpoint"), "onnxruntime": ("--model", "an ONNX file from madf-export"),
-         "tensorrt": ("--engine", "a plan from madf-build")}
 
 
 def model_options(command):
@@ -84,82 +85,27 @@ def choose_backend(backend: Optional[str], ckpt: Optional[Path], model: Optional
     return backend
 
 
+def spec_of(backend: str, ckpt: Optional[Path] = None, model: Optional[Path] = None, engine: Optional[Path] = None,
+            device: Optional[str] = None, plugin_libs: Sequence[Path] = (), cuda_graph: bool = False,
+            torch_options: Optional[dict] = None, threads: Optional[int] = None) -> BackendSpec:
+    """The CLIs' options as the library's spec (madf.backends.spec): the one thing the CLI adds to opening a
+    backend."""
+    path = {"torch": ckpt, "onnxruntime": model, "tensorrt": engine}[backend]
+    return BackendSpec(path, backend=backend, device=device, plugin_libs=tuple(plugin_libs), cuda_graph=cuda_graph,
+                       torch_options=torch_options, threads=threads)
+
+
+def open_options(backend: str, **options):
+    """The backend the CLI's options name, opened by the library."""
+    return open_backend(spec_of(backend, **options))
+
+
 def open_file(backend: str, path: Path, **kwargs):
-    """open_backend with the backend's file given positionally (the CLIs that hold {backend: file})."""
+    """open_options with the backend's file given positionally (the CLIs that hold {backend: file})."""
     keyword = {"torch": "ckpt", "onnxruntime": "model", "tensorrt": "engine"}[backend]
-    return open_backend(backend, **{keyword: path}, **kwargs)
-
-
-def _gpu_index(device: Optional[str]) -> int:
-    if device in (None, "cuda"):
-        return 0
-    if device.startswith("cuda:") and device[5:].isdigit():
-        return int(device[5:])
-    from madf.common.errors import DeviceError
-    raise DeviceError(f"device {device!r} for tensorrt: TensorRT runs on a GPU; use cuda or cuda:N")
-
-
-def default_gpus(backend: str, device: Optional[str]) -> float:
-    """GPUs a Ray actor or replica reserves unless told: one on a CUDA device or for a TensorRT engine."""
-    return 1.0 if (device or "").startswith("cuda") or backend == "tensorrt" else 0.0
-
-
-def check_model(backend: str, ckpt: Optional[Path] = None, model: Optional[Path] = None,
-                engine: Optional[Path] = None, plugin_libs: Sequence[Path] = (), **_) -> None:
-    """What open_backend would refuse about the file itself (missing, another kind, damaged, a digest that does
-    not match, a plan without its sidecar or plugin), checked here before Ray starts actors or replicas that would
-    each fail on it; nothing is loaded onto a device."""
-    if backend == "torch":
-        from madf.model.checkpoint import read_checkpoint
-        read_checkpoint(ckpt)
-    elif backend == "onnxruntime":
-        from madf.export.onnx_file import check_file_kind, read_checked
-        check_file_kind(model, "an ONNX file", "--model")
-        read_checked(Path(model))
-    elif backend == "tensorrt":
-        from madf.runtime.tensorrt import read_engine_file
-        read_engine_file(Path(engine), plugin_libs)
+    return open_options(backend, **{keyword: path}, **kwargs)
 
 
 def model_inputs(ckpt: Optional[Path], model: Optional[Path], engine: Optional[Path], plugin_libs=()) -> list:
     """The files a run reads its model from: inputs no output may replace."""
     return [p for p in (ckpt, model, engine, *plugin_libs) if p is not None]
-
-
-def open_inpainter(backend: str, batch_size: int = 1, strategy=None, **open_kwargs):
-    """An Inpainter on open_backend(backend, **open_kwargs): what each Ray actor or replica builds for itself
-    (pass it as functools.partial(open_inpainter, ...): picklable, evaluated where it runs)."""
-    from madf.inpaint.inpainter import Inpainter
-    return Inpainter(open_backend(backend, **open_kwargs), batch_size=batch_size, strategy=strategy)
-
-
-def open_backend(backend: str, ckpt: Optional[Path] = None, model: Optional[Path] = None,
-                 engine: Optional[Path] = None, device: Optional[str] = None,
-                 plugin_libs: Sequence[Path] = (), cuda_graph: bool = False, torch_options: Optional[dict] = None,
-                 threads: Optional[int] = None):
-    if backend == "torch":
-        from madf.common.device import torch_device
-        from madf.inpaint.inpainter import TorchBackend
-        from madf.model.acceleration import TorchOptions
-        from madf.model.checkpoint import load_checkpoint
-        # options are checked before the checkpoint is read
-        given = dict(torch_options or {})
-        dynamic_filter = given.pop("dynamic_filter", None) or "rewrite"
-        target = torch_device(device or "cpu")
-        options = TorchOptions(cuda_graph=cuda_graph, **given).resolve(target)
-        if dynamic_filter in ("fused", "auto") and target.type == "cuda":
-            from madf.model import fused_kernel as kernel
-            kernel.register()   # builds the extension on first use (about a minute), then reuses it
-        elif dynamic_filter == "fused":
-            from madf.common.errors import DeviceError
-            raise DeviceError("--dynamic-filter fused runs the CUDA kernel: add --device cuda (auto uses the rewrite "
-                              "on the CPU)")
-        return TorchBackend(load_checkpoint(ckpt, dynamic_filter=dynamic_filter), device=device or "cpu",
-                            options=options)
-    if backend == "onnxruntime":
-        from madf.runtime.onnxruntime import OnnxRuntimeBackend
-        return OnnxRuntimeBackend(model, device=device or "cpu", threads=threads)
-    if backend == "tensorrt":
-        from madf.runtime.tensorrt import TensorRTBackend
-        return TensorRTBackend(engine, plugin_libs=plugin_libs, device=_gpu_index(device), cuda_graph=cuda_graph)
-    raise click.UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")

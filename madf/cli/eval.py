@@ -13,7 +13,7 @@ import click
 import numpy as np
 
 from madf.cli._common import OVERWRITE, PATH, cli_errors, progress, setup_logging
-from madf.cli.backends import choose_backend, model_options, open_backend
+from madf.cli.backends import choose_backend, model_options, open_options
 from madf.common.errors import MADFError
 from madf.inpaint.strategy import STRATEGIES
 
@@ -79,7 +79,7 @@ def main(ckpt, model_path, engine, plugin_libs, device, images, masks, invert_ma
             write_reports,
         )
 
-        inpainter = Inpainter(open_backend(backend, ckpt=ckpt, model=model_path, engine=engine, device=device,
+        inpainter = Inpainter(open_options(backend, ckpt=ckpt, model=model_path, engine=engine, device=device,
                                            plugin_libs=plugin_libs))
         from madf.runtime.uint8 import size_multiple
         if size % size_multiple(inpainter.backend):   # a uint8 file takes any size
@@ -130,7 +130,7 @@ def _real_size(backend, ckpt, model_path, engine, plugin_libs, device, images, s
     from madf.training.evaluate import opencv_method, write_reports
     from madf.training.real_size import evaluate_real, limit_side, real_markdown, real_table, worst_grid_caption
 
-    opened = open_backend(backend, ckpt=ckpt, model=model_path, engine=engine, device=device,
+    opened = open_options(backend, ckpt=ckpt, model=model_path, engine=engine, device=device,
                           plugin_libs=plugin_libs)
     methods = {}
     for i, name in enumerate(dict.fromkeys(strategies)):

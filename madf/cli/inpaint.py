@@ -35,7 +35,7 @@ from madf.cli.backends import (
     choose_backend,
     model_inputs,
     model_options,
-    open_backend,
+    open_options,
     torch_options,
 )
 from madf.common import paths
@@ -182,7 +182,7 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
             log.warning("JPEG is lossy: the known pixels of %s will not be the input's bytes; write .png, .webp or "
                         ".tif to keep them exact", "the results" if len(jobs) > 1 else jobs[0].output.name)
         from madf.inpaint.inpainter import Inpainter
-        runner = open_backend(backend, ckpt=ckpt, model=model_path, engine=engine, device=device,
+        runner = open_options(backend, ckpt=ckpt, model=model_path, engine=engine, device=device,
                               plugin_libs=plugin_libs, cuda_graph=cuda_graph,
                               torch_options=torch_options)
         inpainter = Inpainter(runner, batch_size=batch_size, strategy=chosen)
@@ -201,7 +201,8 @@ def _run_on_ray(backend, files: dict, image, mask, output, address, actors, gpus
     """The folder run on Ray Data: the same pairing, strategies, outputs and file rules; a summary and a report."""
     import functools
 
-    from madf.cli.backends import check_model, default_gpus, open_inpainter
+    from madf.backends.spec import check_backend_file, open_inpainter
+    from madf.cli.backends import spec_of
     from madf.scale.batch import inpaint_collection, plan_collection
     from madf.scale.storage import child, is_uri
     protect = model_inputs(files["ckpt"], files["model"], files["engine"], files["plugin_libs"])
@@ -212,10 +213,11 @@ def _run_on_ray(backend, files: dict, image, mask, output, address, actors, gpus
         jobs = plan_collection(image, mask, output, fmt)
     if report_path is None and (is_uri(output) or Path(output).is_dir() or not Path(output).suffix):
         report_path = child(output, "madf-report.json")
-    check_model(backend, **files)   # once here, not in every actor (each would fail on it, in Ray's words)
+    spec = spec_of(backend, **files)
+    check_backend_file(spec)   # once here, not in every actor (each would fail on it, in Ray's words)
     if gpus_per_actor is None:
-        gpus_per_actor = default_gpus(backend, files.get("device"))
-    factory = functools.partial(open_inpainter, backend, batch_size=batch_size, strategy=strategy, **files)
+        gpus_per_actor = spec.gpus
+    factory = functools.partial(open_inpainter, spec, batch_size=batch_size, strategy=strategy)
     with progress(total=len(jobs), unit="img", disable=quiet) as bar:
         report = inpaint_collection(factory, jobs, actors=actors, gpus_per_actor=gpus_per_actor,
                                     threads_per_actor=files["threads"], invert_mask=invert_mask, resize_mask=resize_mask,

@@ -27,10 +27,6 @@ from madf.cli.backends import (
 from madf.common import paths
 
 
-def _precision(backend) -> str:
-    return getattr(backend, "metadata", {}).get("madf.precision", "fp32")
-
-
 def _accelerated(torch_options: Optional[dict], cuda_graph: bool) -> bool:
     """Whether torch options other than FP32 eager were asked for."""
     o = torch_options or {}
@@ -41,14 +37,9 @@ def _accelerated(torch_options: Optional[dict], cuda_graph: bool) -> bool:
 def _default_size(backends, multiple: int) -> int:
     """The first fixed size among the models, else the smallest size >= 256 that every profile admits."""
     for b in backends:
-        if getattr(b, "fixed_size", None):
+        if b.fixed_size:
             return b.fixed_size[0]
-    size = max(256, 2 * multiple)
-    for b in backends:
-        profile = getattr(b, "sidecar", {}).get("profile") if hasattr(b, "sidecar") else None
-        if profile:
-            size = min(size, profile["image"]["max"][2], profile["image"]["max"][3])
-    return size
+    return min([max(256, 2 * multiple)] + [b.max_side for b in backends if b.max_side])
 
 
 def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: int = 3, seed: int = 0,
@@ -97,10 +88,10 @@ def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: in
     if size % needed:
         raise InputError(f"--size {size} is not a multiple of {needed} (2^levels), which the float model "
                          f"{', '.join(str(sources[n]) for n, b in backends.items() if size_multiple(b) > 1)} needs")
-    precision = max((_precision(b) for b in backends.values()), key=TOLERANCE.__getitem__)
+    precision = max((b.precision for b in backends.values()), key=TOLERANCE.__getitem__)
     if atol is None:
         atol = TOLERANCE[precision]
-        if any(getattr(b, "io", "float") == "uint8" for b in backends.values()):
+        if any(b.io == "uint8" for b in backends.values()):
             atol += UINT8_STEP / 2   # a uint8 file rounds to 8 bits: half a level on top of the model's own error
             precision += " + uint8 rounding"
     feeds = photo_feeds(size, count=photos, seed=seed)

@@ -19,7 +19,7 @@ from madf.cli.backends import (
     CUDA_GRAPH,
     choose_backend,
     model_options,
-    open_backend,
+    open_options,
     torch_options,
 )
 
@@ -73,7 +73,7 @@ def main(ckpt, model_path, engine, plugin_libs, device, host, port, batch_size, 
                           gpus_per_replica, cpus_per_replica, _bounds(autoscale))
             return
         from madf.inpaint.inpainter import Inpainter
-        runner = open_backend(backend, ckpt=ckpt, model=model_path, engine=engine, device=device,
+        runner = open_options(backend, ckpt=ckpt, model=model_path, engine=engine, device=device,
                               plugin_libs=plugin_libs, cuda_graph=cuda_graph, torch_options=torch_options)
         app = create_app(Inpainter(runner, batch_size=batch_size), **app_options)
         # bound here, so the address printed is the one served (--port 0 takes a free port and says which)
@@ -102,18 +102,20 @@ def _serve_on_ray(backend, files, app_options, host, port, replicas, address, gp
     import functools
     import time
 
-    from madf.cli.backends import check_model, default_gpus, open_inpainter
+    from madf.backends.spec import check_backend_file, open_inpainter
+    from madf.cli.backends import spec_of
     from madf.scale.cluster import check_resources, connect, madf_errors
     from madf.scale.serving import start
+    spec = spec_of(backend, **files)
     if gpus is None:
-        gpus = default_gpus(backend, files.get("device"))
+        gpus = spec.gpus
     # what can be known before Ray starts: the model opens, the port is free (Ray Serve's proxy binds it itself,
     # and a busy one surfaced as "ray::ProxyActor.ready()"); --port 0 takes a free one here and says which
-    check_model(backend, **files)
+    check_backend_file(spec)
     sock = _listen(host, port)
     port = sock.getsockname()[1]
     sock.close()
-    factory = functools.partial(open_inpainter, backend, batch_size=app_options["max_batch"], **files)
+    factory = functools.partial(open_inpainter, spec, batch_size=app_options["max_batch"])
     with connect(address) as ray, madf_errors():
         from ray import serve
         check_resources(ray, autoscale[0] if autoscale else replicas, cpus, gpus, "replica", address,

@@ -22,6 +22,7 @@ from PIL import Image
 
 from madf.common.errors import ModelError, check_finite
 from madf.inpaint import imaging
+from madf.inpaint.backend import backend_info
 from madf.inpaint.seams import match_border
 from madf.inpaint.strategy import DEFAULT_TRAIN_SIZE, Strategy, paste, pieces
 
@@ -42,7 +43,7 @@ class Inpainter:
         self.strategy = strategy or Strategy()
         if self.strategy.train_size is None:
             self.strategy = dataclasses.replace(self.strategy, train_size=train_size(backend))
-        limit = getattr(backend, "max_side", None)   # an engine's profile bounds what one call can take
+        limit = backend.max_side   # an engine's profile bounds what one call can take
         if limit:
             limit = limit // backend.multiple * backend.multiple
             if limit < self.strategy.max_side:
@@ -56,6 +57,22 @@ class Inpainter:
         from madf.model.checkpoint import load_checkpoint
         net = load_checkpoint(path, dynamic_filter=dynamic_filter)
         return cls(TorchBackend(net, device=device, **options), batch_size=batch_size, strategy=strategy)
+
+    @classmethod
+    def from_onnx(cls, path, device: str = "cpu", threads: Optional[int] = None, batch_size: int = 1,
+                  strategy: Optional[Strategy] = None):
+        """An ONNX file from madf-export on ONNX Runtime (``device``: cpu, cuda or tensorrt; no torch needed)."""
+        from madf.backends.spec import BackendSpec, open_inpainter
+        return open_inpainter(BackendSpec(path, backend="onnxruntime", device=device, threads=threads),
+                              batch_size=batch_size, strategy=strategy)
+
+    @classmethod
+    def from_engine(cls, path, plugin_libs: Sequence = (), device: str = "cuda:0", cuda_graph: bool = False,
+                    batch_size: int = 1, strategy: Optional[Strategy] = None):
+        """A TensorRT plan from madf-build (with its sidecar; ``plugin_libs`` for plugin-lowered plans)."""
+        from madf.backends.spec import BackendSpec, open_inpainter
+        return open_inpainter(BackendSpec(path, backend="tensorrt", device=device, plugin_libs=tuple(plugin_libs),
+                                          cuda_graph=cuda_graph), batch_size=batch_size, strategy=strategy)
 
     @property
     def multiple(self) -> int:
@@ -105,7 +122,7 @@ class Inpainter:
 
     def _strategy_for(self, rgb: np.ndarray) -> Strategy:
         """Full frames that would not fit the backend's largest size are cropped instead."""
-        limit = getattr(self.backend, "max_side", None)
+        limit = self.backend.max_side
         if limit and self.strategy.name == "full" and max(self._padded(rgb)) > limit:
             return dataclasses.replace(self.strategy, name="crop")
         return self.strategy
@@ -119,7 +136,7 @@ class Inpainter:
 
     @property
     def _uint8(self) -> bool:
-        return getattr(self.backend, "io", "float") == "uint8"
+        return self.backend.io == "uint8"
 
     def _run(self, batch) -> List[np.ndarray]:
         if self._uint8:
@@ -135,7 +152,7 @@ class Inpainter:
 
 def train_size(backend) -> int:
     """The size the backend's model was trained at (ModelConfig.train_size; its default for files without one)."""
-    config = getattr(backend, "config", None)
+    config = backend.config
     if isinstance(config, dict):
         return int(config.get("train_size", DEFAULT_TRAIN_SIZE))
     return int(getattr(config, "train_size", DEFAULT_TRAIN_SIZE))
@@ -153,12 +170,22 @@ class TorchBackend:
         self.options = (options or TorchOptions(**option_values)).resolve(self.device)
         self.run, self.model = prepare(InpaintModel(net), self.device, self.options)
         self.multiple = net.config.multiple
-        self.metadata = {"madf.precision": self.options.precision}   # what madf-parity's tolerance follows
+        self.io, self.max_side, self.fixed_size = "float", None, None   # madf.inpaint.backend.Backend
         self.last_gpu_ms: Optional[float] = None
 
     @property
     def config(self):
         return self.model.config
+
+    @property
+    def precision(self) -> str:
+        return self.options.precision
+
+    def info(self):
+        return backend_info(self)
+
+    def run_uint8(self, images, holes):
+        raise ModelError("the PyTorch backend takes the float contract; run_uint8 is for --io uint8 files")
 
     def describe(self) -> str:
         return (f"PyTorch, {self.model.config.describe()}, {self.device}, {self.options.describe()}, "

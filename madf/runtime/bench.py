@@ -57,13 +57,11 @@ def run_benchmark(backend, image: np.ndarray, mask: np.ndarray, settings: BenchS
     """Warm up, then time ``settings.runs`` calls of ``backend(image, mask)`` (float contract tensors); a uint8
     file is timed on its own call, ``run_uint8`` on the same photos as uint8 (what its clients send)."""
     from madf.runtime import uint8
-    io = getattr(backend, "io", "float")
+    io = backend.io
     call = backend
     if io == "uint8":
         photos, holes = uint8.from_contract(image, mask)
-
-        def call(*_):
-            return backend.run_uint8(photos, holes)
+        call = lambda *_: backend.run_uint8(photos, holes)  # noqa: E731 - the uint8 call, same signature
     warm_start, warm_runs = time.perf_counter(), 0
     while warm_runs < settings.warmup_runs or time.perf_counter() - warm_start < settings.warmup_s:
         call(image, mask)
@@ -74,14 +72,14 @@ def run_benchmark(backend, image: np.ndarray, mask: np.ndarray, settings: BenchS
         t0 = time.perf_counter()
         call(image, mask)
         host_ms.append((time.perf_counter() - t0) * 1e3)
-        if getattr(backend, "last_gpu_ms", None) is not None:
+        if backend.last_gpu_ms is not None:
             gpu_ms.append(backend.last_gpu_ms)
         if progress is not None:
             progress.update(1)
     wall = time.perf_counter() - wall_start
     n, h, w = image.shape[0], image.shape[2], image.shape[3]
     images_per_s = settings.runs * n / wall
-    memory = backend.gpu_memory_mb() if hasattr(backend, "gpu_memory_mb") else None
+    memory = backend.gpu_memory_mb()
     return {"backend": backend.describe(), "shape": [n, h, w], "warmup": {"runs": warm_runs,
             "seconds": round(time.perf_counter() - warm_start - wall, 3)}, "runs": settings.runs,
             "latency_ms": latency_stats(host_ms), "gpu_compute_ms": latency_stats(gpu_ms) if gpu_ms else None,

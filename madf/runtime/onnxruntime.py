@@ -17,7 +17,9 @@ import numpy as np
 
 from madf.common.errors import DeviceError, InputError, ModelError, first_line, is_out_of_memory
 from madf.export.onnx_file import check_file_kind
+from madf.inpaint.backend import backend_info
 from madf.runtime import uint8
+from madf.runtime.batching import in_profile_batches
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -49,8 +51,9 @@ class OnnxRuntimeBackend:
         if threads:   # one Ray actor per core wants one thread each
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        data = path.read_bytes()   # read once: the session and the weights check share the bytes
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
+            self.session = ort.InferenceSession(data, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types per failure
             msg = first_line(exc)[:300]
             if "MADFDynamicFilter" in msg:
@@ -59,9 +62,9 @@ class OnnxRuntimeBackend:
                                  f"Runtime") from None
             raise ModelError(f"{path}: onnxruntime cannot load it ({msg}); export it again with madf-export") from None
         self.path, self.device = path, device
-        from madf.export.onnx_file import check_weights, validate_metadata
+        from madf.export.onnx_file import check_weights, load_model, validate_metadata
         self.metadata = validate_metadata(dict(self.session.get_modelmeta().custom_metadata_map), path)
-        check_weights(path, digest=verify_digest)
+        check_weights(path, load_model(path, data), digest=verify_digest)
         if self.metadata.get("madf.raw_outputs") == "1":
             raise ModelError(f"{path} was exported with --raw-outputs (network outputs, no compositing); export "
                              f"without it for inpainting")
@@ -75,10 +78,22 @@ class OnnxRuntimeBackend:
         spatial = shape[1:3] if self.io == "uint8" else shape[2:]
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
         self.fixed_size = tuple(spatial) if all(isinstance(d, int) for d in spatial) else None
+        self.max_side = None   # any size (a fixed-size file is fixed_size: other sizes are refused, not cropped)
+        self.last_gpu_ms: Optional[float] = None   # ONNX Runtime does not time the GPU apart
 
     @property
     def config(self):
-        return json.loads(self.metadata["madf.config"])
+        return json.loads(self.metadata["madf.config"]) if "madf.config" in self.metadata else None
+
+    @property
+    def precision(self) -> str:
+        return self.metadata.get("madf.precision", "fp32")
+
+    def info(self):
+        return backend_info(self)
+
+    def gpu_memory_mb(self) -> Optional[float]:
+        return None   # ONNX Runtime's arenas are not reported apart
 
     def describe(self) -> str:
         return (f"onnxruntime {self.session.get_providers()[0]}, {self.path.name} "
@@ -117,14 +132,4 @@ class OnnxRuntimeBackend:
     def _run(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if not self.fixed_batch:
             return self._session_run(image, mask)
-        # A fixed batch: run full chunks, padding the last one with copies of its first item.
-        n, b = image.shape[0], self.fixed_batch
-        out = []
-        for start in range(0, n, b):
-            img, msk = image[start:start + b], mask[start:start + b]
-            short = b - img.shape[0]
-            if short:
-                img = np.concatenate([img, np.repeat(img[:1], short, axis=0)])
-                msk = np.concatenate([msk, np.repeat(msk[:1], short, axis=0)])
-            out.append(self._session_run(img, msk)[: b - short])
-        return np.concatenate(out)
+        return in_profile_batches(self._session_run, image, mask, self.fixed_batch, self.fixed_batch)

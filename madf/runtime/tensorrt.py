@@ -24,7 +24,9 @@ from madf.common.errors import DeviceError, InputError, ModelError, PluginError
 from madf.engines.plugin_files import require_plugin_file
 from madf.engines.sidecar import check_gpu, check_version
 from madf.export.onnx_file import check_file_kind, uses_plugin
+from madf.inpaint.backend import backend_info
 from madf.runtime import cuda, uint8
+from madf.runtime.batching import in_profile_batches
 
 log = logging.getLogger("madf")
 
@@ -172,6 +174,7 @@ class TensorRTBackend:
                          "madf.lowering": self.sidecar.get("lowering", "native"), "madf.io": self.io}
         (self.min_batch, *_), (self.max_batch, h1, w1) = profile_range(self.sidecar["profile"], self.io)
         self.max_side = min(h1, w1)   # the Inpainter crops larger photos to fit the profile
+        self.fixed_size = None
         self.stream = cuda.Stream()
         self.buffers = {name: cuda.DeviceBuffer() for name in names}
         self.host = {name: cuda.PinnedBuffer() for name in names}
@@ -200,6 +203,13 @@ class TensorRTBackend:
     @property
     def config(self):
         return self.sidecar.get("model")
+
+    @property
+    def precision(self) -> str:
+        return self.sidecar.get("precision", "fp32")
+
+    def info(self):
+        return backend_info(self)
 
     def describe(self) -> str:
         return (f"{self.flavour} {self.trt.__version__}, {self.path.name} ({self.sidecar.get('precision')}, "
@@ -231,19 +241,16 @@ class TensorRTBackend:
                                  uint8.encode_masks(holes, self.inverted_mask))
 
     def _batched(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Batches of the profile's sizes: larger ones split, smaller ones padded with copies."""
-        out, gpu_ms = [], 0.0
-        for start in range(0, image.shape[0], self.max_batch):
-            img, msk = image[start:start + self.max_batch], mask[start:start + self.max_batch]
-            short = max(0, self.min_batch - img.shape[0])   # below the profile's min batch: pad with copies
-            if short:
-                img = np.concatenate([img, np.repeat(img[:1], short, axis=0)])
-                msk = np.concatenate([msk, np.repeat(msk[:1], short, axis=0)])
+        """Batches of the profile's sizes (madf.runtime.batching); the GPU time of all of them."""
+        gpu_ms = []
+
+        def timed(img, msk):
             result = self._infer(img, msk)
-            out.append(result[: result.shape[0] - short])
-            gpu_ms += self.last_gpu_ms
-        self.last_gpu_ms = gpu_ms
-        return np.concatenate(out)
+            gpu_ms.append(self.last_gpu_ms)
+            return result
+        out = in_profile_batches(timed, image, mask, self.min_batch, self.max_batch)
+        self.last_gpu_ms = sum(gpu_ms)
+        return out
 
     def _infer(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         ctx = self.context

@@ -19,7 +19,7 @@ def io_kind(metadata: Dict[str, str]) -> str:
 def size_multiple(backend) -> int:
     """The multiple an input's sides must have for ``backend``: 1 for a uint8 file (it pads inside), else the
     network's."""
-    return 1 if getattr(backend, "io", "float") == "uint8" else backend.multiple
+    return 1 if backend.io == "uint8" else backend.multiple
 
 
 def encode_masks(holes: np.ndarray, inverted: bool) -> np.ndarray:

@@ -191,11 +191,9 @@ def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40,
 
     @app.get("/info", response_model=Info)
     async def info():
-        backend = inpainter.backend
-        config = getattr(backend, "config", None) or getattr(getattr(backend, "model", None), "config", None)
-        return {"version": __version__, "replica": replica, "backend": backend.describe(), "device": device,
-                "precision": getattr(backend, "metadata", {}).get("madf.precision", "fp32"),
-                "model": config.to_dict() if hasattr(config, "to_dict") else config,
+        about = inpainter.backend.info()
+        return {"version": __version__, "replica": replica, "backend": about["backend"], "device": device,
+                "precision": about["precision"], "model": about["model"],
                 "multiple": inpainter.multiple, "strategy": vars(inpainter.strategy),
                 "limits": {"max_upload_mb": max_upload_mb, "max_megapixels": max_megapixels,
                            "queue_size": queue_size, "max_batch": max_batch},
