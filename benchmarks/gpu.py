@@ -280,7 +280,7 @@ def model_flops(config, size, device):
 
 
 def make_runner(config, device, impl, options, pytorch_defaults=False):
-    """A callable (image, mask) -> output on the project's own inference path (madf.acceleration.prepare)."""
+    """A callable (image, mask) -> output on the project's own inference path (madf.model.acceleration.prepare)."""
     net = build_model(config, seed=0)
     model = InpaintModel(net)
     run, module = acceleration.prepare(model, device, options)

@@ -1,4 +1,4 @@
-"""Large photos with small holes: the full frame vs crops around the holes (madf.strategy), on this machine's CPU.
+"""Large photos with small holes: the full frame vs crops around the holes (madf.inpaint.strategy), on this machine's CPU.
 
     .venv/bin/python benchmarks/large_photos.py [--width 4000 --height 3000] [--json out.json]
 

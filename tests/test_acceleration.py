@@ -1,4 +1,4 @@
-"""The PyTorch backend's fast-inference options (madf.acceleration): precision, channels_last, torch.compile and CUDA
+"""The PyTorch backend's fast-inference options (madf.model.acceleration): precision, channels_last, torch.compile and CUDA
 graphs, through the one inference path the Inpainter and the CLIs share. On the CPU: bf16, fp16, channels_last and
 torch.compile against the eager FP32 model (numbers printed); CUDA-only options are GPU tests."""
 import numpy as np
@@ -49,7 +49,7 @@ def test_reduced_precision_on_cpu_is_within_its_tolerance(net, eager, precision)
     assert backend.model.net.att_conv_1.conv[0].weight.dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     stats = _compare(backend, eager, precision)
     assert 0 < stats["max_abs"] < TOLERANCE[precision]
-    assert backend.metadata["madf.precision"] == precision
+    assert backend.precision == precision
 
 
 def test_channels_last_on_cpu_matches_fp32(net, eager):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from madf.inpaint.backend import BackendBase
 from madf.cli.bench import main as bench_main
 from madf.runtime.bench import BenchSettings, latency_stats, run_benchmark
 
@@ -28,7 +29,7 @@ def test_latency_stats_are_percentiles():
     assert s["cv"] == pytest.approx(np.std(ms) / np.mean(ms))
 
 
-class _Sleeper:
+class _Sleeper(BackendBase):
     """A backend whose cost is known: 2 ms per call, with a fake GPU time."""
     multiple = 16
 

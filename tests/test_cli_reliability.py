@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import TINY, random_pair
+from madf.inpaint.backend import BackendBase
 from madf.inpaint import imaging
 from madf.model.checkpoint import save_checkpoint
 from madf.model.network import build_model
@@ -323,7 +324,7 @@ def test_non_finite_outputs_are_an_error(tiny_net):
     from madf.common.errors import ModelError
     from madf.inpaint.inpainter import Inpainter
 
-    class Broken:
+    class Broken(BackendBase):
         multiple = 16
 
         def describe(self):

@@ -50,7 +50,7 @@ def test_cpp_tests_pass(build):
 
 
 def test_cpp_padding_expectations_are_numpys():
-    # imagingTest.cpp hard-codes reflect indices; they must be what madf/imaging.py (numpy) does.
+    # imagingTest.cpp hard-codes reflect indices; they must be what madf/inpaint/imaging.py (numpy) does.
     assert np.pad(np.arange(5), (0, 3), mode="reflect").tolist() == [0, 1, 2, 3, 4, 3, 2, 1]
     assert np.pad(np.arange(3), (0, 5), mode="reflect").tolist() == [0, 1, 2, 1, 0, 1, 2, 1]
     assert np.pad(np.arange(1), (0, 3), mode="edge").tolist() == [0, 0, 0, 0]
@@ -67,7 +67,7 @@ def test_tensorrt_part_is_built_or_skipped_with_a_clear_line(build):
 
 
 def test_cpp_crop_boxes_are_pythons(build, tmp_path):
-    """madf::imaging::cropBoxes and madf.strategy.crop_boxes give the same boxes on random stroke masks."""
+    """madf::imaging::cropBoxes and madf.inpaint.strategy.crop_boxes give the same boxes on random stroke masks."""
     from madf.inpaint.strategy import crop_boxes
     out, _ = build
     rng = np.random.default_rng(0)

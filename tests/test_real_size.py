@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
 from conftest import TINY
+from madf.inpaint.backend import BackendBase
 from madf.data.photo_masks import KINDS, THICKNESS_BUCKETS, photo_masks, thickness_bucket_of
 from madf.inpaint import imaging
 from madf.inpaint.inpainter import Inpainter, TorchBackend, train_size
@@ -89,7 +90,7 @@ def test_small_photos_with_thin_holes_still_run_whole():
     assert mode == "auto" and scale == pytest.approx(64 / 180, abs=0.02)
 
 
-class Grey:
+class Grey(BackendBase):
     """A backend that fills holes with mid-grey: what reaches the network, and that known pixels survive."""
     multiple = 16
     config = {"train_size": 64}
@@ -140,7 +141,7 @@ def test_training_size_travels_from_training_to_the_strategy(tmp_path):
     loaded = load_checkpoint(tmp_path / "m.safetensors")
     assert loaded.config.train_size == 96
     assert Inpainter(TorchBackend(loaded)).strategy.train_size == 96
-    assert train_size(object()) == 256                               # a backend that says nothing: the official
+    assert train_size(Grey()) == 64 and train_size(BackendBase()) == 256   # no config recorded: the official
     assert ModelConfig.from_dict({"levels": 4}).train_size == 256     # configs written before the field
     with pytest.raises(ValueError, match="train_size"):
         ModelConfig(train_size=0)

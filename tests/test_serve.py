@@ -15,6 +15,7 @@ import pytest
 from conftest import TINY, random_pair
 from PIL import Image
 
+from madf.inpaint.backend import BackendBase
 from madf.inpaint.inpainter import Inpainter, TorchBackend
 from madf.model.network import build_model
 
@@ -166,7 +167,7 @@ def test_concurrent_clients_get_the_bytes_single_calls_get(inpainter):
     assert info["largest_batch"] > 1, info   # the concurrent requests shared forward passes
 
 
-class Slow:
+class Slow(BackendBase):
     """A backend that takes its time, to fill the queue."""
     multiple = 16
 
@@ -381,7 +382,7 @@ def test_a_client_that_leaves_is_not_computed():
     import asyncio
     calls = []
 
-    class Slow:
+    class Slow(BackendBase):
         multiple = 16
 
         def describe(self):
@@ -465,7 +466,7 @@ def test_the_api_holds_against_a_fuzzer_driven_by_its_own_schema(inpainter):
 @pytest.mark.parametrize("error, status, message", [(MemoryError, 503, "out of memory"),
                                                     (ZeroDivisionError, 500, "inference failed (ZeroDivisionError)")])
 def test_failures_answer_one_line_and_log_no_traceback(error, status, message, caplog):
-    class Failing:
+    class Failing(BackendBase):
         multiple = 16
 
         def describe(self):
@@ -590,3 +591,68 @@ def test_the_openapi_describes_what_the_routes_answer(client):
     assert body["application/json"]["schema"]["properties"]["image"]["minLength"] == 1
     empty = client.post("/inpaint", json={"image": "", "mask": ""})
     assert empty.status_code == 400   # outside the schema (minLength 1), and refused
+
+
+def test_create_app_is_a_fastapi_app_a_user_can_extend(inpainter):
+    from fastapi import FastAPI
+    app = create_app(inpainter, queue_size=3, max_batch=2, replica="r1")
+    assert isinstance(app, FastAPI) and app.state.settings.queue_size == 3 and app.state.inpainter is inpainter
+
+    @app.get("/mine")
+    async def mine():
+        return {"ok": True}
+    with TestClient(app) as c:
+        assert c.get("/mine").json() == {"ok": True} and c.get("/mine").headers["x-madf-replica"] == "r1"
+        image, hole, image_png, mask_png = _pair()
+        for _ in range(2):
+            assert c.post("/inpaint", files={"image": ("i.png", image_png), "mask": ("m.png", mask_png)}
+                          ).status_code == 200
+        info = c.get("/info").json()
+        assert info["batches_run"] == 2 and info["largest_batch"] == 1
+        assert app.state.batcher.batches_run == 2 and not hasattr(app.state.batcher, "batches")
+
+
+def test_decoded_requests_never_outnumber_what_the_batcher_takes():
+    """Many concurrent uploads against a slow model: no more hold decoded images than queue + one batch; the rest
+    are answered 503 at once, before they decode."""
+    import asyncio
+
+    import httpx
+
+    class Slow(BackendBase):
+        multiple = 16
+
+        def describe(self):
+            return "slow"
+
+        def __call__(self, image, mask):
+            time.sleep(1.0)
+            return image
+
+    decoded = []
+    app = create_app(Inpainter(Slow()), queue_size=1, max_batch=1, wait_ms=0)
+    import madf.serve.routes as routes
+    real = routes.decode
+
+    def counting(*args):
+        decoded.append(args[2])
+        return real(*args)
+    _, _, image_png, mask_png = _pair()
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                calls = [client.post("/inpaint", files={"image": (f"{i}.png", image_png), "mask": ("m.png", mask_png)})
+                         for i in range(8)]
+                return await asyncio.gather(*calls)
+    routes.decode = counting
+    try:
+        answers = asyncio.run(scenario())
+    finally:
+        routes.decode = real
+    statuses = sorted(a.status_code for a in answers)
+    assert app.state.slots.peak <= 2 and app.state.slots.taken == 0, app.state.slots.peak
+    assert statuses.count(200) >= 1 and statuses.count(503) >= 5, statuses
+    assert statuses.count(200) <= len(decoded) <= app.state.slots.capacity, decoded   # all 8 came within 1 s
+    assert all("busy" in a.json()["detail"] for a in answers if a.status_code == 503)

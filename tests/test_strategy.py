@@ -7,6 +7,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import TINY, random_pair
+from madf.inpaint.backend import BackendBase
 from madf.inpaint import imaging
 from madf.model.checkpoint import save_checkpoint
 from madf.inpaint.inpainter import Inpainter
@@ -14,7 +15,7 @@ from madf.model.network import build_model
 from madf.inpaint.strategy import Strategy, crop_boxes, pieces
 
 
-class Recorder:
+class Recorder(BackendBase):
     """A backend that fills every hole with mid-grey and records the batches it was given."""
     multiple = 16
 

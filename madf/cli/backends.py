@@ -40,7 +40,7 @@ CUDA_GRAPH = click.option("--cuda-graph", is_flag=True,
 
 
 def torch_options(command):
-    """--precision, --channels-last/--no-channels-last and --compile for the torch backend (madf.acceleration),
+    """--precision, --channels-last/--no-channels-last and --compile for the torch backend (madf.model.acceleration),
     handed to the command as one ``torch_options`` dict (None values: the device's defaults)."""
     from madf.model.acceleration import COMPILE_MODES, PRECISIONS
     options = [

@@ -50,7 +50,7 @@ log = logging.getLogger("madf")
 def plan_jobs(image: Path, mask: Path, output: Path, overwrite: bool = False, fmt: str = "png",
               protect: Sequence[Path] = ()) -> List[Job]:
     """Pair images with masks and outputs; every problem that can be seen before running is raised here, the
-    output paths checked by madf.paths (never an input or a file of ``protect``, the model's; never an existing
+    output paths checked by madf.common.paths (never an input or a file of ``protect``, the model's; never an existing
     file without --overwrite; writable)."""
     if not image.exists():
         raise click.ClickException(f"--image {image}: no such file or folder")

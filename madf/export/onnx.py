@@ -1,4 +1,4 @@
-"""ONNX export of the image-level contract (madf.pipeline.InpaintModel) with torch's dynamo exporter.
+"""ONNX export of the image-level contract (madf.model.pipeline.InpaintModel) with torch's dynamo exporter.
 
     image (N,3,H,W) float32 [0,1], mask (N,1,H,W) float32 1 = hole  ->  inpainted (N,3,H,W) float32 [0,1]
 

@@ -44,6 +44,42 @@ class Backend(Protocol):
         """uint8 backends: (N,H,W,3) uint8 photos and bool (N,H,W) holes -> the (N,H,W,3) composites."""
 
 
+class BackendBase:
+    """The Protocol's defaults, for a new backend to subclass: a float backend of any size, on no GPU, with no
+    recorded configuration. A subclass sets ``multiple`` and defines ``describe`` and ``__call__``."""
+    multiple: int
+    io = "float"
+    max_side: Optional[int] = None
+    fixed_size: Optional[Tuple[int, int]] = None
+    last_gpu_ms: Optional[float] = None
+    config: Optional[Dict[str, Any]] = None
+    precision = "fp32"
+
+    def info(self) -> Dict[str, Any]:
+        return backend_info(self)
+
+    def gpu_memory_mb(self) -> Optional[float]:
+        return None
+
+    def run_uint8(self, images: np.ndarray, holes: np.ndarray) -> np.ndarray:
+        from madf.common.errors import ModelError
+        raise ModelError(f"{self.describe()} takes the float contract; run_uint8 is for --io uint8 files")
+
+
+# The Protocol's members, read off its class (typing's own list is private before Python 3.12).
+MEMBERS = tuple(sorted(set(Backend.__annotations__) | {
+    name for name, value in vars(Backend).items()
+    if (callable(value) or isinstance(value, property)) and (not name.startswith("_") or name == "__call__")}))
+
+
+def check_backend(backend) -> None:
+    """``backend`` provides the Protocol; a TypeError naming what it lacks (and the base class that has it)."""
+    missing = [name for name in MEMBERS if not hasattr(backend, name)]
+    if missing:
+        raise TypeError(f"{type(backend).__name__} is not a madf backend: it lacks {', '.join(missing)}; "
+                        f"subclass madf.inpaint.backend.BackendBase (see madf.inpaint.backend.Backend)")
+
+
 def backend_info(backend) -> Dict[str, Any]:
     """The info dict every backend returns (its own fields filled in from the Protocol's)."""
     config = backend.config

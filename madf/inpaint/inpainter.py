@@ -2,7 +2,7 @@
 
 ``Inpainter`` does what every backend shares (mask polarity, reflect-padding to the network's multiple, batching,
 cropping back, compositing at 8 bits so known pixels stay bit-exact); a backend only maps the contract tensors
-(``madf.pipeline``) ``image (N,3,H,W) [0,1], mask (N,1,H,W) 1 = hole -> inpainted (N,3,H,W)`` as float32 numpy.
+(``madf.model.pipeline``) ``image (N,3,H,W) [0,1], mask (N,1,H,W) 1 = hole -> inpainted (N,3,H,W)`` as float32 numpy.
 ``TorchBackend`` is the PyTorch one; ONNX Runtime and TensorRT backends plug in the same way. A backend of a uint8
 file (``io == "uint8"``, madf/runtime/uint8.py) pads, crops and composites in its graph: it gets the pieces as they
 are, batched where their sizes agree, through ``run_uint8``.
@@ -22,7 +22,7 @@ from PIL import Image
 
 from madf.common.errors import ModelError, check_finite
 from madf.inpaint import imaging
-from madf.inpaint.backend import backend_info
+from madf.inpaint.backend import backend_info, check_backend
 from madf.inpaint.seams import match_border
 from madf.inpaint.strategy import DEFAULT_TRAIN_SIZE, Strategy, paste, pieces
 
@@ -32,12 +32,13 @@ ImageLike = Union[np.ndarray, Image.Image]
 
 
 class Inpainter:
-    """``strategy`` (madf.strategy.Strategy): where the network looks; by default the whole frame up to 800 px and
+    """``strategy`` (madf.inpaint.strategy.Strategy): where the network looks; by default the whole frame up to 800 px and
     crops around the holes beyond (or beyond the backend's largest size, an engine's profile)."""
 
     def __init__(self, backend, batch_size: int = 1, strategy: Optional[Strategy] = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_backend(backend)
         self.backend = backend
         self.batch_size = batch_size
         self.strategy = strategy or Strategy()
@@ -53,7 +54,7 @@ class Inpainter:
     @classmethod
     def from_checkpoint(cls, path, device: str = "cpu", batch_size: int = 1, dynamic_filter: str = "rewrite",
                         strategy: Optional[Strategy] = None, **options):
-        """``options``: madf.acceleration.TorchOptions fields (precision, channels_last, cuda_graph, compile)."""
+        """``options``: madf.model.acceleration.TorchOptions fields (precision, channels_last, cuda_graph, compile)."""
         from madf.model.checkpoint import load_checkpoint
         net = load_checkpoint(path, dynamic_filter=dynamic_filter)
         return cls(TorchBackend(net, device=device, **options), batch_size=batch_size, strategy=strategy)
@@ -160,7 +161,7 @@ def train_size(backend) -> int:
 
 class TorchBackend:
     """The contract on a MADFNet in PyTorch (CPU or CUDA), with the fast-inference options of
-    madf.acceleration.TorchOptions (precision, channels_last, CUDA graphs, torch.compile; defaults per device)."""
+    madf.model.acceleration.TorchOptions (precision, channels_last, CUDA graphs, torch.compile; defaults per device)."""
 
     def __init__(self, net, device: str = "cpu", options=None, **option_values):
         from madf.common.device import torch_device

@@ -5,7 +5,7 @@ eager (TF32 convolutions), 1,830 in FP16, 3,100 - 3,255 with FP16 + channels_las
 launch-bound at about 5.7 ms eager, 1.9 ms with a CUDA graph, 1.46 ms with torch.compile(mode="reduce-overhead").
 FP16 is as accurate as TF32 against pure FP32 (75 vs 79 dB PSNR); BF16 only 57 dB. So on CUDA the default is FP16
 with channels_last; the CPU stays FP32. The network runs in the chosen precision; normalization, compositing and
-the known pixels stay FP32 and exact (madf.pipeline.InpaintModel), as in the FP16 ONNX export.
+the known pixels stay FP32 and exact (madf.model.pipeline.InpaintModel), as in the FP16 ONNX export.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ The extension is compiled on first use with torch.utils.cpp_extension (needs a C
 the very sources the TensorRT plugin links, so a test of this op is a test of the plugin's math. The same binding
 built with MADF_EMULATE against madf/csrc/emulation takes CPU tensors and runs the kernels under the CPU
 emulation (``load_emulated_extension``), so the op's checks and the whole model on it are tested without a GPU.
-``FusedKernel(module).register()`` makes either selectable as impl="fused" in madf.dynamic_filter (and MADFNet).
+``FusedKernel(module).register()`` makes either selectable as impl="fused" in madf.model.dynamic_filter (and MADFNet).
 """
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def load_emulated_extension(emulation_dir: Path = EMULATION, verbose: bool = Fal
 
 
 class FusedKernel:
-    """The op on one build of the binding. Arguments are checked here the way madf.dynamic_filter checks them (same
+    """The op on one build of the binding. Arguments are checked here the way madf.model.dynamic_filter checks them (same
     errors as the other implementations); the binding checks them again before it touches memory."""
 
     def __init__(self, module, device_type: str = "cuda"):
@@ -130,7 +130,7 @@ class FusedKernel:
         return x, m, weight, bias, int(kernel_size), int(stride), int(padding), ALGOS[algo]
 
     def __call__(self, x, m, weight, bias, kernel_size: int, stride: int, padding: int, algo: str = "auto"):
-        """Same arguments as madf.dynamic_filter.dynamic_filter_unfold; float32 or float16."""
+        """Same arguments as madf.model.dynamic_filter.dynamic_filter_unfold; float32 or float16."""
         return self.module.forward(*self._args(x, m, weight, bias, kernel_size, stride, padding, algo))
 
     def selected(self, x, m, weight, bias, kernel_size: int, stride: int, padding: int, algo: str = "auto") -> str:
@@ -138,7 +138,7 @@ class FusedKernel:
         return self.module.selected(*self._args(x, m, weight, bias, kernel_size, stride, padding, algo))
 
     def register(self, name: str = "fused") -> "FusedKernel":
-        """Make this kernel selectable as impl=name in madf.dynamic_filter (and so in MADFNet)."""
+        """Make this kernel selectable as impl=name in madf.model.dynamic_filter (and so in MADFNet)."""
         from madf.model import dynamic_filter
         dynamic_filter.register(name)(self)
         return self
@@ -169,12 +169,12 @@ def cuda_kernel(verbose: bool = False) -> FusedKernel:
 
 
 def dynamic_filter_fused(x, m, weight, bias, kernel_size: int, stride: int, padding: int, algo: str = "auto"):
-    """The op on CUDA tensors (float32 or float16), same arguments as madf.dynamic_filter.dynamic_filter_unfold."""
+    """The op on CUDA tensors (float32 or float16), same arguments as madf.model.dynamic_filter.dynamic_filter_unfold."""
     return cuda_kernel()(x, m, weight, bias, kernel_size, stride, padding, algo)
 
 
 def register() -> None:
-    """Make the CUDA kernel selectable as impl="fused" (and so "auto") in madf.dynamic_filter and MADFNet, as a
+    """Make the CUDA kernel selectable as impl="fused" (and so "auto") in madf.model.dynamic_filter and MADFNet, as a
     custom op, so torch.compile keeps it in its graph."""
     from madf.model import dynamic_filter
     dynamic_filter.register("fused")(compilable(cuda_kernel()))

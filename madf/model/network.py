@@ -3,11 +3,11 @@
 Module and parameter names are the official ones (``filter_gen_3.conv1.0.weight``, ``dec_ref1_4.bn.mlp_scale.bias``
 ...), so an official state dict loads with only its ``module.model.`` prefix removed. The one deliberate difference:
 the official ``enc_conv_l`` registers a BatchNorm2d that its forward never applies (it compares the module with a
-string), so it is not built here; ``madf.checkpoint`` drops those keys by name and says so.
+string), so it is not built here; ``madf.model.checkpoint`` drops those keys by name and says so.
 
 ``forward`` follows the released code: it takes the ImageNet-normalized image already multiplied by the known-pixel
 mask, and the 3-channel known-pixel mask (1 = known), and returns K+1 images in normalized space. The image-level
-contract (RGB in [0,1], 1 = hole, composited output) is ``madf.pipeline.InpaintModel``.
+contract (RGB in [0,1], 1 = hole, composited output) is ``madf.model.pipeline.InpaintModel``.
 """
 from __future__ import annotations
 
@@ -204,7 +204,7 @@ class MADFNet(nn.Module):
         multiple = self.config.multiple
         if image.shape[-2] % multiple or image.shape[-1] % multiple:
             raise ValueError(f"MADFNet input {image.shape[-2]}x{image.shape[-1]} is not a multiple of {multiple} "
-                             f"({self.config.levels} stride-2 levels); pad it (madf.imaging.pad_to_multiple)")
+                             f"({self.config.levels} stride-2 levels); pad it (madf.inpaint.imaging.pad_to_multiple)")
         skips = self.encode(image, mask)
         K, L = self.config.refinement_decoders, self.config.levels
         # refined[k] is decoder k's running feature; decoder 0 is guided by the recovery decoder, k by k-1.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -16,13 +16,32 @@ class QueueFull(Exception):
     """More requests are waiting than the queue holds."""
 
 
+class Slots:
+    """How many requests may hold decoded images at once: what the batcher can take (its queue and one running
+    batch). A request takes a slot before it decodes and gives it back when answered; with none free it is refused
+    at once (503), so many large uploads at a time never hold more decoded arrays than the queue admits."""
+
+    def __init__(self, capacity: int):
+        self.capacity, self.taken, self.peak = capacity, 0, 0
+
+    def take(self) -> bool:
+        if self.taken >= self.capacity:
+            return False
+        self.taken += 1
+        self.peak = max(self.peak, self.taken)
+        return True
+
+    def give_back(self) -> None:
+        self.taken -= 1
+
+
 class Batcher:
     def __init__(self, inpainter, queue_size: int = 16, max_batch: int = 4, wait_ms: float = 10.0):
         self.inpainter, self.max_batch, self.wait = inpainter, max_batch, wait_ms / 1000
         self.queue: "asyncio.Queue[Tuple[np.ndarray, np.ndarray, asyncio.Future]]" = asyncio.Queue(queue_size)
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="madf-model")
         self.task: Optional[asyncio.Task] = None
-        self.batches: List[int] = []   # sizes of the batches run (for /info and the tests)
+        self.batches_run, self.largest_batch = 0, 0   # for /info (a count and a maximum: constant memory)
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._work())
@@ -53,7 +72,7 @@ class Batcher:
                     batch.append(await asyncio.wait_for(self.queue.get(), max(0.0, deadline - loop.time())))
                 except asyncio.TimeoutError:
                     break
-            self.batches.append(len(batch))
+            self.batches_run, self.largest_batch = self.batches_run + 1, max(self.largest_batch, len(batch))
             pending = [item for item in batch if not item[2].cancelled()]   # clients that left are not run
             results = await loop.run_in_executor(self.executor, self._run, pending)
             for (_, _, future), result in zip(pending, results):

@@ -1,5 +1,5 @@
 // The fused kernel bound into a small torch extension, so tests and benchmarks run the exact launch function the
-// TensorRT plugin's enqueue calls (madf/engines/kernel.py builds it on first use). Built with MADF_EMULATE and
+// TensorRT plugin's enqueue calls (madf/model/fused_kernel.py builds it on first use). Built with MADF_EMULATE and
 // linked with madf/csrc/emulation/emulatedKernel.cpp instead of the .cu, the same binding takes CPU tensors and
 // runs the kernels under the CPU emulation, so every check below is exercised on machines without a GPU.
 #include <torch/extension.h>

@@ -1,4 +1,4 @@
-// Image <-> contract tensors, mirroring madf/imaging.py (pad bottom/right by reflection as numpy's "reflect" does,
+// Image <-> contract tensors, mirroring madf/inpaint/imaging.py (pad bottom/right by reflection as numpy's "reflect" does,
 // repeating for pads longer than the image; edge for 1-pixel sides; round-half-up to 8 bits; known pixels exact).
 #include "madf/runtime.h"
 

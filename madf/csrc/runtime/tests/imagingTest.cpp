@@ -1,4 +1,4 @@
-// The C++ image helpers agree with madf/imaging.py: tests/test_cpp_runtime.py feeds this program the same images it
+// The C++ image helpers agree with madf/inpaint/imaging.py: tests/test_cpp_runtime.py feeds this program the same images it
 // pads with numpy and compares the printed checksums; here the hand-checkable cases.
 #include "madf/runtime.h"
 
@@ -44,7 +44,7 @@ madf::ImageU8 ramp(int w, int h)
 } // namespace
 
 // `madf_imaging_test boxes MASK H W MULTIPLE MARGIN MAXSIDE`: the crop boxes of a raw H x W byte mask, one per line
-// (top left bottom right), for tests/test_cpp_runtime.py to compare with madf/strategy.py.
+// (top left bottom right), for tests/test_cpp_runtime.py to compare with madf/inpaint/strategy.py.
 int printBoxes(char** argv)
 {
     int const h = std::atoi(argv[3]), w = std::atoi(argv[4]);

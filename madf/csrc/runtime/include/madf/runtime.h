@@ -71,7 +71,7 @@ struct MaskU8
     std::vector<uint8_t> values;
 };
 
-// Large photos are inpainted in crops around their holes (madf/strategy.py's "crop"): photos whose longer side is
+// Large photos are inpainted in crops around their holes (madf/inpaint/strategy.py's "crop"): photos whose longer side is
 // above `trigger`, or whose padded size is beyond the engine's profile, go through boxes grown by `margin` around each
 // connected hole region, merged where they overlap, rounded to the multiple and capped at `maxSide` (and at the
 // profile). Only hole pixels are pasted back.
@@ -172,7 +172,7 @@ void toUint8Batch(ImageU8 const* images, MaskU8 const* masks, int32_t count, boo
     std::vector<uint8_t>& image, std::vector<uint8_t>& mask);
 ImageU8 fromUint8Batch(uint8_t const* output, int32_t index, ImageU8 const& original, MaskU8 const& mask);
 
-// The crop strategy of madf/strategy.py, box for box: every hole pixel in exactly one box, boxes disjoint, each
+// The crop strategy of madf/inpaint/strategy.py, box for box: every hole pixel in exactly one box, boxes disjoint, each
 // rounded up to `multiple` and capped at `maxSide` unless one hole region is larger.
 struct Box
 {
