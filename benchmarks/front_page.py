@@ -19,7 +19,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
-from madf.samples import FLOWER as PHOTO, FLOWER_MASK as MASK  # noqa: E402
+from madf.samples import FLOWER as PHOTO  # noqa: E402
+from madf.samples import FLOWER_MASK as MASK
+
 PICTURE = ROOT / "docs" / "images" / "flower.png"
 
 

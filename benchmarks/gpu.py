@@ -112,7 +112,8 @@ class Report:
                 tmp.write_text(self.markdown())
 
     def table(self, header, rows):
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+        rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"
+        lines = ["| " + " | ".join(header) + " |", rule]
         lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
         self.text("\n".join(lines))
         self.text()
@@ -300,8 +301,9 @@ def whole_model_inputs(size, batch, device, multiple):
 
 def whole_model_section(report, device, config, sizes, batches, fused_ok, peak, compile_best):
     report.text("## 2. Whole model\n")
-    configs = [("official-style unfold, FP32 (PyTorch defaults)", "unfold", acceleration.TorchOptions("fp32", False), True),
-               ("rewrite, FP32 (PyTorch defaults: TF32 convolutions)", "rewrite", acceleration.TorchOptions("fp32", False), True),
+    fp32 = acceleration.TorchOptions("fp32", False)
+    configs = [("official-style unfold, FP32 (PyTorch defaults)", "unfold", fp32, True),
+               ("rewrite, FP32 (PyTorch defaults: TF32 convolutions)", "rewrite", fp32, True),
                ("rewrite, FP16", "rewrite", acceleration.TorchOptions("fp16", False), False)]
     if fused_ok:
         configs += [("fused kernel at every level, FP16", "fused", acceleration.TorchOptions("fp16", False), False),

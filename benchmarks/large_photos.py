@@ -1,4 +1,5 @@
-"""Large photos with small holes: the full frame vs crops around the holes (madf.inpaint.strategy), on this machine's CPU.
+"""Large photos with small holes: the full frame vs crops around the holes (madf.inpaint.strategy), on this
+machine's CPU.
 
     .venv/bin/python benchmarks/large_photos.py [--width 4000 --height 3000] [--json out.json]
 
@@ -70,7 +71,8 @@ def _quality(side: int) -> list:
     from madf.training.evaluate import psnr, ssim
     from madf.weights import BUNDLED
     rows = []
-    runners = {name: Inpainter.from_checkpoint(BUNDLED, strategy=Strategy(name, margin=128)) for name in ("full", "crop")}
+    runners = {name: Inpainter.from_checkpoint(BUNDLED, strategy=Strategy(name, margin=128))
+               for name in ("full", "crop")}
     for i, path in enumerate(heldout_photos()):
         from PIL import Image
         photo = Image.fromarray(imaging.to_rgb_array(imaging.open_image(path)))

@@ -46,7 +46,8 @@ def main() -> None:
     for i in range(args.images):
         image = Image.open(sources[i % len(sources)]).convert("RGB").resize((args.size, args.size), Image.BICUBIC)
         image.save(photos / f"{i:04d}.png")
-        Image.fromarray((free_form_mask(args.size, args.size, seed=i) * 255).astype(np.uint8)).save(masks / f"{i:04d}.png")
+        hole = (free_form_mask(args.size, args.size, seed=i) * 255).astype(np.uint8)
+        Image.fromarray(hole).save(masks / f"{i:04d}.png")
     factory = functools.partial(open_inpainter, "onnxruntime", model=str(model), threads=1)
 
     rows, reference = [], None

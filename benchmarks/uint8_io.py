@@ -52,7 +52,8 @@ def main() -> None:
         export_onnx(net, path, ExportOptions(io=io))
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
-    sessions = {io: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"]) for io, p in files.items()}
+    sessions = {io: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
+                for io, p in files.items()}
     photo = np.asarray(Image.open(sample_photos()[0]).convert("RGB").resize((w, h), Image.BICUBIC))
     hole = free_form_mask(h, w, seed=0)
 
@@ -75,7 +76,8 @@ def main() -> None:
         state["uint8_result"] = sessions["uint8"].run(["inpainted"], state["feed8"])[0][0]
 
     rows = []
-    for io, (pre, run, post) in (("float", (float_pre, float_run, float_post)), ("uint8", (uint8_pre, uint8_run, None))):
+    stages = (("float", (float_pre, float_run, float_post)), ("uint8", (uint8_pre, uint8_run, None)))
+    for io, (pre, run, post) in stages:
         pre_ms = _median_ms(pre, args.runs)
         run_ms = _median_ms(run, args.runs)
         post_ms = _median_ms(post, args.runs) if post else 0.0

@@ -33,12 +33,13 @@ def main() -> None:
             try:
                 browser.get(url + "/")
                 browser.find_element(By.ID, "file").send_keys(str(local))
-                WebDriverWait(browser, 20).until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-loaded"))
+                body = (By.TAG_NAME, "body")
+                WebDriverWait(browser, 20).until(lambda b: b.find_element(*body).get_attribute("data-loaded"))
                 canvas = browser.find_element(By.ID, "mask")
                 (ActionChains(browser).move_to_element_with_offset(canvas, -60, 40).click_and_hold()
                  .move_by_offset(50, -15).move_by_offset(60, 10).release().perform())
                 browser.find_element(By.ID, "go").click()
-                WebDriverWait(browser, 60).until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-done"))
+                WebDriverWait(browser, 60).until(lambda b: b.find_element(*body).get_attribute("data-done"))
                 browser.save_screenshot(str(OUT))
             finally:
                 browser.quit()

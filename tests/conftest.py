@@ -1,4 +1,6 @@
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -89,8 +91,9 @@ def exported(tmp_path_factory):
 def plan(exported, tmp_path_factory):
     """TINY's native export built by TensorRT-RTX (or TensorRT) on this machine, with its sidecar."""
     from click.testing import CliRunner
-    from madf.common.errors import DeviceError
+
     from madf.cli.build import main as build_main
+    from madf.common.errors import DeviceError
     from madf.engines.build import load_tensorrt
     try:
         load_tensorrt("auto")
@@ -104,14 +107,21 @@ def plan(exported, tmp_path_factory):
     return out
 
 
+# Every Ray cluster these tests start (ray.init here, and the CLIs' clusters in subprocesses, which inherit the
+# variable) keeps its sockets and logs under this session's own folder: its processes are told from any other Ray
+# cluster on the machine (another test session, a user's) by that path in their command lines.
+RAY_TMPDIR = os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="madf-ray-", dir="/tmp"))
+
+
 def raylets() -> int:
-    """How many Ray raylet processes run on this machine (read from /proc: no pgrep or psutil needed)."""
+    """How many raylet processes of this session's Ray clusters run (read from /proc: no pgrep or psutil needed);
+    other clusters on the machine are not counted."""
     count = 0
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                program = (entry / "cmdline").read_bytes().split(b"\0")[0]
-                count += program.rsplit(b"/", 1)[-1] == b"raylet"
+                args = (entry / "cmdline").read_bytes().split(b"\0")
+                count += args[0].rsplit(b"/", 1)[-1] == b"raylet" and any(RAY_TMPDIR.encode() in a for a in args)
             except OSError:   # the process ended while we looked
                 pass
     return count

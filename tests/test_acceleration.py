@@ -1,4 +1,5 @@
-"""The PyTorch backend's fast-inference options (madf.model.acceleration): precision, channels_last, torch.compile and CUDA
+"""The PyTorch backend's fast-inference options (madf.model.acceleration): precision, channels_last, torch.compile and
+CUDA
 graphs, through the one inference path the Inpainter and the CLIs share. On the CPU: bf16, fp16, channels_last and
 torch.compile against the eager FP32 model (numbers printed); CUDA-only options are GPU tests."""
 import numpy as np
@@ -6,14 +7,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import TINY, random_pair
+from madf.common.errors import DeviceError, InputError
 from madf.inpaint import imaging
+from madf.inpaint.inpainter import Inpainter, TorchBackend
 from madf.model.acceleration import TorchOptions
 from madf.model.checkpoint import save_checkpoint
-from madf.common.errors import DeviceError, InputError
-from madf.inpaint.inpainter import Inpainter, TorchBackend
 from madf.model.network import build_model
 from madf.runtime.parity import TOLERANCE
+
+from conftest import TINY, random_pair
 
 
 def _contract(n=2, size=32, seed=0):
@@ -46,7 +48,8 @@ def eager(net):
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_reduced_precision_on_cpu_is_within_its_tolerance(net, eager, precision):
     backend = TorchBackend(net, "cpu", precision=precision)
-    assert backend.model.net.att_conv_1.conv[0].weight.dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    wanted = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    assert backend.model.net.att_conv_1.conv[0].weight.dtype == wanted
     stats = _compare(backend, eager, precision)
     assert 0 < stats["max_abs"] < TOLERANCE[precision]
     assert backend.precision == precision

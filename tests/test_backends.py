@@ -5,7 +5,6 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import TINY, random_pair
 
 from madf.backends.spec import BackendSpec, check_backend_file, open_backend
 from madf.common.errors import ModelError
@@ -13,6 +12,8 @@ from madf.inpaint.backend import Backend
 from madf.inpaint.inpainter import Inpainter, TorchBackend
 from madf.model.network import build_model
 from madf.runtime.batching import in_profile_batches
+
+from conftest import TINY, random_pair
 
 INFO_KEYS = {"backend", "precision", "io", "multiple", "max_side", "model"}
 

@@ -5,16 +5,17 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from madf.inpaint.backend import BackendBase
 from madf.cli.bench import main as bench_main
+from madf.inpaint.backend import BackendBase
 from madf.runtime.bench import BenchSettings, latency_stats, run_benchmark
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    from conftest import TINY
     from madf.model.checkpoint import save_checkpoint
     from madf.model.network import build_model
+
+    from conftest import TINY
     path = tmp_path_factory.mktemp("bench") / "tiny.safetensors"
     save_checkpoint(build_model(TINY, seed=0), path)
     return path

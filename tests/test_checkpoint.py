@@ -3,11 +3,12 @@ import re
 import pytest
 import torch
 
-from conftest import TINY, write_official_checkpoint
+from madf.common.errors import CheckpointError
 from madf.model.checkpoint import infer_config, load_checkpoint, read_checkpoint, save_checkpoint
 from madf.model.config import OFFICIAL, ModelConfig
-from madf.common.errors import CheckpointError
 from madf.model.network import build_model
+
+from conftest import TINY, write_official_checkpoint
 from official_reference import official_forward
 
 
@@ -169,6 +170,7 @@ def test_bundled_checkpoint_carries_its_digest(caplog):
 
 def test_weights_without_a_digest_are_said_to_have_none(tiny_net, tmp_path, caplog):
     import logging
+
     from madf.model.checkpoint import NO_DIGEST, describe_digest
     write_official_checkpoint(tiny_net, tmp_path / "official.pth")
     with caplog.at_level(logging.INFO, logger="madf"):

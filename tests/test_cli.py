@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import random_pair, write_official_checkpoint
+from madf.cli.inpaint import main as inpaint_main
 from madf.inpaint import imaging
 from madf.model.checkpoint import save_checkpoint
-from madf.cli.inpaint import main as inpaint_main
+
+from conftest import random_pair, write_official_checkpoint
 
 
 @pytest.fixture
@@ -63,8 +64,10 @@ def test_full_size_official_checkpoint_equals_the_official_network(tmp_path):
     """The done-when of the model issue: an official-format file of the full network through madf-inpaint at a
     multiple of 128 gives the official test path's output (8-bit, so within one level of rounding)."""
     import torch
+
     from madf.model.config import OFFICIAL
     from madf.model.network import build_model
+
     from official_reference import official_inpaint
 
     net = build_model(OFFICIAL, seed=0)

@@ -19,11 +19,12 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import TINY, random_pair
-from madf.inpaint.backend import BackendBase
 from madf.inpaint import imaging
+from madf.inpaint.backend import BackendBase
 from madf.model.checkpoint import save_checkpoint
 from madf.model.network import build_model
+
+from conftest import TINY, random_pair
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +149,8 @@ def test_data_and_eval_outputs_are_checked(ckpt, tmp_path):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("do not touch")
-    one_line_error(run("data", "--output", foreign), "did not write (thesis.tex); choose a new or empty folder or add --overwrite")
+    one_line_error(run("data", "--output", foreign),
+                   "did not write (thesis.tex); choose a new or empty folder or add --overwrite")
     assert (foreign / "thesis.tex").read_text() == "do not touch"
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -191,7 +193,8 @@ def test_float_tiff_in_0_1_is_scaled_and_out_of_range_is_refused(ckpt, tmp_path)
     gray = (values * 255 + 0.5).astype(np.uint8)
     _known_pixels(ckpt, tmp_path, path, np.repeat(gray[..., None], 3, axis=2))
     Image.fromarray(values * 1000).save(path)
-    one_line_error(inpaint(ckpt, path, tmp_path / "centre.png", tmp_path / "x.png"), "madf reads float images in [0, 1]")
+    one_line_error(inpaint(ckpt, path, tmp_path / "centre.png", tmp_path / "x.png"),
+                   "madf reads float images in [0, 1]")
 
 
 @pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "PA-transparency", "RGBA", "CMYK", "I"])
@@ -250,8 +253,9 @@ def test_non_finite_weights_are_an_error_naming_the_file(tmp_path, pair):
 def test_non_finite_onnx_weights_refused_by_onnxruntime_and_madf_build(ckpt, tmp_path, pair):
     onnx = pytest.importorskip("onnx")
     from onnx import numpy_helper
-    from madf.model.checkpoint import load_checkpoint
+
     from madf.export.onnx import export_onnx
+    from madf.model.checkpoint import load_checkpoint
     path = tmp_path / "m.onnx"
     export_onnx(load_checkpoint(ckpt), path)
     model = onnx.load(str(path))
@@ -271,6 +275,7 @@ def test_flipped_bytes_in_weights_are_found_on_load(ckpt, tmp_path, pair):
     """A bit flipped in storage leaves every weight finite: the SHA-256 recorded at write time finds it."""
     onnx = pytest.importorskip("onnx")
     from onnx import numpy_helper
+
     from madf.common.errors import CheckpointError
     from madf.export.onnx import export_onnx
     from madf.model.checkpoint import load_checkpoint
@@ -297,6 +302,7 @@ def test_flipped_bytes_in_weights_are_found_on_load(ckpt, tmp_path, pair):
 def test_special_files_are_never_replaced(ckpt, pair, tmp_path):
     """--overwrite onto a FIFO (or, as root, /dev/null) must not turn it into a regular file."""
     import stat
+
     from madf.common.atomic import atomic_path
     from madf.common.errors import OutputError
     fifo = tmp_path / "out.png"
@@ -383,8 +389,8 @@ def test_unsupported_devices_are_one_line(ckpt, pair, tmp_path, device):
 
 def test_malformed_madf_metadata_is_one_line(ckpt, tmp_path, pair):
     onnx = pytest.importorskip("onnx")
-    from madf.model.checkpoint import load_checkpoint
     from madf.export.onnx import export_onnx
+    from madf.model.checkpoint import load_checkpoint
     path = tmp_path / "m.onnx"
     export_onnx(load_checkpoint(ckpt), path)
     model = onnx.load(str(path))
@@ -604,8 +610,8 @@ def test_onnxruntime_out_of_memory_is_madfs_line_not_the_arenas(exported, tmp_pa
     folder = run("inpaint", "--model", u8, "--image", photos, "--mask", masks, "--output", tmp_path / "out")
     assert folder.exit_code == 1 and "BFCArena" not in folder.output and "Traceback" not in folder.output
     assert folder.output.count("out of memory; try") == 2, folder.output
-    from madf.inpaint.jobs import Job, run_chunk   # a library caller (a Ray actor): the same line, no click
     from madf.inpaint.inpainter import Inpainter
+    from madf.inpaint.jobs import Job, run_chunk  # a library caller (a Ray actor): the same line, no click
     from madf.runtime.onnxruntime import OnnxRuntimeBackend
     outcome = next(iter(run_chunk(Inpainter(OnnxRuntimeBackend(u8)),
                                   [Job(photos / "p0.png", masks / "p0.png", tmp_path / "lib.png")])))

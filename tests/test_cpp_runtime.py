@@ -80,7 +80,8 @@ def test_cpp_crop_boxes_are_pythons(build, tmp_path):
         multiple, margin, cap = [(16, 32, 256), (128, 128, 1024), (8, 0, 64)][case % 3]
         path = tmp_path / f"mask{case}.bin"
         (hole.astype(np.uint8) * 255).tofile(path)
-        run = subprocess.run([str(out / "runtime" / "madf_imaging_test"), "boxes", str(path), str(h), str(w), str(multiple),
+        run = subprocess.run([str(out / "runtime" / "madf_imaging_test"), "boxes", str(path), str(h), str(w),
+                              str(multiple),
                               str(margin), str(cap)], capture_output=True, text=True, timeout=60)
         assert run.returncode == 0, run.stderr
         cpp = [tuple(map(int, line.split())) for line in run.stdout.splitlines()]

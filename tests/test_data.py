@@ -3,10 +3,10 @@ import pytest
 import torch
 from PIL import Image
 
-from madf.inpaint import imaging
+from madf.common.errors import InputError
 from madf.data.images import InpaintingDataset, ResumableSampler
 from madf.data.masks import BUCKETS, MaskFolder, bucket_of, eval_masks, free_form_mask, mask_digest
-from madf.common.errors import InputError
+from madf.inpaint import imaging
 
 # sha256 prefixes of eval_masks(64, 64, 1, seed=0): the evaluation set must be the same on every machine.
 PINNED = ["5493d4aea63fb94d", "28b870be41605add", "c25d518be34a9c54", "16f04d08d68c8da7", "7431ec8a5d251dab",

@@ -1,8 +1,10 @@
 import json
+
 from click.testing import CliRunner
 
+from madf.cli.demo import DEMO_PHOTOS
+from madf.cli.demo import main as demo_main
 from madf.inpaint import imaging
-from madf.cli.demo import DEMO_PHOTOS, main as demo_main
 
 
 def test_random_init_demo_says_so(tmp_path):

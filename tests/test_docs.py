@@ -1,7 +1,8 @@
 """The manual cannot rot: the README stays a front page (<= 16 kB), every relative link in it and in docs/ resolves
 (files and #anchors), and every bash block marked runnable runs, in document order, in a folder of tiny inputs:
-a few real photos of a size the network must pad, their masks, a tiny network saved as an official-format places2.pth and its
-places2.onnx (left out for pages that export their own). A block fails the test with its page, line and output."""
+a few real photos of a size the network must pad, their masks, a tiny network saved as an official-format
+places2.pth and its places2.onnx (left out for pages that export their own).
+A block fails the test with its page, line and output."""
 from __future__ import annotations
 
 import os
@@ -15,8 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TINY, write_official_checkpoint
 from madf.model.network import build_model
+
+from conftest import TINY, write_official_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").rglob("*.md"))
@@ -145,4 +147,5 @@ def test_runnable_blocks_run(page, inputs, tmp_path):
                              text=True, timeout=600)
         where = f"{page.relative_to(ROOT)}:{line}"
         print(f"--- {where}: exit {run.returncode}\n{run.stdout[-1500:]}{run.stderr[-1500:]}")
-        assert run.returncode == 0, f"{where} failed (exit {run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+        assert run.returncode == 0, (f"{where} failed (exit {run.returncode}):\n{run.stdout[-3000:]}\n"
+                                     f"{run.stderr[-3000:]}")

@@ -34,8 +34,9 @@ def metadata_keys():
 
 def defines(module: Path, name: str) -> bool:
     text = module.read_text()
-    return bool(re.search(rf"^\s*(?:def|class|async def) {name}\b|^\s*{name}\s*[:=]|^\s*(?:from .* )?import .*\b{name}\b"
-                          rf"|[\"']{name}[\"']\s*:", text, re.M)) or name.startswith("__")   # ...|madf's lazy exports
+    pattern = (rf"^\s*(?:def|class|async def) {name}\b|^\s*{name}\s*[:=]|^\s*(?:from .* )?import .*\b{name}\b"
+               rf"|[\"']{name}[\"']\s*:")   # the last: madf/__init__.py's lazy exports
+    return bool(re.search(pattern, text, re.M)) or name.startswith("__")
 
 
 def resolves(name: str) -> bool:

@@ -2,7 +2,13 @@ import pytest
 import torch
 
 from madf.model.config import OFFICIAL
-from madf.model.dynamic_filter import (IMPLEMENTATIONS, dynamic_filter, dynamic_filter_rewrite, dynamic_filter_unfold, rewrite_weight)
+from madf.model.dynamic_filter import (
+    IMPLEMENTATIONS,
+    dynamic_filter,
+    dynamic_filter_rewrite,
+    dynamic_filter_unfold,
+    rewrite_weight,
+)
 
 # Every distinct dynamic-filter shape of the official model: (Cin, Cout, k, pad).
 OFFICIAL_SHAPES = sorted({(s["cin"], s["cout"], s["kernel"], s["padding"]) for s in OFFICIAL.level_shapes()})

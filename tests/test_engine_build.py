@@ -1,8 +1,8 @@
 """Engine building without a GPU: TensorRT-RTX parses the native ONNX and serializes a real engine."""
 import pytest
 
-from madf.engines.build import BuildOptions, build_engine, load_tensorrt, parse_shape
 from madf.common.errors import ModelError
+from madf.engines.build import BuildOptions, build_engine, load_tensorrt, parse_shape
 from madf.model.network import build_model
 
 
@@ -157,8 +157,9 @@ def test_sidecar_errors(tmp_path):
 
 
 def test_export_chains_the_build(trt_backend, tmp_path):
-    from madf.model.checkpoint import save_checkpoint
     from madf.cli.export import main as export_main
+    from madf.model.checkpoint import save_checkpoint
+
     from conftest import TINY
     ckpt = tmp_path / "tiny.safetensors"
     save_checkpoint(build_model(TINY, seed=0), ckpt)

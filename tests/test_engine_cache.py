@@ -292,6 +292,7 @@ def test_a_read_only_cache_serves_hits_and_lists(exported, rtx, tmp_path, monkey
 
 def test_a_sidecar_without_a_field_is_refused_by_name(exported, rtx, tmp_path):
     import json
+
     from madf.common.errors import ModelError
     _, files = exported
     cache, a = _one_entry(files, tmp_path / "cache")

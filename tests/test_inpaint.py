@@ -5,11 +5,12 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import random_pair
-from madf.inpaint import imaging
 from madf.common.errors import DeviceError, InputError
+from madf.inpaint import imaging
 from madf.inpaint.inpainter import Inpainter, TorchBackend
 from madf.model.pipeline import InpaintModel
+
+from conftest import random_pair
 
 
 @pytest.fixture

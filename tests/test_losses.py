@@ -64,6 +64,7 @@ def test_perceptual_none_is_l1_plus_tv():
 def test_ssim_equals_the_score_madf_eval_reports():
     """The training term and madf-eval's metric (skimage's structural_similarity) must be one SSIM."""
     import numpy as np
+
     from madf.training.evaluate import ssim as eval_ssim
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (40, 36, 3)).astype(np.uint8)

@@ -10,7 +10,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import TINY
 from madf.export.onnx import ExportError, ExportOptions, export_onnx, read_metadata
 from madf.export.onnx_file import plugin_levels_of
 from madf.model import fused_table
@@ -18,6 +17,8 @@ from madf.model.checkpoint import save_checkpoint
 from madf.model.config import OFFICIAL, ModelConfig
 from madf.model.dynamic_filter import FUSED_MAX_WINDOW, resolve
 from madf.model.network import build_model
+
+from conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 # The official shapes of levels 1-4 at full width: three the fused kernel wins on an H100, one it loses.

@@ -1,10 +1,11 @@
 import pytest
 import torch
 
-from conftest import TINY
 from madf.model.config import OFFICIAL, ModelConfig
 from madf.model.network import MADFNet, build_model, count_parameters
 from madf.model.pipeline import InpaintModel
+
+from conftest import TINY
 from official_reference import official_forward, official_inpaint
 
 

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import TINY, random_pair
-from madf.inpaint import imaging
 from madf.common.errors import DeviceError, InputError, ModelError
 from madf.export.onnx import ExportOptions, export_onnx
+from madf.inpaint import imaging
 from madf.inpaint.inpainter import Inpainter, TorchBackend
 from madf.model.network import build_model
 from madf.runtime.onnxruntime import OnnxRuntimeBackend
+
+from conftest import TINY, random_pair
 
 
 def test_same_results_as_pytorch_through_the_image_api(exported):

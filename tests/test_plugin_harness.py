@@ -19,9 +19,10 @@ import pytest
 import torch
 import yaml
 
-from dynamic_filter_cases import TOLERANCE, relative_error
 from madf.model.dynamic_filter import dynamic_filter_unfold
 from madf.model.fused_kernel import SOURCES
+
+from dynamic_filter_cases import TOLERANCE, relative_error
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = SOURCES.parent
@@ -125,8 +126,9 @@ def test_plugin_life_on_every_exported_node(plugins, plugin_nodes, width):
         assert run.returncode == 0 and "0 failure(s)" in run.stdout, run.stdout[-4000:]
         assert len(re.findall(r"^ok ", run.stdout, re.MULTILINE)) >= 30, run.stdout
         serialized = re.search(r"^serialized (.+)$", run.stdout, re.MULTILINE).group(1)
-        assert serialized == (f"kernel_size:INT32:{attrs['kernel_size']};stride:INT32:{attrs['stride']};"
-                              f"padding:INT32:{attrs['padding']};out_channels:INT32:{attrs['out_channels']};"), node.name
+        wanted = (f"kernel_size:INT32:{attrs['kernel_size']};stride:INT32:{attrs['stride']};"
+                  f"padding:INT32:{attrs['padding']};out_channels:INT32:{attrs['out_channels']};")
+        assert serialized == wanted, node.name
 
 
 def test_exporter_attributes_are_the_creators_fields(plugins, plugin_nodes):

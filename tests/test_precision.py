@@ -7,12 +7,13 @@ import torch
 import torch.nn as nn
 from click.testing import CliRunner
 
-from conftest import TINY
 from madf.common.errors import ModelError
 from madf.model.checkpoint import save_checkpoint
 from madf.model.network import build_model
 from madf.model.pipeline import InpaintModel
 from madf.model.precision import FoldedNorm, cast_network, fold_norms
+
+from conftest import TINY
 
 
 def _huge_variance_net():

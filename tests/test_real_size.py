@@ -7,16 +7,17 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
-from conftest import TINY
-from madf.inpaint.backend import BackendBase
 from madf.data.photo_masks import KINDS, THICKNESS_BUCKETS, photo_masks, thickness_bucket_of
 from madf.inpaint import imaging
+from madf.inpaint.backend import BackendBase
 from madf.inpaint.inpainter import Inpainter, TorchBackend, train_size
 from madf.inpaint.strategy import Strategy, pieces, plan, plan_boxes, thickness
 from madf.model.checkpoint import load_checkpoint, save_checkpoint
 from madf.model.config import ModelConfig
 from madf.model.network import build_model
 from madf.training.real_size import hole_psnr, hole_ssim
+
+from conftest import TINY
 
 
 def _disc(h, w, cy, cx, r):

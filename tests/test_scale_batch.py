@@ -27,7 +27,6 @@ from madf.inpaint.inpainter import Inpainter  # noqa: E402
 from madf.runtime.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from madf.scale.batch import TEMP_GLOB, inpaint_collection, plan_collection  # noqa: E402
 
-
 S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
@@ -321,3 +320,21 @@ def test_resource_messages_name_a_fix_the_backend_has():
     assert "--gpus-per-replica 0 for a CPU backend" in str(torch_cuda.value)
     check_resources(Cluster, 4, 1.0, 0.0, "actor", "auto")   # a warning, not an error
     check_resources(Cluster, 2, 1.0, 0.0, "actor", "local")  # fits
+
+
+def test_local_paths_on_a_cluster_of_other_nodes_are_refused_unless_shared(exported, tmp_path):
+    """--ray ADDRESS with local paths: each node would read and write its own disk; one line before any Ray
+    connection, naming URIs and --shared-fs (--ray local stays free to use local paths)."""
+    model = exported[1]["native"]
+    photos, masks = _collection(tmp_path, 2, seed=90)
+    before = raylets()
+    result = _cli("--model", model, "--image", photos, "--mask", masks, "--output", tmp_path / "out",
+                  "--ray", "10.0.0.1:6379", "--quiet")
+    print(_one_line(result, "is a local path, but on the Ray cluster 10.0.0.1:6379 each node reads and writes its "
+                            "own disk: give s3:// or gs:// URIs, add --shared-fs"))
+    assert raylets() <= before and not (tmp_path / "out").exists()
+    from madf.common.errors import InputError
+    from madf.scale.batch import check_shared
+    check_shared([], "s3://b/out", "s3://b/out/madf-report.json", "auto")   # URIs only: accepted
+    with pytest.raises(InputError, match="file:///data/out is a local path"):
+        check_shared([], "file:///data/out", None, "auto")

@@ -33,6 +33,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+DEPLOYMENT = "madf-test"   # not the default: the name is an option (madf-serve --deployment-name)
+
+
+def replica_actors(name: str = DEPLOYMENT):
+    """Names of the running replica actors of deployment ``name``: Ray Serve's internal naming, read here for the
+    fault test only (the library reads replicas through serve.status())."""
+    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == "serve" and a["name"].startswith("SERVE_REPLICA") and f"::{name}#" in a["name"]]
+
+
 def _png(array) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
@@ -47,7 +57,7 @@ def service(exported):
              configure_logging=False)
     port = _free_port()
     serving.start(functools.partial(open_inpainter, BackendSpec(model), batch_size=4), OPTIONS,
-                  port=port, replicas=2, cpus_per_replica=0.5)
+                  port=port, replicas=2, cpus_per_replica=0.5, name=DEPLOYMENT)
     yield f"http://127.0.0.1:{port}", model
     serve.shutdown()
     ray.shutdown()
@@ -83,7 +93,7 @@ def test_replicas_answer_like_one_process(service):
         bad = one.post("/inpaint", files={"image": ("a.png", b"xx"), "mask": files["mask"]})
     seen = {httpx.get(f"{url}/health", timeout=30).json()["replica"] for _ in range(20)}
     print("replicas seen:", seen)
-    assert len(seen) == 2 and all(name.startswith("madf#") for name in seen)
+    assert len(seen) == 2 and all(name.startswith(f"{DEPLOYMENT}#") for name in seen)
     response = httpx.post(f"{url}/inpaint", files=files, timeout=60)
     assert response.status_code == 200 and response.content == expected.content
     assert response.headers["X-Madf-Replica"] in seen
@@ -103,7 +113,7 @@ def test_a_replica_killed_in_the_middle_of_a_run(service):
     results, retried, killed = [], 0, None
     for i in range(10):
         if i == 3:
-            killed = serving.replica_actors()[0]
+            killed = replica_actors()[0]
             ray.kill(ray.get_actor(killed, namespace="serve"), no_restart=True)
         response, attempts = _request(url, files)
         assert response.status_code == 200, response.text
@@ -113,12 +123,12 @@ def test_a_replica_killed_in_the_middle_of_a_run(service):
     assert len(set(results)) == 1   # every answer the same result
     deadline = time.time() + 90
     while time.time() < deadline:   # Serve replaces the dead replica
-        status = serve.status().applications[serving.NAME].deployments[serving.NAME]
-        if status.replica_states.get("RUNNING", 0) == 2 and killed not in serving.replica_actors():
+        status = serve.status().applications[DEPLOYMENT].deployments[DEPLOYMENT]
+        if status.replica_states.get("RUNNING", 0) == 2 and killed not in replica_actors():
             break
         time.sleep(1)
     assert status.replica_states.get("RUNNING", 0) == 2, status
-    assert killed not in serving.replica_actors()
+    assert killed not in replica_actors()
 
 
 def test_cli_replicas_start_and_stop(exported, tmp_path):
@@ -127,7 +137,8 @@ def test_cli_replicas_start_and_stop(exported, tmp_path):
     before = raylets()
     env = dict(os.environ, MADF_RAY_OBJECT_STORE_MB="128")
     proc = subprocess.Popen([sys.executable, "-m", "madf.cli.serve", "--model", str(model), "--replicas", "2",
-                             "--cpus-per-replica", "0.5", "--port", str(port)], env=env, stdout=subprocess.PIPE,
+                             "--cpus-per-replica", "0.5", "--port", str(port), "--deployment-name", "cli-test"],
+                            env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         line = ""
@@ -138,7 +149,7 @@ def test_cli_replicas_start_and_stop(exported, tmp_path):
                 break
         assert "page http" in line, proc.stdout.read() if proc.poll() is not None else line
         seen = {httpx.get(f"http://127.0.0.1:{port}/health", timeout=30).json()["replica"] for _ in range(12)}
-        assert len(seen) == 2
+        assert len(seen) == 2 and all(name.startswith("cli-test#") for name in seen), seen
     finally:
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=120)[0]

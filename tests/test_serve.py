@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY, random_pair
 from PIL import Image
 
 from madf.inpaint.backend import BackendBase
 from madf.inpaint.inpainter import Inpainter, TorchBackend
 from madf.model.network import build_model
+
+from conftest import TINY, random_pair
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")

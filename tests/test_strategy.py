@@ -6,13 +6,14 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import TINY, random_pair
-from madf.inpaint.backend import BackendBase
 from madf.inpaint import imaging
-from madf.model.checkpoint import save_checkpoint
+from madf.inpaint.backend import BackendBase
 from madf.inpaint.inpainter import Inpainter
-from madf.model.network import build_model
 from madf.inpaint.strategy import Strategy, crop_boxes, pieces
+from madf.model.checkpoint import save_checkpoint
+from madf.model.network import build_model
+
+from conftest import TINY, random_pair
 
 
 class Recorder(BackendBase):
@@ -254,9 +255,9 @@ def test_madf_inpaint_crop_strategy_end_to_end(ckpt, tmp_path):
 
 def test_madf_eval_on_an_onnx_model(ckpt, tmp_path):
     pytest.importorskip("onnxruntime")
-    from madf.model.checkpoint import load_checkpoint
     from madf.cli.eval import main as eval_main
     from madf.export.onnx import ExportOptions, export_onnx
+    from madf.model.checkpoint import load_checkpoint
     export_onnx(load_checkpoint(ckpt), tmp_path / "m.onnx", ExportOptions(fp16=True))
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -163,10 +163,11 @@ def test_engine_and_bench_paths_import_no_torch(plan, exported, tmp_path):
 
 
 def test_parity_needs_two_models_and_reaches_the_engine(plan, tmp_path):
-    from madf.model.checkpoint import save_checkpoint
     from madf.cli.parity import main as parity_main
+    from madf.model.checkpoint import save_checkpoint
     from madf.model.network import build_model
     from madf.runtime import cuda
+
     from conftest import TINY
     one = CliRunner().invoke(parity_main, ["--engine", str(plan)])
     assert one.exit_code == 2 and "give two of --ckpt, --model, --engine" in one.output

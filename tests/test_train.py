@@ -10,11 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY, write_official_checkpoint
-from madf.model.checkpoint import load_checkpoint
 from madf.common.errors import CheckpointError
+from madf.model.checkpoint import load_checkpoint
 from madf.model.network import MADFNet
 from madf.training.trainer import MODEL_FILE, STATE_FILE, TrainConfig, train
+
+from conftest import TINY, write_official_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +139,7 @@ def test_ddp_two_processes_on_gloo(photos, tmp_path):
 ])
 def test_cli_errors_are_one_line(photos, tmp_path, args, message, monkeypatch):
     from click.testing import CliRunner
+
     from madf.cli.train import main
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-cache"))
     base = ["--images", str(photos), "--output", str(tmp_path / "run"), "--levels", "4", "--width", "0.125",
@@ -289,6 +291,7 @@ def test_odd_photos_train_as_the_cli_reads_them(tmp_path):
 
 def test_output_inside_the_images_is_refused(photos, tmp_path):
     from click.testing import CliRunner
+
     from madf.cli.train import main
     result = CliRunner().invoke(main, ["--images", str(photos), "--output", str(photos / "run"), "--levels", "4",
                                        "--width", "0.125", "--size", "32", "--steps", "1", "--perceptual", "none"])

@@ -5,8 +5,8 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from madf.engines.triton import triton_config, write_triton_repo
 from madf.common.errors import ModelError
+from madf.engines.triton import triton_config, write_triton_repo
 
 
 def _parse(text):
@@ -98,10 +98,11 @@ def test_rewriting_replaces_the_model_whole_and_errors_are_clear(plan, tmp_path)
 
 def test_export_writes_a_repository(tmp_path):
     pytest.importorskip("tensorrt_rtx_bindings")
-    from conftest import TINY
-    from madf.model.checkpoint import save_checkpoint
     from madf.cli.export import main as export_main
+    from madf.model.checkpoint import save_checkpoint
     from madf.model.network import build_model
+
+    from conftest import TINY
     ckpt = tmp_path / "tiny.safetensors"
     save_checkpoint(build_model(TINY, seed=0), ckpt)
     result = CliRunner().invoke(export_main, ["--ckpt", str(ckpt), "--output", str(tmp_path / "tiny.onnx"),

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _run(args, **kwargs):
     run = subprocess.run(args, capture_output=True, text=True, **kwargs)
-    assert run.returncode == 0, f"{' '.join(map(str, args))}: exit {run.returncode}\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
+    assert run.returncode == 0, (f"{' '.join(map(str, args))}: exit {run.returncode}\n{run.stdout[-4000:]}\n"
+                                 f"{run.stderr[-4000:]}")
     return run
 
 

@@ -17,9 +17,9 @@ from typing import Optional
 import click
 
 from madf.cli._common import (
-    FloatRange,
     OVERWRITE,
     PATH,
+    FloatRange,
     cli_errors,
     format_table,
     progress,

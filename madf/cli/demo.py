@@ -139,7 +139,8 @@ def _deployment(ckpt: Path, output: Path, jobs) -> None:
     click.echo(f"[4/7] madf-export --ckpt {ckpt} --output {onnx_path}")
     export_onnx(load_checkpoint(ckpt), onnx_path)
     onnx_jobs = [type(j)(j.image, j.mask, output / "results-onnx" / j.output.name) for j in jobs]
-    click.echo(f"[5/7] madf-inpaint --model {onnx_path} (ONNX Runtime backend, needs no torch) --output {output / 'results-onnx'}")
+    click.echo(f"[5/7] madf-inpaint --model {onnx_path} (ONNX Runtime backend, needs no torch) "
+               f"--output {output / 'results-onnx'}")
     errors = run_jobs(Inpainter(OnnxRuntimeBackend(onnx_path)), onnx_jobs)
     if errors:
         raise click.ClickException("; ".join(errors))

@@ -62,10 +62,9 @@ from madf.common import paths
               help="Also build a TensorRT engine here (as madf-build does, with the options below).")
 @engine_options
 @OVERWRITE
-def main(ckpt: Path, output: Optional[Path], dynconv: str, target: Optional[str], fp16: bool, batch, height, width, io: str,
-         invert_mask: bool, raw_outputs: bool,
-         opset: int, simplify: bool, check: bool, verify: bool, check_size, engine: Optional[Path], backend: str, overwrite: bool,
-         **build_settings) -> None:
+def main(ckpt: Path, output: Optional[Path], dynconv: str, target: Optional[str], fp16: bool, batch, height, width,
+         io: str, invert_mask: bool, raw_outputs: bool, opset: int, simplify: bool, check: bool, verify: bool,
+         check_size, engine: Optional[Path], backend: str, overwrite: bool, **build_settings) -> None:
     """Export CKPT to ONNX (checked with onnx.checker and full shape inference; written atomically)."""
     setup_logging()
     if check and (dynconv == "plugin" or raw_outputs):

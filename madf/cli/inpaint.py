@@ -19,10 +19,10 @@ from typing import List, Optional, Sequence
 import click
 
 from madf.cli._common import (
-    FloatRange,
     CHUNK,
     OVERWRITE,
     PATH_OR_URI,
+    FloatRange,
     cli_errors,
     format_table,
     progress,
@@ -138,6 +138,9 @@ def run_jobs(inpainter, jobs: List[Job], invert_mask: bool = False, show_progres
               help="--ray: GPUs each actor reserves (default 1 with --device cuda, else 0; 0.5 = two per GPU).")
 @click.option("--threads-per-actor", default=1, show_default=True, type=click.IntRange(min=1),
               help="--ray: CPU threads each actor computes with.")
+@click.option("--shared-fs", is_flag=True,
+              help="--ray ADDRESS/auto: local paths are on a file system every node mounts at the same place (else "
+                   "only URIs are taken: each node would read and write its own disk).")
 @click.option("--resume", is_flag=True, help="Skip images whose result is already there (results are written "
                                             "atomically: a present file is a complete one); redo nothing else.")
 @click.option("--report", "report_path", type=PATH_OR_URI, default=None,
@@ -148,8 +151,8 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
          backend: Optional[str], image, mask, output, invert_mask: bool, batch_size: int,
          cuda_graph: bool, strategy: str, crop_trigger: int, margin: int, max_side: int, match_border: bool,
          fmt: str, quality: int, resize_mask: bool, quiet: bool, verbose: bool, ray_address: Optional[str], actors: int,
-         gpus_per_actor: Optional[float], threads_per_actor: int, resume: bool, report_path, overwrite: bool,
-         torch_options: dict) -> None:
+         gpus_per_actor: Optional[float], threads_per_actor: int, shared_fs: bool, resume: bool, report_path,
+         overwrite: bool, torch_options: dict) -> None:
     """Fill the holes of IMAGE (file or folder) using MASK, writing 8-bit images to OUTPUT (PNG, JPEG, WebP or
     TIFF, as the name asks; an alpha channel is kept).
 
@@ -170,7 +173,7 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
                                       plugin_libs=plugin_libs, cuda_graph=cuda_graph, torch_options=torch_options,
                                       threads=threads_per_actor), image, mask, output, ray_address, actors,
                         gpus_per_actor, batch_size, chosen, invert_mask, resize_mask, quality, fmt, resume,
-                        overwrite, report_path, quiet)
+                        overwrite, report_path, quiet, shared_fs)
             return
         jobs = plan_jobs(image, mask, output, overwrite or resume, fmt,
                          model_inputs(ckpt, model_path, engine, plugin_libs))
@@ -197,7 +200,8 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
 
 
 def _run_on_ray(backend, files: dict, image, mask, output, address, actors, gpus_per_actor, batch_size, strategy,
-                invert_mask, resize_mask, quality, fmt, resume, overwrite, report_path, quiet) -> None:
+                invert_mask, resize_mask, quality, fmt, resume, overwrite, report_path, quiet,
+                shared_fs: bool = False) -> None:
     """The folder run on Ray Data: the same pairing, strategies, outputs and file rules; a summary and a report."""
     import functools
 
@@ -220,10 +224,12 @@ def _run_on_ray(backend, files: dict, image, mask, output, address, actors, gpus
     factory = functools.partial(open_inpainter, spec, batch_size=batch_size, strategy=strategy)
     with progress(total=len(jobs), unit="img", disable=quiet) as bar:
         report = inpaint_collection(factory, jobs, actors=actors, gpus_per_actor=gpus_per_actor,
-                                    threads_per_actor=files["threads"], invert_mask=invert_mask, resize_mask=resize_mask,
+                                    threads_per_actor=files["threads"], invert_mask=invert_mask,
+                                    resize_mask=resize_mask,
                                     quality=quality, fmt=fmt, resume=resume, overwrite=overwrite, protect=protect,
                                     gpu_only=backend == "tensorrt",
-                                    ray_address=address, report_path=report_path, on_row=lambda row: bar.update(1))
+                                    ray_address=address, report_path=report_path, shared_fs=shared_fs,
+                                    on_row=lambda row: bar.update(1))
     summary = report.summary
     if not quiet:
         click.echo(format_table(["written", "skipped", "failed", "seconds", "images/s", "actors", "report"],

@@ -98,7 +98,7 @@ def parity_report(files: Dict[str, Path], size: Optional[int] = None, photos: in
     rows, passed = compare(backends, feeds, atol, verbose=verbose)
     click.echo(f"parity: reference {reference.describe()}; {len(feeds)} photos at {size}x{size} with procedural "
                f"masks; tolerance max abs <= {atol:g} ({precision})")
-    for name, other in others:
+    for _name, other in others:
         click.echo(f"  vs {other.describe()}")
     click.echo(format_table(["backend", "photo", "max abs", "mean abs", "PSNR dB", "hole filled", "verdict"],
                             [[r["backend"], r["input"], f"{r['max_abs']:.3e}", f"{r['mean_abs']:.3e}",

@@ -26,7 +26,8 @@ from madf.cli.backends import (
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @model_options
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (localhost only by default).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (localhost only by default).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1),
               help="Requests that arrive together share a forward pass, up to this many.")
@@ -48,11 +49,13 @@ from madf.cli.backends import (
               help="--replicas: CPUs each replica reserves.")
 @click.option("--autoscale", default=None, metavar="MIN:MAX",
               help="--replicas: let Ray Serve scale between MIN and MAX replicas by the requests in flight.")
+@click.option("--deployment-name", default="madf", show_default=True,
+              help="--replicas: the Ray Serve application and deployment name (several services on one cluster).")
 @CUDA_GRAPH
 @torch_options
 def main(ckpt, model_path, engine, plugin_libs, device, host, port, batch_size, batch_wait_ms, queue_size,
          max_upload_mb, max_megapixels, replicas, ray_address, gpus_per_replica, cpus_per_replica, autoscale,
-         cuda_graph, torch_options) -> None:
+         deployment_name, cuda_graph, torch_options) -> None:
     """Serve the model given (--ckpt PyTorch, --model ONNX Runtime, --engine TensorRT): POST /inpaint, GET /health,
     GET /info, the painting page at /, the OpenAPI description at /docs. The model is loaded once."""
     setup_logging()
@@ -63,14 +66,15 @@ def main(ckpt, model_path, engine, plugin_libs, device, host, port, batch_size, 
 
             from madf.serve.app import create_app
         except ImportError as exc:
-            raise click.ClickException(f"madf-serve needs FastAPI and uvicorn: pip install 'madf-trt[serve]' ({exc})")
+            raise click.ClickException(f"madf-serve needs FastAPI and uvicorn: pip install 'madf-trt[serve]' "
+                                       f"({exc})") from exc
         app_options = dict(max_upload_mb=max_upload_mb, max_megapixels=max_megapixels, queue_size=queue_size,
                            max_batch=batch_size, wait_ms=batch_wait_ms, device=device or "cpu")
         if replicas or ray_address or autoscale:
             files = dict(ckpt=ckpt, model=model_path, engine=engine, device=device, plugin_libs=plugin_libs,
                          cuda_graph=cuda_graph, torch_options=torch_options)
             _serve_on_ray(backend, files, app_options, host, port, replicas or 1, ray_address or "local",
-                          gpus_per_replica, cpus_per_replica, _bounds(autoscale))
+                          gpus_per_replica, cpus_per_replica, _bounds(autoscale), deployment_name)
             return
         from madf.inpaint.inpainter import Inpainter
         runner = open_options(backend, ckpt=ckpt, model=model_path, engine=engine, device=device,
@@ -97,7 +101,8 @@ def _bounds(text):
     return low, high
 
 
-def _serve_on_ray(backend, files, app_options, host, port, replicas, address, gpus, cpus, autoscale) -> None:
+def _serve_on_ray(backend, files, app_options, host, port, replicas, address, gpus, cpus, autoscale,
+                  name: str = "madf") -> None:
     """The same app as N Ray Serve replicas; runs until Ctrl-C or SIGTERM, then takes the deployment down."""
     import functools
     import time
@@ -122,7 +127,7 @@ def _serve_on_ray(backend, files, app_options, host, port, replicas, address, gp
                         gpu_only=backend == "tensorrt")
         try:
             start(factory, app_options, host=host, port=port, replicas=replicas, gpus_per_replica=gpus,
-                  cpus_per_replica=cpus, autoscale=autoscale)
+                  cpus_per_replica=cpus, autoscale=autoscale, name=name)
             count = f"{autoscale[0]}-{autoscale[1]} replicas (autoscaled)" if autoscale else f"{replicas} replica(s)"
             click.echo(f"madf-serve: {count} on Ray Serve ({ray.cluster_resources().get('CPU', 0):g} CPUs, "
                        f"{ray.cluster_resources().get('GPU', 0):g} GPUs in the cluster)\n"

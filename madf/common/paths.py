@@ -111,7 +111,8 @@ def check_output_files(paths: Sequence[Path], option: str, inputs: Sequence[Path
     """Many outputs at once (a folder run): the first few problems in one message."""
     existing = [p for p in paths if Path(p).exists()] if not overwrite else []
     if existing:
-        shown = ", ".join(p.name for p in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
+        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        shown = ", ".join(p.name for p in existing[:3]) + more
         raise InputError(f"{option}: {len(existing)} result(s) exist already ({shown}); add --overwrite to replace "
                          f"them")
     return [check_output_file(p, option, inputs, overwrite=True) for p in paths]

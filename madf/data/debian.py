@@ -115,7 +115,8 @@ def _unpacked(package: str, cache: Path, download: bool) -> Path:
     got = subprocess.run(["apt-get", "download", package], cwd=debs, capture_output=True, text=True)
     found = sorted(debs.glob(f"{package}_*.deb"))
     if got.returncode != 0 or not found:
-        log.warning("%s: apt-get download failed (%s); skipped", package, (got.stderr.strip().splitlines() or ["?"])[-1])
+        why = (got.stderr.strip().splitlines() or ["?"])[-1]
+        log.warning("%s: apt-get download failed (%s); skipped", package, why)
         return root
     root.mkdir(parents=True, exist_ok=True)
     subprocess.run(["dpkg", "-x", str(found[-1]), str(root)], check=True, capture_output=True)

@@ -102,7 +102,8 @@ def read_plan(path: Path, sidecar: Dict) -> bytes:
 
 
 # The checks below are the one sidecar contract: madf/csrc/runtime/src/sidecar.cpp applies the same ones with the
-# same messages, and tests/fixtures/sidecars.json holds the cases both runtimes are run on (tests/test_sidecar_contract.py).
+# same messages, and tests/fixtures/sidecars.json holds the cases both runtimes are run on
+# (tests/test_sidecar_contract.py).
 
 
 def check_plan(path, sidecar: Dict, data: bytes) -> None:

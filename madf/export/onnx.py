@@ -30,8 +30,8 @@ import madf
 from madf.common.atomic import atomic_path
 from madf.common.errors import MADFError
 from madf.export.onnx_file import IO_KINDS, PLUGIN_LEVELS_KEY, lowering_of, stamp
-from madf.model import fused_table
 from madf.export.uint8_io import uint8_metadata, wrap_uint8
+from madf.model import fused_table
 from madf.model.network import MADFNet
 from madf.model.pipeline import InpaintModel
 from madf.model.precision import cast_network

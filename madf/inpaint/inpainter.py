@@ -32,7 +32,8 @@ ImageLike = Union[np.ndarray, Image.Image]
 
 
 class Inpainter:
-    """``strategy`` (madf.inpaint.strategy.Strategy): where the network looks; by default the whole frame up to 800 px and
+    """``strategy`` (madf.inpaint.strategy.Strategy): where the network looks; by default the whole frame up to
+    800 px and
     crops around the holes beyond (or beyond the backend's largest size, an engine's profile)."""
 
     def __init__(self, backend, batch_size: int = 1, strategy: Optional[Strategy] = None):

@@ -17,8 +17,8 @@ Implementations (``IMPLEMENTATIONS``):
   outputs followed by a per-pixel contraction with [m; 1]. Same multiplies, no per-window kernel tensor, and plain
   Conv/Mul/ReduceSum in ONNX. Its conv weight is a permutation of the official (weight, bias): ``rewrite_weight``.
 
-Later backends (the fused CUDA kernel, madf.model.fused_kernel) register here with ``register``; ``auto`` picks the fused
-kernel per level where it is faster (``resolve``).
+Later backends (the fused CUDA kernel, madf.model.fused_kernel) register here with ``register``; ``auto`` picks the
+fused kernel per level where it is faster (``resolve``).
 """
 from __future__ import annotations
 
@@ -110,7 +110,8 @@ def dynamic_filter_rewrite(x, m, weight, bias, kernel_size: int, stride: int, pa
 
 # "auto": the fused kernel where it beats cuDNN, the rewrite elsewhere, from the measured table
 # (madf/model/fused_wins.json): on an H100, FP16, batch 32, 2.1x / 1.6x / 1.3x faster at the official levels 1-3
-# (window Cin*k*k of 294, 400, 288) and slower from level 4 on (576 and more: its long reduction runs on too few blocks).
+# (window Cin*k*k of 294, 400, 288) and slower from level 4 on (576 and more: its long reduction runs on too few
+# blocks).
 AUTO = "auto"
 FUSED_MAX_WINDOW = fused_table.max_window(fused_table.REFERENCE_ARCH)
 

@@ -33,7 +33,8 @@ def cuda_home() -> Optional[Path]:
     if shutil.which("nvcc") is None:
         return None
     # `nvcc --dryrun` prints its own folder as _HERE_, which a symlink or wrapper script would hide
-    out = subprocess.run(["nvcc", "--dryrun", "-x", "cu", "-c", os.devnull, "-o", os.devnull], capture_output=True, text=True).stderr
+    out = subprocess.run(["nvcc", "--dryrun", "-x", "cu", "-c", os.devnull, "-o", os.devnull], capture_output=True,
+                         text=True).stderr
     here = re.search(r"^#\$ _HERE_=(.+)$", out, re.MULTILINE)
     return Path(here.group(1).strip()).parent if here else None
 
@@ -99,7 +100,8 @@ def load_emulated_extension(emulation_dir: Path = EMULATION, verbose: bool = Fal
 
 
 class FusedKernel:
-    """The op on one build of the binding. Arguments are checked here the way madf.model.dynamic_filter checks them (same
+    """The op on one build of the binding. Arguments are checked here the way madf.model.dynamic_filter checks them
+    (same
     errors as the other implementations); the binding checks them again before it touches memory."""
 
     def __init__(self, module, device_type: str = "cuda"):
@@ -169,7 +171,8 @@ def cuda_kernel(verbose: bool = False) -> FusedKernel:
 
 
 def dynamic_filter_fused(x, m, weight, bias, kernel_size: int, stride: int, padding: int, algo: str = "auto"):
-    """The op on CUDA tensors (float32 or float16), same arguments as madf.model.dynamic_filter.dynamic_filter_unfold."""
+    """The op on CUDA tensors (float32 or float16), same arguments as
+    madf.model.dynamic_filter.dynamic_filter_unfold."""
     return cuda_kernel()(x, m, weight, bias, kernel_size, stride, padding, algo)
 
 

@@ -163,8 +163,8 @@ class MADFNet(nn.Module):
                 setattr(self, f"deconv_{l}", nn.Sequential(_deconv(cin, cout), nn.BatchNorm2d(cout), _leaky()))
                 setattr(self, f"att_conv_{l}", AttConv(2 * cout, cout))
             else:
-                setattr(self, "deconv_1", nn.Sequential(_deconv(cin, cout)))
-                setattr(self, "att_conv_1", AttConv(c.skip_channels(0) + cout, cout, activation=False))
+                self.deconv_1 = nn.Sequential(_deconv(cin, cout))
+                self.att_conv_1 = AttConv(c.skip_channels(0) + cout, cout, activation=False)
         # Refinement decoders k = 0..K-1; the last level fuses the upsampled features with all earlier outputs.
         for k in range(c.refinement_decoders):
             for l in range(L, 1, -1):

@@ -160,13 +160,25 @@ def sweep_temp_files(folder: Union[str, Path, None]) -> int:
     return len(found)
 
 
+def check_shared(pairs, output, report_path, ray_address: str) -> None:
+    """No local path on a cluster of other nodes: each would read and write its own disk, and the results scatter."""
+    refs = [output, report_path]
+    if isinstance(pairs, list):
+        refs += [ref for j in pairs for ref in (j.image, j.mask, j.output)]
+    local = next((ref for ref in refs if ref is not None and local_path(ref) is not None), None)
+    if local is not None:
+        raise InputError(f"{local} is a local path, but on the Ray cluster {ray_address} each node reads and writes "
+                         f"its own disk: give s3:// or gs:// URIs, add --shared-fs if every node mounts this path, "
+                         f"or run on --ray local")
+
+
 def inpaint_collection(make_inpainter: Callable, pairs, output: Union[str, Path, None] = None, *,
                        actors: int = 1, gpus_per_actor: float = 0.0, cpus_per_actor: float = 1.0,
                        threads_per_actor: Optional[int] = 1, rows_per_task: int = 4, invert_mask: bool = False,
                        resize_mask: bool = False, quality: int = 95, fmt: str = "png", resume: bool = False,
                        overwrite: bool = False, protect: Sequence[Union[str, Path]] = (), gpu_only: bool = False,
                        on_row: Optional[Callable[[Dict], None]] = None, ray_address: str = "local",
-                       report_path: Union[str, Path, None] = None) -> BatchReport:
+                       report_path: Union[str, Path, None] = None, shared_fs: bool = False) -> BatchReport:
     """Inpaint ``pairs`` (a list of (image, mask[, output]) refs, a list of Jobs, or a Ray Dataset with columns
     image, mask, output) with ``actors`` copies of ``make_inpainter()`` (a picklable callable returning an
     Inpainter); returns the report (also written as JSON to ``report_path``). ``on_row(row)`` sees each row as it
@@ -174,13 +186,18 @@ def inpaint_collection(make_inpainter: Callable, pairs, output: Union[str, Path,
 
     The plain run's file rules hold for every output and the report (madf.common.paths.check_outputs): none may be
     an input (an image, a mask, or a file of ``protect``: the model's), none may exist unless ``overwrite`` (or
-    ``resume``, which keeps them). A Dataset's rows are not looked at before the run."""
+    ``resume``, which keeps them). A Dataset's rows are not looked at before the run.
+
+    On a cluster other than ``local`` every node reads and writes its own disk, so local paths (and file:// URIs)
+    are refused unless ``shared_fs`` says every node mounts them at the same place."""
     from madf.common import paths
     from madf.scale.cluster import check_resources, connect, madf_errors
     if actors < 1:
         raise InputError(f"actors must be >= 1, got {actors}")
     if isinstance(pairs, list) and pairs and not isinstance(pairs[0], Job):
         pairs = jobs_from_pairs(pairs, output, fmt)
+    if ray_address != "local" and not shared_fs:
+        check_shared(pairs, output, report_path, ray_address)
     rows: List[Dict] = []
     files = Files()
     before: Dict[str, Optional[float]] = {}   # each output's date before the run (None: absent)

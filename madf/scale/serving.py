@@ -13,7 +13,7 @@ import socket
 from typing import Callable, Dict, Optional, Tuple
 
 log = logging.getLogger("madf")
-NAME = "madf"
+NAME = "madf"   # the default name of the application and its deployment (madf-serve --deployment-name)
 
 
 def _replica_name() -> Optional[str]:
@@ -22,9 +22,10 @@ def _replica_name() -> Optional[str]:
         from ray import serve
         context = serve.get_replica_context()
         unique = getattr(getattr(context, "replica_id", None), "unique_id", None)
+        name = getattr(context, "deployment", None) or NAME
     except Exception:  # noqa: BLE001 - no replica context: a plain process
         return None
-    return f"{NAME}#{unique}@{socket.gethostname()}:{os.getpid()}" if unique else None
+    return f"{name}#{unique}@{socket.gethostname()}:{os.getpid()}" if unique else None
 
 
 # A replica whose model does not open fails the same way each time: give up after this many starts, and say why
@@ -39,7 +40,7 @@ def build_app(make_inpainter: Callable, app_options: Dict):
 
 
 def application(make_inpainter: Callable, app_options: Dict, replicas: int = 1, gpus_per_replica: float = 0.0,
-                cpus_per_replica: float = 1.0, autoscale: Optional[Tuple[int, int]] = None):
+                cpus_per_replica: float = 1.0, autoscale: Optional[Tuple[int, int]] = None, name: str = NAME):
     """The Ray Serve application: one deployment whose ingress is madf-serve's app."""
     from ray import serve
 
@@ -52,7 +53,7 @@ def application(make_inpainter: Callable, app_options: Dict, replicas: int = 1, 
 
     # each replica takes its queue's worth of requests; past that its own batcher answers 503, as one process does
     ongoing = app_options.get("queue_size", 16) + app_options.get("max_batch", 4)
-    settings = dict(name=NAME, max_ongoing_requests=ongoing, max_constructor_retry_count=CONSTRUCTOR_RETRIES,
+    settings = dict(name=name, max_ongoing_requests=ongoing, max_constructor_retry_count=CONSTRUCTOR_RETRIES,
                     ray_actor_options={"num_cpus": cpus_per_replica, "num_gpus": gpus_per_replica})
     if autoscale:
         low, high = autoscale
@@ -63,7 +64,8 @@ def application(make_inpainter: Callable, app_options: Dict, replicas: int = 1, 
     return serve.deployment(Replica, **settings).bind()
 
 
-def start(make_inpainter: Callable, app_options: Dict, host: str = "127.0.0.1", port: int = 8080, **deployment):
+def start(make_inpainter: Callable, app_options: Dict, host: str = "127.0.0.1", port: int = 8080, name: str = NAME,
+          **deployment):
     """Deploy on the connected Ray cluster and return once every replica is up; the proxy listens on host:port.
     A replica that cannot build its app (its model does not open there) ends the deployment with madf's own
     error, carried out of the replica's traceback (madf.scale.cluster.remote_madf_error)."""
@@ -73,13 +75,13 @@ def start(make_inpainter: Callable, app_options: Dict, host: str = "127.0.0.1", 
     from madf.scale.cluster import remote_madf_error
     serve.start(http_options={"host": host, "port": port})
     try:
-        serve.run(application(make_inpainter, app_options, **deployment), name=NAME, route_prefix="/",
+        serve.run(application(make_inpainter, app_options, name=name, **deployment), name=name, route_prefix="/",
                   blocking=False)
     except RuntimeError as exc:
         # the application's status says only "Failed to update the deployments"; the deployment's holds the
         # replica's traceback
         try:
-            app = serve.status().applications.get(NAME)
+            app = serve.status().applications.get(name)
             details = " ".join(d.message or "" for d in app.deployments.values()) if app else ""
         except Exception:  # noqa: BLE001 - the status is a hint; the error below stands without it
             details = ""
@@ -87,10 +89,3 @@ def start(make_inpainter: Callable, app_options: Dict, host: str = "127.0.0.1", 
         if found is not None:
             raise found from None
         raise DeviceError(f"Ray Serve could not start the replicas: {first_line(exc)}") from None
-
-
-def replica_actors():
-    """Names of the running replica actors (namespace 'serve'), for operators and the fault tests."""
-    import ray
-    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-            if a["namespace"] == "serve" and a["name"].startswith("SERVE_REPLICA") and f"::{NAME}#" in a["name"]]

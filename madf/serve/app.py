@@ -56,7 +56,8 @@ async def lifespan(app: FastAPI):
 def create_app(inpainter, max_upload_mb: float = 20, max_megapixels: float = 40, queue_size: int = 16,
                max_batch: int = 4, wait_ms: float = 10, device: str = "cpu", replica: Optional[str] = None
                ) -> FastAPI:
-    """The FastAPI app serving ``inpainter`` (a madf.inpaint.inpainter.Inpainter: any backend, the shared padding, batching
+    """The FastAPI app serving ``inpainter`` (a madf.inpaint.inpainter.Inpainter: any backend, the shared padding,
+    batching
     and large-photo strategy). ``replica`` names this copy of the service (default host:pid)."""
     settings = Settings(max_upload_mb=max_upload_mb, max_megapixels=max_megapixels, queue_size=queue_size,
                         max_batch=max_batch, wait_ms=wait_ms, device=device, replica=replica)

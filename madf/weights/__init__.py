@@ -1,4 +1,5 @@
-"""Weights that ship with the package: a small MADF trained on the bundled photos (docs/training.md, "The bundled model").
+"""Weights that ship with the package: a small MADF trained on the bundled photos (docs/training.md, "The bundled
+model").
 
 It is the demo's default and a real trained network for tests of the whole path; it is small (5 levels, width
 0.25) and was trained briefly on CPU, so it is no substitute for the official Places2 / CelebA / Paris StreetView

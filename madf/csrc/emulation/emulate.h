@@ -131,7 +131,7 @@ inline void launch(dim3 grid, dim3 block, size_t sharedBytes, std::function<void
         }
     }
 }
-} // namespace emulate
+}   // namespace emulate
 
 #define threadIdx (emulate::threadIdx_)
 #define blockIdx (emulate::blockIdx_)
@@ -145,12 +145,26 @@ namespace nvcuda
 {
 namespace wmma
 {
-struct matrix_a {};
-struct matrix_b {};
-struct accumulator {};
-struct row_major {};
-struct col_major {};
-enum layout_t { mem_row_major, mem_col_major };
+struct matrix_a
+{
+};
+struct matrix_b
+{
+};
+struct accumulator
+{
+};
+struct row_major
+{
+};
+struct col_major
+{
+};
+enum layout_t
+{
+    mem_row_major,
+    mem_col_major
+};
 
 template <typename Use, int M, int N, int K, typename T, typename Layout = void>
 struct fragment
@@ -207,7 +221,7 @@ void store_matrix_sync(float* p, fragment<accumulator, M, N, K, float> const& f,
             for (int j = 0; j < N; ++j)
                 p[layout == mem_row_major ? i * ldm + j : j * ldm + i] = f.x[i * N + j];
 }
-} // namespace wmma
-} // namespace nvcuda
+}   // namespace wmma
+}   // namespace nvcuda
 
-#endif // MADF_EMULATE_H
+#endif   // MADF_EMULATE_H

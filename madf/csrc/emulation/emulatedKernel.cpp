@@ -14,9 +14,9 @@ namespace
 {
 std::mutex gEmulatorMutex;   // the emulator's fibers and barriers are global: one launch at a time
 constexpr int kEmulatedComputeCapability = 9;
-constexpr int kEmulatedMultiprocessors = 132;   // an H100's
+constexpr int kEmulatedMultiprocessors = 132;         // an H100's
 constexpr size_t kEmulatedSharedLimit = 227 * 1024;   // an H100's opt-in maximum per block
-} // namespace
+}   // namespace
 
 extern "C" cudaError_t madfDynamicFilterQueryDevice(madfDeviceFacts* facts)
 {

@@ -23,7 +23,7 @@ void log(nvinfer1::ILogger::Severity severity, char const* message) noexcept
     if (nvinfer1::ILogger* logger = gLoggerFinder->findLogger())
         logger->log(severity, message);
 }
-} // namespace
+}   // namespace
 
 void setLoggerFinder(nvinfer1::ILoggerFinder* finder) noexcept
 {
@@ -34,14 +34,15 @@ void setLoggerFinder(nvinfer1::ILoggerFinder* finder) noexcept
 void logError(char const* message) noexcept { log(nvinfer1::ILogger::Severity::kERROR, message); }
 void logVerbose(char const* message) noexcept { log(nvinfer1::ILogger::Severity::kVERBOSE, message); }
 
-} // namespace madf
+}   // namespace madf
 
 extern "C" __attribute__((visibility("default"))) void setLoggerFinder(nvinfer1::ILoggerFinder* finder)
 {
     madf::setLoggerFinder(finder);
 }
 
-extern "C" __attribute__((visibility("default"))) nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
+extern "C" __attribute__((visibility("default"))) nvinfer1::IPluginCreatorInterface* const* getCreators(
+    int32_t& nbCreators)
 {
     static madf::DynamicFilterPluginCreator dynamicFilterCreator;
     static nvinfer1::IPluginCreatorInterface* const creators[] = {&dynamicFilterCreator};

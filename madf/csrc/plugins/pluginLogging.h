@@ -15,6 +15,6 @@ void setLoggerFinder(nvinfer1::ILoggerFinder* finder) noexcept;
 void logError(char const* message) noexcept;
 void logVerbose(char const* message) noexcept;
 
-} // namespace madf
+}   // namespace madf
 
-#endif // MADF_PLUGIN_LOGGING_H
+#endif   // MADF_PLUGIN_LOGGING_H

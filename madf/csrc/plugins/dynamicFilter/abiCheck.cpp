@@ -31,7 +31,7 @@ madfDynamicFilterShape official(int32_t level1Size)
     s.padding = 3;
     return s;
 }
-} // namespace
+}   // namespace
 
 int main()
 {
@@ -63,18 +63,22 @@ int main()
 
     s = official(256);
     s.stride = 0;
-    expect(madfDynamicFilterForward(&s, MADF_FLOAT32, MADF_ALGO_AUTO, nullptr, nullptr, nullptr, nullptr, nullptr,
-               nullptr) == cudaErrorInvalidValue, "invalid shape -> cudaErrorInvalidValue before any launch");
+    expect(
+        madfDynamicFilterForward(&s, MADF_FLOAT32, MADF_ALGO_AUTO, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr)
+            == cudaErrorInvalidValue,
+        "invalid shape -> cudaErrorInvalidValue before any launch");
     s = official(256);
     s.batch = 0;
-    expect(madfDynamicFilterForward(&s, MADF_FLOAT16, MADF_ALGO_AUTO, nullptr, nullptr, nullptr, nullptr, nullptr,
-               nullptr) == cudaSuccess, "empty batch is a no-op");
+    expect(
+        madfDynamicFilterForward(&s, MADF_FLOAT16, MADF_ALGO_AUTO, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr)
+            == cudaSuccess,
+        "empty batch is a no-op");
     int devices = 0;
     if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0)
     {
         s = official(16);
-        cudaError_t const e = madfDynamicFilterForward(&s, MADF_FLOAT32, MADF_ALGO_AUTO, nullptr, nullptr, nullptr,
-            nullptr, nullptr, nullptr);
+        cudaError_t const e = madfDynamicFilterForward(
+            &s, MADF_FLOAT32, MADF_ALGO_AUTO, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
         expect(e != cudaSuccess, "no GPU: the launch reports an error instead of crashing");
     }
     std::printf("%d failure(s)\n", gFailures);

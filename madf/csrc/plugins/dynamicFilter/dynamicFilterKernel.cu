@@ -36,9 +36,18 @@ struct Geometry
 
 __device__ __forceinline__ float toFloat(float v) { return v; }
 __device__ __forceinline__ float toFloat(__half v) { return __half2float(v); }
-template <typename T> __device__ __forceinline__ T fromFloat(float v);
-template <> __device__ __forceinline__ float fromFloat<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half fromFloat<__half>(float v) { return __float2half_rn(v); }
+template <typename T>
+__device__ __forceinline__ T fromFloat(float v);
+template <>
+__device__ __forceinline__ float fromFloat<float>(float v)
+{
+    return v;
+}
+template <>
+__device__ __forceinline__ __half fromFloat<__half>(float v)
+{
+    return __float2half_rn(v);
+}
 
 // X[p, j]: features at window element j of output pixel p, zero outside the image (the op's zero padding).
 template <typename T>
@@ -60,7 +69,8 @@ __device__ __forceinline__ T loadWindow(Geometry const& g, T const* x, int64_t p
 
 // W[c, j, o] read in place from the official kernel-generator layout; zero outside (partial tiles).
 template <typename T>
-__device__ __forceinline__ T loadFilter(Geometry const& g, T const* weight, T const* bias, int32_t c, int32_t j, int32_t o)
+__device__ __forceinline__ T loadFilter(
+    Geometry const& g, T const* weight, T const* bias, int32_t c, int32_t j, int32_t o)
 {
     if (j >= g.window || o >= g.cout)
         return fromFloat<T>(0.0f);
@@ -96,15 +106,15 @@ constexpr int kSimtPixels = 64, kSimtChannels = 16, kSimtDepth = 8, kSimtTP = 2,
 constexpr int kSimtThreads = (kSimtPixels / kSimtTP) * (kSimtChannels / kSimtTO);   // 256
 
 template <typename T>
-__global__ void __launch_bounds__(kSimtThreads) simtKernel(Geometry g, T const* x, T const* m, T const* weight,
-    T const* bias, T* y)
+__global__ void __launch_bounds__(kSimtThreads)
+    simtKernel(Geometry g, T const* x, T const* m, T const* weight, T const* bias, T* y)
 {
     MADF_DYNAMIC_SHARED(float, simtShared);
     float* const smem = simtShared;   // (each kernel names its extern array differently: they must not clash)
     int32_t const c1 = g.cm + 1;
-    float* xs = smem;                              // [depth][pixels]
-    float* ms = xs + kSimtDepth * kSimtPixels;     // [c1][pixels]
-    float* ws = ms + c1 * kSimtPixels;             // [c1][depth][channels]
+    float* xs = smem;                            // [depth][pixels]
+    float* ms = xs + kSimtDepth * kSimtPixels;   // [c1][pixels]
+    float* ws = ms + c1 * kSimtPixels;           // [c1][depth][channels]
 
     int const tid = threadIdx.x;
     int64_t const p0 = static_cast<int64_t>(blockIdx.x) * kSimtPixels;
@@ -138,7 +148,8 @@ __global__ void __launch_bounds__(kSimtThreads) simtKernel(Geometry g, T const* 
                 for (int a = 0; a < kSimtTP; ++a)
 #pragma unroll
                     for (int b = 0; b < kSimtTO; ++b)
-                        part[a][b] += xs[jj * kSimtPixels + tp + a] * ws[(c * kSimtDepth + jj) * kSimtChannels + to + b];
+                        part[a][b] +=
+                            xs[jj * kSimtPixels + tp + a] * ws[(c * kSimtDepth + jj) * kSimtChannels + to + b];
             }
             // the contraction with [m; 1], applied to this depth slice (it is linear, so slices add up)
 #pragma unroll
@@ -175,8 +186,8 @@ struct TcTile
 {
     static constexpr int threads = 32 * Warps, pixels = 16 * Warps;
     static constexpr int ldA = pixels + 8;
-    static constexpr int rowsPerPass = threads / pixels;     // 2: A rows each thread gathers are this far apart
-    static constexpr int gather = kTcDepth / rowsPerPass;    // A elements per thread per stage
+    static constexpr int rowsPerPass = threads / pixels;    // 2: A rows each thread gathers are this far apart
+    static constexpr int gather = kTcDepth / rowsPerPass;   // A elements per thread per stage
     // dynamic shared memory: two stages of A and B, the mask tile, and the window table
     static constexpr size_t sharedBytes(int32_t window)
     {
@@ -217,8 +228,8 @@ __device__ __forceinline__ void copyAsyncWaitAll()
 
 // One stage of B (rows j0 .. j0 + kTcDepth) into bs. vectorB: Cm == 16, Cout % 16 == 0 and 16-byte aligned pointers.
 template <int Threads>
-__device__ __forceinline__ void loadFilterStage(Geometry const& g, __half const* weight, __half const* bias,
-    bool vectorB, int32_t j0, int32_t o0, __half* bs)
+__device__ __forceinline__ void loadFilterStage(
+    Geometry const& g, __half const* weight, __half const* bias, bool vectorB, int32_t j0, int32_t o0, __half* bs)
 {
     if (vectorB)
     {
@@ -241,22 +252,22 @@ __device__ __forceinline__ void loadFilterStage(Geometry const& g, __half const*
         bool const isBias = col >= kTcChannels * kTcMaskSlots;
         int32_t const o = isBias ? col - kTcChannels * kTcMaskSlots : col / kTcMaskSlots;
         int32_t const c = isBias ? g.cm : col % kTcMaskSlots;   // slots past Cm stay zero
-        bs[row * kTcLdB + col] = isBias || c < g.cm ? loadFilter(g, weight, bias, c, j0 + row, o0 + o)
-                                                    : fromFloat<__half>(0.0f);
+        bs[row * kTcLdB + col] =
+            isBias || c < g.cm ? loadFilter(g, weight, bias, c, j0 + row, o0 + o) : fromFloat<__half>(0.0f);
     }
 }
 
 template <int Warps>
-__global__ void __launch_bounds__(32 * Warps, 1) tensorCoreKernel(Geometry g, __half const* x, __half const* m,
-    __half const* weight, __half const* bias, __half* y, bool vectorB)
+__global__ void __launch_bounds__(32 * Warps, 1) tensorCoreKernel(
+    Geometry g, __half const* x, __half const* m, __half const* weight, __half const* bias, __half* y, bool vectorB)
 {
 #if defined(MADF_EMULATE) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700)
     using namespace nvcuda;
     using Tile = TcTile<Warps>;
     MADF_DYNAMIC_SHARED(uint4, tcShared);   // uint4: 16-byte aligned for cp.async
     unsigned char* const smem = reinterpret_cast<unsigned char*>(tcShared);
-    __half* const bsBase = reinterpret_cast<__half*>(smem);         // [stage][depth][kTcLdB]
-    __half* const asBase = bsBase + 2 * kTcDepth * kTcLdB;            // [stage][depth][Tile::ldA] (A column-major)
+    __half* const bsBase = reinterpret_cast<__half*>(smem);   // [stage][depth][kTcLdB]
+    __half* const asBase = bsBase + 2 * kTcDepth * kTcLdB;    // [stage][depth][Tile::ldA] (A column-major)
     float* const ms = reinterpret_cast<float*>(asBase + 2 * kTcDepth * Tile::ldA);   // [mask slot][pixel]
     int2* const table = reinterpret_cast<int2*>(ms + kTcMaskSlots * Tile::pixels);   // window j -> (offset, ky|kx)
 
@@ -284,7 +295,8 @@ __global__ void __launch_bounds__(32 * Warps, 1) tensorCoreKernel(Geometry g, __
     int64_t pixelBase = 0;
     if (pixelValid)
     {
-        int32_t const n = static_cast<int32_t>(p / g.howo), pix = static_cast<int32_t>(p - static_cast<int64_t>(n) * g.howo);
+        int32_t const n = static_cast<int32_t>(p / g.howo),
+                      pix = static_cast<int32_t>(p - static_cast<int64_t>(n) * g.howo);
         int32_t const oy = pix / g.wo, ox = pix - oy * g.wo;
         iy0 = oy * g.stride - g.pad;
         ix0 = ox * g.stride - g.pad;
@@ -328,7 +340,8 @@ __global__ void __launch_bounds__(32 * Warps, 1) tensorCoreKernel(Geometry g, __
         bool const more = s + 1 < stages;
         if (more)   // next stage in flight while this one multiplies
         {
-            loadFilterStage<Tile::threads>(g, weight, bias, vectorB, (s + 1) * kTcDepth, o0, bsBase + (cur ^ 1) * kTcDepth * kTcLdB);
+            loadFilterStage<Tile::threads>(
+                g, weight, bias, vectorB, (s + 1) * kTcDepth, o0, bsBase + (cur ^ 1) * kTcDepth * kTcLdB);
             gather((s + 1) * kTcDepth);
         }
         __half const* as = asBase + cur * kTcDepth * Tile::ldA;
@@ -380,7 +393,8 @@ __global__ void __launch_bounds__(32 * Warps, 1) tensorCoreKernel(Geometry g, __
     int64_t const q = p0 + warp * 16 + r;
     if (q < g.pixels)
     {
-        int32_t const n = static_cast<int32_t>(q / g.howo), pix = static_cast<int32_t>(q - static_cast<int64_t>(n) * g.howo);
+        int32_t const n = static_cast<int32_t>(q / g.howo),
+                      pix = static_cast<int32_t>(q - static_cast<int64_t>(n) * g.howo);
         __half* const yq = y + static_cast<int64_t>(n) * g.cout * g.howo + pix;
 #pragma unroll
         for (int i = 0; i < kTcChannels / 2; ++i)
@@ -467,7 +481,7 @@ int tensorCoreWarps(Geometry const& g, int multiprocessors)
     return 2;
 }
 
-} // namespace
+}   // namespace
 
 extern "C" int32_t madfDynamicFilterOutputSize(int32_t in, int32_t kernelSize, int32_t stride, int32_t padding)
 {
@@ -505,10 +519,12 @@ namespace
 {
 // The tensor-core kernel takes FP16 data, at most 16 mask channels, sm_70 or newer, and a window whose offset table
 // fits the block's shared memory (`sharedLimit`, the device's opt-in maximum).
-madfAlgo selectAlgo(madfDynamicFilterShape const* s, madfDType dtype, madfAlgo requested, int ccMajor, size_t sharedLimit)
+madfAlgo selectAlgo(
+    madfDynamicFilterShape const* s, madfDType dtype, madfAlgo requested, int ccMajor, size_t sharedLimit)
 {
     if (requested == MADF_ALGO_SIMT || dtype != MADF_FLOAT16 || s == nullptr || s->maskChannels + 1 > kTcMaxC1
-        || ccMajor < 7 || TcTile<kTcWidestWarps>::sharedBytes(s->inChannels * s->kernelSize * s->kernelSize) > sharedLimit)
+        || ccMajor < 7
+        || TcTile<kTcWidestWarps>::sharedBytes(s->inChannels * s->kernelSize * s->kernelSize) > sharedLimit)
         return MADF_ALGO_SIMT;
     return MADF_ALGO_TENSOR_CORE;
 }
@@ -517,7 +533,7 @@ bool validArguments(madfDynamicFilterShape const* shape, madfDType dtype)
 {
     return madfDynamicFilterCheck(shape) == nullptr && (dtype == MADF_FLOAT32 || dtype == MADF_FLOAT16);
 }
-} // namespace
+}   // namespace
 
 // Host code that talks to the CUDA runtime (device queries, launches); the CPU emulation has its own launcher.
 #ifndef MADF_EMULATE
@@ -533,7 +549,8 @@ cudaError_t optIn(Kernel kernel, size_t smem, int32_t device)
     static std::atomic<size_t> granted[kMaxDevices];
     if (smem <= 48 * 1024 || (device >= 0 && device < kMaxDevices && granted[device].load() >= smem))
         return cudaSuccess;
-    cudaError_t const e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    cudaError_t const e =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e == cudaSuccess && device >= 0 && device < kMaxDevices)
         granted[device].store(smem);
     return e;
@@ -562,7 +579,7 @@ cudaError_t launchTensorCore(TcArgs const& a, int32_t device, cudaStream_t strea
         a.g, a.x, a.m, a.weight, a.bias, a.y, a.vectorB);
     return cudaGetLastError();
 }
-} // namespace
+}   // namespace
 
 extern "C" cudaError_t madfDynamicFilterQueryDevice(madfDeviceFacts* facts)
 {

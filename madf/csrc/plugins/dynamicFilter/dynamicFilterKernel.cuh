@@ -17,17 +17,27 @@
 extern "C" {
 #endif
 
-typedef enum madfDType { MADF_FLOAT32 = 0, MADF_FLOAT16 = 1 } madfDType;
+typedef enum madfDType
+{
+    MADF_FLOAT32 = 0,
+    MADF_FLOAT16 = 1
+} madfDType;
 
 /* SIMT: FP32 FMA on CUDA cores, any shape. TENSOR_CORE: FP16 WMMA with FP32 accumulation, Cm <= 16. */
-typedef enum madfAlgo { MADF_ALGO_AUTO = 0, MADF_ALGO_SIMT = 1, MADF_ALGO_TENSOR_CORE = 2 } madfAlgo;
+typedef enum madfAlgo
+{
+    MADF_ALGO_AUTO = 0,
+    MADF_ALGO_SIMT = 1,
+    MADF_ALGO_TENSOR_CORE = 2
+} madfAlgo;
 
-typedef struct madfDynamicFilterShape {
-    int32_t batch;           /* N */
-    int32_t inChannels;      /* Cin of features (N, Cin, H, W) */
-    int32_t height, width;   /* H, W */
-    int32_t maskChannels;    /* Cm of mask_features (N, Cm, Ho, Wo) */
-    int32_t outChannels;     /* Cout */
+typedef struct madfDynamicFilterShape
+{
+    int32_t batch;         /* N */
+    int32_t inChannels;    /* Cin of features (N, Cin, H, W) */
+    int32_t height, width; /* H, W */
+    int32_t maskChannels;  /* Cm of mask_features (N, Cm, Ho, Wo) */
+    int32_t outChannels;   /* Cout */
     int32_t kernelSize, stride, padding;
 } madfDynamicFilterShape;
 
@@ -45,11 +55,12 @@ madfAlgo madfDynamicFilterSelect(const madfDynamicFilterShape* shape, madfDType 
 size_t madfDynamicFilterSimtSharedBytes(int32_t maskChannels);
 
 /* What the launcher needs to know of a device: asked once (per TensorRT context, per torch device), not per launch. */
-typedef struct madfDeviceFacts {
-    int32_t device;           /* the CUDA device index the facts are of */
-    int32_t computeMajor;     /* compute capability, major */
-    int32_t multiprocessors;  /* SM count */
-    size_t sharedLimit;       /* opt-in shared memory per block, bytes */
+typedef struct madfDeviceFacts
+{
+    int32_t device;          /* the CUDA device index the facts are of */
+    int32_t computeMajor;    /* compute capability, major */
+    int32_t multiprocessors; /* SM count */
+    size_t sharedLimit;      /* opt-in shared memory per block, bytes */
 } madfDeviceFacts;
 
 /* The current device's facts; cudaSuccess or the failing query's error. */

@@ -54,8 +54,8 @@ std::string readString(PluginField const& f)
 }
 
 // The ranks of the op's contract: features and mask_features (N, C, H, W), weight (D, Cm, 1, 1), bias (D).
-bool hasContractRanks(PluginTensorDesc const& x, PluginTensorDesc const& m, PluginTensorDesc const& w,
-    PluginTensorDesc const& b)
+bool hasContractRanks(
+    PluginTensorDesc const& x, PluginTensorDesc const& m, PluginTensorDesc const& w, PluginTensorDesc const& b)
 {
     return x.dims.nbDims == 4 && m.dims.nbDims == 4 && w.dims.nbDims == 4 && b.dims.nbDims == 1;
 }
@@ -71,7 +71,7 @@ bool toDType(DataType t, madfDType& out)
     return true;
 }
 
-} // namespace
+}   // namespace
 
 // ---- DynamicFilterPlugin ------------------------------------------------------------------------------------------
 
@@ -92,10 +92,7 @@ DynamicFilterPlugin::DynamicFilterPlugin(DynamicFilterPlugin const& other)
 {
 }
 
-char const* DynamicFilterPlugin::getTimingCacheID() noexcept
-{
-    return mTimingCacheId.c_str();
-}
+char const* DynamicFilterPlugin::getTimingCacheID() noexcept { return mTimingCacheId.c_str(); }
 
 IPluginCapability* DynamicFilterPlugin::getCapabilityInterface(PluginCapabilityType type) noexcept
 {
@@ -219,8 +216,8 @@ int32_t DynamicFilterPlugin::setTactic(int32_t tactic) noexcept
 
 // TensorRT calls this whenever the input shapes change (and before the first enqueue), as ROIAlignV3 does: every
 // check of the op's contract runs here once per shape, the launch shape is cached, and the device is asked once.
-int32_t DynamicFilterPlugin::onShapeChange(PluginTensorDesc const* inputDesc, int32_t nbInputs,
-    PluginTensorDesc const* outputDesc, int32_t nbOutputs) noexcept
+int32_t DynamicFilterPlugin::onShapeChange(
+    PluginTensorDesc const* inputDesc, int32_t nbInputs, PluginTensorDesc const* outputDesc, int32_t nbOutputs) noexcept
 {
     mShapeValid = false;
     if (nbInputs != kNB_INPUTS || nbOutputs != 1)
@@ -269,8 +266,8 @@ int32_t DynamicFilterPlugin::onShapeChange(PluginTensorDesc const* inputDesc, in
     }
     // the kernel reads weight and bias in place: their extents must be exactly what the attributes say
     Dims const& w = inputDesc[2].dims;
-    int64_t const rows = static_cast<int64_t>(shape.inChannels) * shape.kernelSize * shape.kernelSize
-        * shape.outChannels;
+    int64_t const rows =
+        static_cast<int64_t>(shape.inChannels) * shape.kernelSize * shape.kernelSize * shape.outChannels;
     if (w.d[0] != rows || w.d[1] != shape.maskChannels || w.d[2] != 1 || w.d[3] != 1 || inputDesc[3].dims.d[0] != rows)
     {
         logError("MADFDynamicFilter: weight must be (Cin * kernel_size^2 * out_channels, Cm, 1, 1) and bias its rows");
@@ -281,7 +278,8 @@ int32_t DynamicFilterPlugin::onShapeChange(PluginTensorDesc const* inputDesc, in
         cudaError_t const status = madfDynamicFilterQueryDevice(&mFacts);
         if (status != cudaSuccess)
         {
-            logError((std::string("MADFDynamicFilter: cannot query the device: ") + cudaGetErrorString(status)).c_str());
+            logError(
+                (std::string("MADFDynamicFilter: cannot query the device: ") + cudaGetErrorString(status)).c_str());
             return -1;
         }
         mHaveFacts = true;
@@ -391,4 +389,4 @@ IPluginV3* DynamicFilterPluginCreator::createPlugin(
     return nullptr;
 }
 
-} // namespace madf
+}   // namespace madf

@@ -79,7 +79,7 @@ private:
     std::string mName;
     DynamicFilterParams mParams;
     std::string mTimingCacheId;   // the attributes: TensorRT adds the I/O shapes and formats itself
-    int32_t mTactic{0};   // madfAlgo; 0 = auto until TensorRT picks a timed tactic
+    int32_t mTactic{0};           // madfAlgo; 0 = auto until TensorRT picks a timed tactic
     // Set by onShapeChange, which validates each new shape once; enqueue only checks the type and launches.
     madfDynamicFilterShape mShape{};
     nvinfer1::DataType mType{nvinfer1::DataType::kFLOAT};
@@ -109,6 +109,6 @@ private:
     nvinfer1::PluginFieldCollection mFieldCollection{};
 };
 
-} // namespace madf
+}   // namespace madf
 
-#endif // MADF_DYNAMIC_FILTER_PLUGIN_H
+#endif   // MADF_DYNAMIC_FILTER_PLUGIN_H

@@ -37,14 +37,16 @@ madfDynamicFilterShape shapeOf(torch::Tensor const& x, torch::Tensor const& m, t
 {
     TORCH_CHECK(x.dim() == 4 && m.dim() == 4, "features and mask_features must be 4-D (N, C, H, W); got ", x.sizes(),
         " and ", m.sizes());
-    TORCH_CHECK(kernelSize > 0 && stride > 0 && padding >= 0, "kernel_size and stride must be positive and padding "
-        "non-negative; got ", kernelSize, ", ", stride, ", ", padding);
+    TORCH_CHECK(kernelSize > 0 && stride > 0 && padding >= 0,
+        "kernel_size and stride must be positive and padding "
+        "non-negative; got ",
+        kernelSize, ", ", stride, ", ", padding);
     int64_t const window = x.size(1) * kernelSize * kernelSize;
     TORCH_CHECK(weight.dim() == 4 && weight.size(2) == 1 && weight.size(3) == 1 && weight.size(0) > 0
             && weight.size(0) % window == 0,
         "weight must be (Cin*k*k*Cout, Cm, 1, 1) with Cin*k*k = ", window, "; got ", weight.sizes());
-    TORCH_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "bias must be (", weight.size(0), ",); got ",
-        bias.sizes());
+    TORCH_CHECK(
+        bias.dim() == 1 && bias.size(0) == weight.size(0), "bias must be (", weight.size(0), ",); got ", bias.sizes());
     madfDynamicFilterShape s{};
     s.batch = toInt32(x.size(0), "batch");
     s.inChannels = toInt32(x.size(1), "features channels");
@@ -70,19 +72,20 @@ madfDType dtypeOf(torch::Tensor const& x)
 {
     if (x.scalar_type() == torch::kFloat32)
         return MADF_FLOAT32;
-    TORCH_CHECK(x.scalar_type() == torch::kFloat16, "the fused dynamic filter takes float32 or float16, not ",
-        x.scalar_type());
+    TORCH_CHECK(
+        x.scalar_type() == torch::kFloat16, "the fused dynamic filter takes float32 or float16, not ", x.scalar_type());
     return MADF_FLOAT16;
 }
 
-void checkTensors(torch::Tensor const& x, torch::Tensor const& m, torch::Tensor const& weight, torch::Tensor const& bias)
+void checkTensors(
+    torch::Tensor const& x, torch::Tensor const& m, torch::Tensor const& weight, torch::Tensor const& bias)
 {
     for (torch::Tensor const* t : {&x, &m, &weight, &bias})
     {
         TORCH_CHECK(t->defined(), "the fused dynamic filter got an undefined tensor");
         TORCH_CHECK(onKernelDevice(*t), "the fused dynamic filter runs on ", kDevice, "; got one on ", t->device());
-        TORCH_CHECK(t->device() == x.device(), "all inputs must be on one device; got ", x.device(), " and ",
-            t->device());
+        TORCH_CHECK(
+            t->device() == x.device(), "all inputs must be on one device; got ", x.device(), " and ", t->device());
         TORCH_CHECK(t->scalar_type() == x.scalar_type(), "all inputs must share one dtype; got ", x.scalar_type(),
             " and ", t->scalar_type());
     }
@@ -91,12 +94,14 @@ void checkTensors(torch::Tensor const& x, torch::Tensor const& m, torch::Tensor 
 
 madfAlgo algoOf(int64_t algo)
 {
-    TORCH_CHECK(algo >= MADF_ALGO_AUTO && algo <= MADF_ALGO_TENSOR_CORE, "algo must be 0 (auto), 1 (simt) or 2 "
-        "(tensor cores); got ", algo);
+    TORCH_CHECK(algo >= MADF_ALGO_AUTO && algo <= MADF_ALGO_TENSOR_CORE,
+        "algo must be 0 (auto), 1 (simt) or 2 "
+        "(tensor cores); got ",
+        algo);
     return static_cast<madfAlgo>(algo);
 }
 
-} // namespace
+}   // namespace
 
 torch::Tensor forward(torch::Tensor x, torch::Tensor m, torch::Tensor weight, torch::Tensor bias, int64_t kernelSize,
     int64_t stride, int64_t padding, int64_t algo)
@@ -113,8 +118,8 @@ torch::Tensor forward(torch::Tensor x, torch::Tensor m, torch::Tensor weight, to
     c10::cuda::CUDAGuard guard(x.device());
     cudaStream_t const stream = c10::cuda::getCurrentCUDAStream().stream();
 #endif
-    cudaError_t const err = madfDynamicFilterForward(&s, dtypeOf(x), requested, xc.data_ptr(),
-        mc.data_ptr(), wc.data_ptr(), bc.data_ptr(), y.data_ptr(), stream);
+    cudaError_t const err = madfDynamicFilterForward(
+        &s, dtypeOf(x), requested, xc.data_ptr(), mc.data_ptr(), wc.data_ptr(), bc.data_ptr(), y.data_ptr(), stream);
     TORCH_CHECK(err == cudaSuccess, "MADFDynamicFilter launch failed: ", cudaGetErrorString(err));
     return y;
 }
@@ -128,9 +133,7 @@ std::string selected(torch::Tensor x, torch::Tensor m, torch::Tensor weight, tor
 #ifndef MADF_EMULATE
     c10::cuda::CUDAGuard guard(x.device());   // the algorithm depends on this tensor's GPU, not the current one
 #endif
-    return madfDynamicFilterSelect(&s, dtypeOf(x), requested) == MADF_ALGO_TENSOR_CORE
-        ? "tensor_core"
-        : "simt";
+    return madfDynamicFilterSelect(&s, dtypeOf(x), requested) == MADF_ALGO_TENSOR_CORE ? "tensor_core" : "simt";
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module)

@@ -143,7 +143,9 @@ public:
         case DimensionOperation::kEQUAL: v = x == y; break;
         case DimensionOperation::kLESS: v = x < y; break;
         case DimensionOperation::kFLOOR_DIV: v = y == 0 ? 0 : (x / y - ((x % y != 0) && ((x < 0) != (y < 0)))); break;
-        case DimensionOperation::kCEIL_DIV: v = y == 0 ? 0 : -((-x) / y - (((-x) % y != 0) && ((-x < 0) != (y < 0)))); break;
+        case DimensionOperation::kCEIL_DIV:
+            v = y == 0 ? 0 : -((-x) / y - (((-x) % y != 0) && ((-x < 0) != (y < 0))));
+            break;
         }
         return make(true, v, text);
     }
@@ -191,7 +193,7 @@ Library load(char const* path, ILoggerFinder* finder)
     check(lib.handle != nullptr, std::string("dlopen ") + path + (lib.handle ? "" : std::string(": ") + dlerror()));
     if (lib.handle == nullptr)
         return lib;
-    using GetCreators = IPluginCreatorInterface* const* (*) (int32_t&);
+    using GetCreators = IPluginCreatorInterface* const* (*)(int32_t&);
     using SetLoggerFinder = void (*)(ILoggerFinder*);
     auto getCreators = reinterpret_cast<GetCreators>(dlsym(lib.handle, "getCreators"));
     auto setLoggerFinder = reinterpret_cast<SetLoggerFinder>(dlsym(lib.handle, "setLoggerFinder"));
@@ -403,8 +405,8 @@ void checkIdentity(IPluginCreatorV3One* creator)
     PluginFieldCollection const* names = creator->getFieldNames();
     check(names != nullptr && names->nbFields > 0, "getFieldNames");
     for (int32_t i = 0; names != nullptr && i < names->nbFields; ++i)
-        std::printf("field %s %s %d\n", names->fields[i].name, fieldTypeName(names->fields[i].type),
-            names->fields[i].length);
+        std::printf(
+            "field %s %s %d\n", names->fields[i].name, fieldTypeName(names->fields[i].type), names->fields[i].length);
 }
 
 void checkCapabilities(IPluginV3* plugin)
@@ -419,8 +421,8 @@ void checkCapabilities(IPluginV3* plugin)
              Expected{PluginCapabilityType::kRUNTIME, "PLUGIN_V3ONE_RUNTIME"}})
     {
         IPluginCapability* c = plugin->getCapabilityInterface(e.type);
-        check(c != nullptr && std::strcmp(c->getInterfaceInfo().kind, e.kind) == 0,
-            std::string("capability ") + e.kind);
+        check(
+            c != nullptr && std::strcmp(c->getInterfaceInfo().kind, e.kind) == 0, std::string("capability ") + e.kind);
     }
     auto* core = capability<IPluginV3OneCore>(plugin, PluginCapabilityType::kCORE);
     check(core != nullptr && std::strcmp(core->getPluginName(), "MADFDynamicFilter") == 0
@@ -453,7 +455,8 @@ void checkShapes(IPluginV3OneBuild* build, Params const& p)
         int64_t const want[4] = {2, p.cout, ho, wo};
         for (int i = 0; ok && i < 4; ++i)
             ok = out[0].d[i] != nullptr && out[0].d[i]->isConstant() && out[0].d[i]->getConstantValue() == want[i];
-        check(ok, "getOutputShapes, constant dims: (2, " + std::to_string(p.cout) + ", " + std::to_string(ho) + ", "
+        check(ok,
+            "getOutputShapes, constant dims: (2, " + std::to_string(p.cout) + ", " + std::to_string(ho) + ", "
                 + std::to_string(wo) + ")");
     }
     // symbolic N/H/W (a dynamic-shape profile): the output must be N x Cout x Ho x Wo in terms of the inputs' symbols
@@ -472,7 +475,8 @@ void checkShapes(IPluginV3OneBuild* build, Params const& p)
         bool const ok = rc == 0 && out[0].nbDims == 4 && textOf(out[0].d[0]) == "N" && out[0].d[1] != nullptr
             && out[0].d[1]->isConstant() && out[0].d[1]->getConstantValue() == p.cout && textOf(out[0].d[2]) == "Ho"
             && textOf(out[0].d[3]) == "Wo";
-        check(ok, "getOutputShapes, symbolic dims: (" + textOf(out[0].d[0]) + ", " + textOf(out[0].d[1]) + ", "
+        check(ok,
+            "getOutputShapes, symbolic dims: (" + textOf(out[0].d[0]) + ", " + textOf(out[0].d[1]) + ", "
                 + textOf(out[0].d[2]) + ", " + textOf(out[0].d[3]) + ")");
     }
 }
@@ -504,7 +508,8 @@ void checkFormats(IPluginV3OneBuild* build)
             }
         }
     }
-    check(wrong == 0, "supportsFormatCombination: " + std::to_string(checked) + " position/format/type cases, "
+    check(wrong == 0,
+        "supportsFormatCombination: " + std::to_string(checked) + " position/format/type cases, "
             + std::to_string(wrong) + " wrong");
     DynamicPluginTensorDesc io[5]{};
     check(!build->supportsFormatCombination(5, io, 4, 1) && !build->supportsFormatCombination(-1, io, 4, 1),
@@ -515,8 +520,8 @@ std::vector<DynamicPluginTensorDesc> buildDescs(Params const& p, int64_t cin, in
 {
     // dynamic N/H/W (-1) with a profile, static channels, as in every madf export
     std::vector<DynamicPluginTensorDesc> io(5);
-    std::vector<std::vector<int64_t>> const d = {{-1, cin, -1, -1}, {-1, cm, -1, -1}, {rows, cm, 1, 1}, {rows},
-        {-1, p.cout, -1, -1}};
+    std::vector<std::vector<int64_t>> const d = {
+        {-1, cin, -1, -1}, {-1, cm, -1, -1}, {rows, cm, 1, 1}, {rows}, {-1, p.cout, -1, -1}};
     for (size_t i = 0; i < io.size(); ++i)
     {
         io[i].desc = desc(d[i], type);
@@ -552,8 +557,10 @@ int life(char const* libraryPath, std::vector<std::string> const& args)
         std::string const key = a.substr(0, eq);
         int64_t const v = std::strtoll(a.c_str() + eq + 1, nullptr, 10);
         (key == "k" ? p.k : key == "s" ? p.s : key == "p" ? p.p : p.cout) = v;
-        std::string const field = key == "k" ? "kernel_size" : key == "s" ? "stride" : key == "p" ? "padding"
-                                                                                                  : "out_channels";
+        std::string const field = key == "k" ? "kernel_size"
+            : key == "s"                     ? "stride"
+            : key == "p"                     ? "padding"
+                                             : "out_channels";
         attrs.emplace_back(field, v);
     }
     Fields fields(attrs, wide);
@@ -572,8 +579,8 @@ int life(char const* libraryPath, std::vector<std::string> const& args)
     check(build->getWorkspaceSize(io.data(), 4, io.data() + 4, 1) == 0, "getWorkspaceSize == 0 (fused)");
     int32_t const nbTactics = build->getNbTactics();
     std::vector<int32_t> tactics(static_cast<size_t>(nbTactics > 0 ? nbTactics : 0));
-    check(nbTactics == 2 && build->getValidTactics(tactics.data(), nbTactics) == 0 && tactics[0] == 1
-            && tactics[1] == 2,
+    check(
+        nbTactics == 2 && build->getValidTactics(tactics.data(), nbTactics) == 0 && tactics[0] == 1 && tactics[1] == 2,
         "getValidTactics: SIMT (1) and tensor cores (2)");
     auto* runtime = capability<IPluginV3OneRuntime>(plugin.get(), PluginCapabilityType::kRUNTIME);
     for (int32_t t : tactics)
@@ -763,8 +770,8 @@ int refuse(char const* libraryPath)
                 t.type = DataType::kINT8;
         });
     });
-    expectRefusal(logger, "onShapeChange, 3-D features",
-        [&] { return shapeChangeWith([](auto& d) { d[0].dims.nbDims = 3; }); });
+    expectRefusal(
+        logger, "onShapeChange, 3-D features", [&] { return shapeChangeWith([](auto& d) { d[0].dims.nbDims = 3; }); });
     expectRefusal(logger, "onShapeChange, zero-height features",
         [&] { return shapeChangeWith([](auto& d) { d[0].dims.d[2] = 0; }); });
     {
@@ -772,26 +779,26 @@ int refuse(char const* libraryPath)
         auto good = runtimeDescs(q, p, DataType::kFLOAT);
         check(runtime->onShapeChange(good.data(), 4, good.data() + 4, 1) == 0, "onShapeChange accepts a good shape");
         shapeChangeWith([](auto& d) { d[2].dims.d[0] -= 1; });
-        expectRefusal(logger, "enqueue after a refused onShapeChange", [&] {
-            return runtime->enqueue(good.data(), good.data() + 4, inputs, outputs, nullptr, nullptr) != 0;
-        });
+        expectRefusal(logger, "enqueue after a refused onShapeChange",
+            [&] { return runtime->enqueue(good.data(), good.data() + 4, inputs, outputs, nullptr, nullptr) != 0; });
     }
     // the timing cache ID: the creation state (TensorRT prefixes the I/O shapes and formats)
     char const* cacheId = build->getTimingCacheID();
-    check(cacheId != nullptr && std::string(cacheId) == "k3s2p1o8", "getTimingCacheID names the attributes: "
-            + std::string(cacheId != nullptr ? cacheId : "null"));
+    check(cacheId != nullptr && std::string(cacheId) == "k3s2p1o8",
+        "getTimingCacheID names the attributes: " + std::string(cacheId != nullptr ? cacheId : "null"));
     return 0;
 }
 
-} // namespace
+}   // namespace
 
 int main(int argc, char** argv)
 {
     if (argc < 3 || (std::strcmp(argv[2], "life") != 0 && std::strcmp(argv[2], "refuse") != 0))
     {
-        std::fprintf(stderr, "usage: madf_plugin_harness LIBRARY life int32|int64 k=K s=S p=P cout=C "
-                             "[enqueue DIR fp32|fp16 N,CIN,H,W,CM host|cuda]\n"
-                             "       madf_plugin_harness LIBRARY refuse\n");
+        std::fprintf(stderr,
+            "usage: madf_plugin_harness LIBRARY life int32|int64 k=K s=S p=P cout=C "
+            "[enqueue DIR fp32|fp16 N,CIN,H,W,CM host|cuda]\n"
+            "       madf_plugin_harness LIBRARY refuse\n");
         return 2;
     }
     std::vector<std::string> const args(argv + 3, argv + argc);

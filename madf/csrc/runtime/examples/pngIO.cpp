@@ -15,8 +15,8 @@ namespace
 {
 // The header first: its declared size is checked (imaging::checkSize) before the pixels are allocated, so a 60-byte
 // file declaring 65535x65535 is refused, not given 12 GB.
-std::vector<uint8_t> decode(uint8_t const* data, size_t size, std::string const& label, png_uint_32 format,
-    int32_t& width, int32_t& height)
+std::vector<uint8_t> decode(
+    uint8_t const* data, size_t size, std::string const& label, png_uint_32 format, int32_t& width, int32_t& height)
 {
     png_image image;
     std::memset(&image, 0, sizeof(image));
@@ -30,8 +30,9 @@ std::vector<uint8_t> decode(uint8_t const* data, size_t size, std::string const&
         // deflate packs at most 1032 bytes into one, and an 8-bit RGB pixel unpacks from as little as 1 bit (24x):
         // a size past that bound cannot come from this file's bytes (truncated, or made to exhaust memory)
         if (PNG_IMAGE_SIZE(image) > size * 1032ULL * 24ULL)
-            throw Error(ErrorCode::kFILE, label + " declares " + std::to_string(image.width) + "x"
-                    + std::to_string(image.height) + " pixels, more than its " + std::to_string(size)
+            throw Error(ErrorCode::kFILE,
+                label + " declares " + std::to_string(image.width) + "x" + std::to_string(image.height)
+                    + " pixels, more than its " + std::to_string(size)
                     + " bytes can hold: the file is truncated or damaged");
     }
     catch (Error const&)
@@ -61,7 +62,7 @@ MaskU8 toMask(std::vector<uint8_t> gray, int32_t width, int32_t height, bool inv
         v = ((v > 127) != invert) ? 1 : 0;
     return MaskU8{width, height, std::move(gray)};
 }
-} // namespace
+}   // namespace
 
 ImageU8 decodeImage(uint8_t const* data, size_t size, std::string const& label)
 {
@@ -109,5 +110,5 @@ void writeImage(std::string const& path, ImageU8 const& image)
         throw Error(ErrorCode::kFILE, path + ": cannot move the written PNG into place");
     }
 }
-} // namespace png
-} // namespace madf
+}   // namespace png
+}   // namespace madf

@@ -15,10 +15,10 @@ namespace png
 // A PNG's bytes; `label` names it in errors. The declared size is checked before the pixels are allocated.
 ImageU8 decodeImage(uint8_t const* data, size_t size, std::string const& label);
 MaskU8 decodeMask(uint8_t const* data, size_t size, std::string const& label, bool invert = false);
-ImageU8 readImage(std::string const& path);                    // any PNG, converted to 8-bit RGB
-MaskU8 readMask(std::string const& path, bool invert = false);  // gray > 127 = hole (or known, with invert)
-void writeImage(std::string const& path, ImageU8 const& image);  // atomic: a temp file, then rename
-} // namespace png
-} // namespace madf
+ImageU8 readImage(std::string const& path);                       // any PNG, converted to 8-bit RGB
+MaskU8 readMask(std::string const& path, bool invert = false);    // gray > 127 = hole (or known, with invert)
+void writeImage(std::string const& path, ImageU8 const& image);   // atomic: a temp file, then rename
+}   // namespace png
+}   // namespace madf
 
 #endif

@@ -90,8 +90,8 @@ private:
 void cudaCheck(cudaError_t status, char const* what)
 {
     if (status != cudaSuccess)
-        throw Error(ErrorCode::kCUDA, std::string(what) + " failed: " + cudaGetErrorName(status) + " ("
-                + cudaGetErrorString(status) + ")");
+        throw Error(ErrorCode::kCUDA,
+            std::string(what) + " failed: " + cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + ")");
 }
 
 std::string readFile(std::string const& path, char const* what)
@@ -154,8 +154,7 @@ struct DeviceBuffer
     }
 };
 
-
-} // namespace
+}   // namespace
 
 struct Engine::Impl
 {
@@ -196,8 +195,9 @@ struct Engine::Impl
     {
         Profile const& p = profile;
         if (h < p.minHeight || h > p.maxHeight || w < p.minWidth || w > p.maxWidth)
-            throw Error(ErrorCode::kPROFILE, std::to_string(h) + "x" + std::to_string(w) + " (HxW) is outside "
-                    + path + "'s profile " + std::to_string(p.minHeight) + "x" + std::to_string(p.minWidth) + ".."
+            throw Error(ErrorCode::kPROFILE,
+                std::to_string(h) + "x" + std::to_string(w) + " (HxW) is outside " + path + "'s profile "
+                    + std::to_string(p.minHeight) + "x" + std::to_string(p.minWidth) + ".."
                     + std::to_string(p.maxHeight) + "x" + std::to_string(p.maxWidth) + "; rebuild it with madf-build "
                     + "--max " + std::to_string(p.maxBatch) + "x" + std::to_string(std::max(h, p.maxHeight)) + "x"
                     + std::to_string(std::max(w, p.maxWidth)));
@@ -207,16 +207,17 @@ struct Engine::Impl
     {
         size_t const plane = static_cast<size_t>(h) * w * element();
         if (!context->setInputShape("image", dims(n, 3, h, w)) || !context->setInputShape("mask", dims(n, 1, h, w)))
-            throw Error(ErrorCode::kPROFILE, path + ": TensorRT refused shape " + std::to_string(n) + "x"
-                    + std::to_string(h) + "x" + std::to_string(w) + " (" + errors.lastError() + ")");
+            throw Error(ErrorCode::kPROFILE,
+                path + ": TensorRT refused shape " + std::to_string(n) + "x" + std::to_string(h) + "x"
+                    + std::to_string(w) + " (" + errors.lastError() + ")");
         image.ensure(n * 3 * plane);
         mask.ensure(n * plane);
         output.ensure(n * 3 * plane);
         context->setTensorAddress("image", image.ptr);
         context->setTensorAddress("mask", mask.ptr);
         context->setTensorAddress("inpainted", output.ptr);
-        cudaCheck(cudaMemcpyAsync(image.ptr, img, n * 3 * plane, cudaMemcpyHostToDevice, stream),
-            "cudaMemcpyAsync (image)");
+        cudaCheck(
+            cudaMemcpyAsync(image.ptr, img, n * 3 * plane, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync (image)");
         cudaCheck(cudaMemcpyAsync(mask.ptr, msk, n * plane, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync (mask)");
         if (!context->enqueueV3(stream))
             throw Error(ErrorCode::kCUDA, path + ": TensorRT execution failed (" + errors.lastError() + ")");
@@ -282,8 +283,9 @@ Engine::Engine(std::string const& planPath, EngineOptions const& options)
     if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0)
         throw Error(ErrorCode::kCUDA, "no CUDA GPU visible (or no NVIDIA driver): TensorRT engines need one");
     if (options.device < 0 || options.device >= devices)
-        throw Error(ErrorCode::kCUDA, "CUDA device " + std::to_string(options.device) + " does not exist ("
-                + std::to_string(devices) + " visible)");
+        throw Error(ErrorCode::kCUDA,
+            "CUDA device " + std::to_string(options.device) + " does not exist (" + std::to_string(devices)
+                + " visible)");
     m.device = options.device;
     DeviceGuard const guard(m.device);   // the runtime, context, stream and buffers on this GPU
     cudaDeviceProp props{};
@@ -297,23 +299,28 @@ Engine::Engine(std::string const& planPath, EngineOptions const& options)
     // The plugin library a plugin or mixed plan needs, from its sidecar (as madf.runtime.tensorrt.check_plugins)
     if ((side.lowering == "plugin" || side.lowering == "mixed") && options.pluginLibraries.empty()
         && !side.pluginsCarried)
-        throw Error(ErrorCode::kPLUGIN, planPath + " uses the MADFDynamicFilter plugin (" + side.lowering
+        throw Error(ErrorCode::kPLUGIN,
+            planPath + " uses the MADFDynamicFilter plugin (" + side.lowering
                 + " lowering): pass the plugin library (EngineOptions::pluginLibraries, "
                   "build/plugins/libmadf_plugins.so built with cmake -S madf/csrc -B build)");
     for (std::string const& lib : options.pluginLibraries)
     {
         if (!std::ifstream(lib))
-            throw Error(ErrorCode::kPLUGIN, "plugin library " + lib + " not found; build it with cmake -S "
-                                            "madf/csrc -B build && cmake --build build");
+            throw Error(ErrorCode::kPLUGIN,
+                "plugin library " + lib
+                    + " not found; build it with cmake -S "
+                      "madf/csrc -B build && cmake --build build");
         if (m.runtime->getPluginRegistry().loadLibrary(lib.c_str()) == nullptr)
-            throw Error(ErrorCode::kPLUGIN, "TensorRT could not load plugin library " + lib + " ("
-                    + m.errors.lastError() + "); was it built against this TensorRT version?");
+            throw Error(ErrorCode::kPLUGIN,
+                "TensorRT could not load plugin library " + lib + " (" + m.errors.lastError()
+                    + "); was it built against this TensorRT version?");
     }
     if (versionCompatible)
         m.runtime->setEngineHostCodeAllowed(true);   // the plan carries its lean runtime / plugin code
     m.engine.reset(m.runtime->deserializeCudaEngine(plan.data(), plan.size()));
     if (!m.engine)
-        throw Error(ErrorCode::kENGINE, planPath + ": TensorRT cannot deserialize it (" + m.errors.lastError()
+        throw Error(ErrorCode::kENGINE,
+            planPath + ": TensorRT cannot deserialize it (" + m.errors.lastError()
                 + "); rebuild it with madf-build for this GPU and TensorRT version");
     std::map<std::string, nvinfer1::TensorIOMode> io;
     for (int32_t i = 0; i < m.engine->getNbIOTensors(); ++i)
@@ -330,20 +337,21 @@ Engine::Engine(std::string const& planPath, EngineOptions const& options)
     for (char const* name : {"image", "mask", "inpainted"})
     {
         if (m.engine->getTensorDataType(name) != wanted)
-            throw Error(ErrorCode::kENGINE, planPath + ": tensor " + name + " is not "
-                    + (m.uint8Io ? "uint8 like the image" : "float32") + " (the madf contract)");
+            throw Error(ErrorCode::kENGINE,
+                planPath + ": tensor " + name + " is not " + (m.uint8Io ? "uint8 like the image" : "float32")
+                    + " (the madf contract)");
     }
     m.maskInverted = m.uint8Io && side.mask == "inverted";
     nvinfer1::Dims const lo = m.engine->getProfileShape("image", 0, nvinfer1::OptProfileSelector::kMIN);
     nvinfer1::Dims const hi = m.engine->getProfileShape("image", 0, nvinfer1::OptProfileSelector::kMAX);
     int32_t const hAxis = m.uint8Io ? 1 : 2;   // NHWC or NCHW
-    m.profile = Profile{static_cast<int32_t>(lo.d[0]), static_cast<int32_t>(hi.d[0]),
-        static_cast<int32_t>(lo.d[hAxis]), static_cast<int32_t>(hi.d[hAxis]), static_cast<int32_t>(lo.d[hAxis + 1]),
+    m.profile = Profile{static_cast<int32_t>(lo.d[0]), static_cast<int32_t>(hi.d[0]), static_cast<int32_t>(lo.d[hAxis]),
+        static_cast<int32_t>(hi.d[hAxis]), static_cast<int32_t>(lo.d[hAxis + 1]),
         static_cast<int32_t>(hi.d[hAxis + 1])};
     m.context.reset(m.engine->createExecutionContext());
     if (!m.context)
-        throw Error(ErrorCode::kCUDA, planPath + ": could not create an execution context (" + m.errors.lastError()
-                + ")");
+        throw Error(
+            ErrorCode::kCUDA, planPath + ": could not create an execution context (" + m.errors.lastError() + ")");
     cudaCheck(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking), "cudaStreamCreate");
 }
 
@@ -362,11 +370,14 @@ void Engine::infer(float const* image, float const* mask, float* output, int32_t
 {
     Impl& m = *mImpl;
     if (m.uint8Io)
-        throw Error(ErrorCode::kINVALID_INPUT, m.path + " is a uint8 engine (madf-export --io uint8): call inferU8 "
-                                                        "or inpaint");
+        throw Error(ErrorCode::kINVALID_INPUT,
+            m.path
+                + " is a uint8 engine (madf-export --io uint8): call inferU8 "
+                  "or inpaint");
     if (n <= 0 || h % m.multiple || w % m.multiple)
-        throw Error(ErrorCode::kINVALID_INPUT, "infer wants n > 0 and h, w multiples of " + std::to_string(m.multiple)
-                + "; got " + std::to_string(n) + "x" + std::to_string(h) + "x" + std::to_string(w));
+        throw Error(ErrorCode::kINVALID_INPUT,
+            "infer wants n > 0 and h, w multiples of " + std::to_string(m.multiple) + "; got " + std::to_string(n) + "x"
+                + std::to_string(h) + "x" + std::to_string(w));
     m.checkProfile(h, w);
     m.batched(reinterpret_cast<uint8_t const*>(image), reinterpret_cast<uint8_t const*>(mask),
         reinterpret_cast<uint8_t*>(output), n, h, w);
@@ -376,11 +387,13 @@ void Engine::inferU8(uint8_t const* image, uint8_t const* mask, uint8_t* output,
 {
     Impl& m = *mImpl;
     if (!m.uint8Io)
-        throw Error(ErrorCode::kINVALID_INPUT, m.path + " takes the float contract: call infer or inpaint (or build "
-                                                        "the engine from madf-export --io uint8)");
+        throw Error(ErrorCode::kINVALID_INPUT,
+            m.path
+                + " takes the float contract: call infer or inpaint (or build "
+                  "the engine from madf-export --io uint8)");
     if (n <= 0 || h <= 0 || w <= 0)
-        throw Error(ErrorCode::kINVALID_INPUT, "inferU8 wants n, h, w > 0; got " + std::to_string(n) + "x"
-                + std::to_string(h) + "x" + std::to_string(w));
+        throw Error(ErrorCode::kINVALID_INPUT,
+            "inferU8 wants n, h, w > 0; got " + std::to_string(n) + "x" + std::to_string(h) + "x" + std::to_string(w));
     m.checkProfile(h, w);
     m.batched(image, mask, output, n, h, w);
 }
@@ -388,8 +401,8 @@ void Engine::inferU8(uint8_t const* image, uint8_t const* mask, uint8_t* output,
 std::vector<ImageU8> Engine::inpaint(std::vector<ImageU8> const& images, std::vector<MaskU8> const& masks)
 {
     if (images.size() != masks.size())
-        throw Error(ErrorCode::kINVALID_INPUT, std::to_string(images.size()) + " images but "
-                + std::to_string(masks.size()) + " masks");
+        throw Error(ErrorCode::kINVALID_INPUT,
+            std::to_string(images.size()) + " images but " + std::to_string(masks.size()) + " masks");
     // What the network sees: whole images, or crops around the holes of large ones (CropOptions), as Python's
     // Inpainter does; the profile's largest size caps the crops.
     struct Piece
@@ -419,17 +432,19 @@ std::vector<ImageU8> Engine::inpaint(std::vector<ImageU8> const& images, std::ve
             pieces.push_back({i, {0, 0, img.height, img.width}, img, masks[i]});
             continue;
         }
-        for (imaging::Box const& box : imaging::cropBoxes(masks[i], multiple(), crop.margin, std::min(crop.maxSide, limit)))
+        for (imaging::Box const& box :
+            imaging::cropBoxes(masks[i], multiple(), crop.margin, std::min(crop.maxSide, limit)))
             pieces.push_back({i, box, imaging::crop(img, box), imaging::crop(masks[i], box)});
     }
     bool const u8 = uint8Io();   // a uint8 engine pads in its graph: pieces of one exact size run together
     auto padded = [&](Piece const& piece) {
         if (u8)
             return std::make_pair(piece.rgb.height, piece.rgb.width);
-        return std::make_pair(imaging::paddedSize(piece.rgb.height, multiple()),
-            imaging::paddedSize(piece.rgb.width, multiple()));
+        return std::make_pair(
+            imaging::paddedSize(piece.rgb.height, multiple()), imaging::paddedSize(piece.rgb.width, multiple()));
     };
-    std::stable_sort(pieces.begin(), pieces.end(), [&](Piece const& a, Piece const& b) { return padded(a) < padded(b); });
+    std::stable_sort(
+        pieces.begin(), pieces.end(), [&](Piece const& a, Piece const& b) { return padded(a) < padded(b); });
     std::vector<ImageU8> rgbs;
     std::vector<MaskU8> holes;
     std::vector<float> image, mask, output;
@@ -496,7 +511,7 @@ Status toStatus(std::exception_ptr thrown) noexcept
         return {ErrorCode::kENGINE, "unexpected error of an unknown type"};
     }
 }
-} // namespace
+}   // namespace
 
 Status createEngine(std::string const& planPath, EngineOptions const& options, std::unique_ptr<Engine>& engine) noexcept
 {
@@ -525,4 +540,4 @@ Status inpaintNoThrow(Engine& engine, std::vector<ImageU8> const& images, std::v
     }
 }
 
-} // namespace madf
+}   // namespace madf

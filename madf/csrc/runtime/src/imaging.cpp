@@ -29,7 +29,7 @@ uint8_t toByte(float v)
     return static_cast<uint8_t>(c * 255.0F + 0.5F);
 }
 
-} // namespace
+}   // namespace
 
 void checkSize(int64_t width, int64_t height, std::string const& what)
 {
@@ -37,24 +37,25 @@ void checkSize(int64_t width, int64_t height, std::string const& what)
     if (width <= 0 || height <= 0)
         throw Error(ErrorCode::kINVALID_INPUT, what + " is " + size + ": it has no pixels");
     if (width > limits::kMaxImageSide || height > limits::kMaxImageSide || width * height > limits::kMaxPixels)
-        throw Error(ErrorCode::kINVALID_INPUT, what + " is " + size + ", past the limit of "
-                + std::to_string(limits::kMaxPixels / 1000000) + " megapixels and " + std::to_string(limits::kMaxImageSide)
-                + " pixels a side; downscale it first");
+        throw Error(ErrorCode::kINVALID_INPUT,
+            what + " is " + size + ", past the limit of " + std::to_string(limits::kMaxPixels / 1000000)
+                + " megapixels and " + std::to_string(limits::kMaxImageSide) + " pixels a side; downscale it first");
 }
 
 void checkMultiple(int64_t multiple, std::string const& what)
 {
     if (multiple < 1 || multiple > limits::kMaxSide || (multiple & (multiple - 1)) != 0)
-        throw Error(ErrorCode::kINVALID_INPUT, what + " " + std::to_string(multiple)
-                + " is not a power of two from 1 to " + std::to_string(limits::kMaxSide) + " (2^levels)");
+        throw Error(ErrorCode::kINVALID_INPUT,
+            what + " " + std::to_string(multiple) + " is not a power of two from 1 to "
+                + std::to_string(limits::kMaxSide) + " (2^levels)");
 }
 
 int32_t paddedSize(int32_t size, int32_t multiple)
 {
     checkMultiple(multiple, "multiple");
     if (size < 0 || size > limits::kMaxImageSide)
-        throw Error(ErrorCode::kINVALID_INPUT, "size " + std::to_string(size) + " is outside 0.."
-                + std::to_string(limits::kMaxImageSide));
+        throw Error(ErrorCode::kINVALID_INPUT,
+            "size " + std::to_string(size) + " is outside 0.." + std::to_string(limits::kMaxImageSide));
     return (size + multiple - 1) / multiple * multiple;   // < 2^17: no overflow
 }
 
@@ -62,7 +63,8 @@ void checkPair(ImageU8 const& image, MaskU8 const& mask)
 {
     checkSize(image.width, image.height, "image");
     if (image.pixels.size() != static_cast<size_t>(image.width) * image.height * 3)
-        throw Error(ErrorCode::kINVALID_INPUT, "image buffer is " + std::to_string(image.pixels.size())
+        throw Error(ErrorCode::kINVALID_INPUT,
+            "image buffer is " + std::to_string(image.pixels.size())
                 + " bytes, not width x height x 3 (RGB) = " + std::to_string(int64_t{image.width} * image.height * 3));
     if (mask.width != image.width || mask.height != image.height)
         throw Error(ErrorCode::kINVALID_INPUT,
@@ -70,7 +72,8 @@ void checkPair(ImageU8 const& image, MaskU8 const& mask)
                 + std::to_string(mask.width) + "x" + std::to_string(mask.height)
                 + " (WxH); give a mask of the image's size");
     if (mask.values.size() != static_cast<size_t>(mask.width) * mask.height)
-        throw Error(ErrorCode::kINVALID_INPUT, "mask buffer is " + std::to_string(mask.values.size())
+        throw Error(ErrorCode::kINVALID_INPUT,
+            "mask buffer is " + std::to_string(mask.values.size())
                 + " bytes, not width x height = " + std::to_string(int64_t{mask.width} * mask.height));
 }
 
@@ -93,7 +96,7 @@ void checkBatch(ImageU8 const* images, MaskU8 const* masks, int32_t count, int32
             throw Error(ErrorCode::kINVALID_INPUT, rule);
     }
 }
-} // namespace
+}   // namespace
 
 void toContract(ImageU8 const* images, MaskU8 const* masks, int32_t count, int32_t multiple, std::vector<float>& image,
     std::vector<float>& mask, int32_t& paddedHeight, int32_t& paddedWidth)
@@ -226,7 +229,7 @@ Box tight(MaskU8 const& mask, Box const& box)
             }
     return t;
 }
-} // namespace
+}   // namespace
 
 std::vector<Box> cropBoxes(MaskU8 const& mask, int32_t multiple, int32_t margin, int32_t maxSide)
 {
@@ -235,8 +238,8 @@ std::vector<Box> cropBoxes(MaskU8 const& mask, int32_t multiple, int32_t margin,
         throw Error(ErrorCode::kINVALID_INPUT, "mask buffer is not width x height bytes");
     checkMultiple(multiple, "crop multiple");
     if (margin < 0 || margin > limits::kMaxSide || maxSide <= 0)
-        throw Error(ErrorCode::kINVALID_INPUT, "crop margin must be 0-" + std::to_string(limits::kMaxSide)
-                + " and the largest crop side positive");
+        throw Error(ErrorCode::kINVALID_INPUT,
+            "crop margin must be 0-" + std::to_string(limits::kMaxSide) + " and the largest crop side positive");
     int32_t const h = mask.height, w = mask.width;
     int32_t const gh = (h + kCell - 1) / kCell, gw = (w + kCell - 1) / kCell;
     std::vector<uint8_t> grid(static_cast<size_t>(gh) * gw, 0);
@@ -272,8 +275,9 @@ std::vector<Box> cropBoxes(MaskU8 const& mask, int32_t multiple, int32_t margin,
                     }
                 }
         }
-        boxes.push_back(tight(mask, {cells.top * kCell, cells.left * kCell, std::min(h, cells.bottom * kCell),
-                                        std::min(w, cells.right * kCell)}));
+        boxes.push_back(tight(mask,
+            {cells.top * kCell, cells.left * kCell, std::min(h, cells.bottom * kCell),
+                std::min(w, cells.right * kCell)}));
     }
     int32_t const cap = std::max(multiple, maxSide / multiple * multiple);
     for (bool merged = !boxes.empty(); merged;)
@@ -323,11 +327,12 @@ void checkBox(Box const& box, int32_t width, int32_t height)
 {
     if (box.top < 0 || box.left < 0 || box.bottom > height || box.right > width || box.top >= box.bottom
         || box.left >= box.right)
-        throw Error(ErrorCode::kINVALID_INPUT, "crop box (" + std::to_string(box.top) + ", " + std::to_string(box.left)
-                + ", " + std::to_string(box.bottom) + ", " + std::to_string(box.right) + ") is not inside the "
-                + std::to_string(width) + "x" + std::to_string(height) + " image");
+        throw Error(ErrorCode::kINVALID_INPUT,
+            "crop box (" + std::to_string(box.top) + ", " + std::to_string(box.left) + ", " + std::to_string(box.bottom)
+                + ", " + std::to_string(box.right) + ") is not inside the " + std::to_string(width) + "x"
+                + std::to_string(height) + " image");
 }
-} // namespace
+}   // namespace
 
 ImageU8 crop(ImageU8 const& image, Box const& box)
 {
@@ -375,5 +380,5 @@ void pasteHoles(ImageU8& result, ImageU8 const& filled, MaskU8 const& mask, Box 
         }
 }
 
-} // namespace imaging
-} // namespace madf
+}   // namespace imaging
+}   // namespace madf

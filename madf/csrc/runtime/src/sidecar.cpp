@@ -26,16 +26,10 @@ std::array<char const*, 9> const kRequired = {"engine.bytes", "engine.sha256", "
     "lowering", "profile", "tensorrt.backend", "tensorrt.version"};
 char const* const kRebuild = "rebuild the engine with madf-build";
 
-[[noreturn]] void refuse(std::string const& message)
-{
-    throw Error(ErrorCode::kFILE, message);
-}
+[[noreturn]] void refuse(std::string const& message) { throw Error(ErrorCode::kFILE, message); }
 
 // Python's repr of a plain string: what the Python messages print for a key or a field.
-std::string pyRepr(std::string const& text)
-{
-    return "'" + text + "'";
-}
+std::string pyRepr(std::string const& text) { return "'" + text + "'"; }
 
 json const* find(json const& root, std::string const& dotted)
 {
@@ -54,10 +48,7 @@ json const* find(json const& root, std::string const& dotted)
     }
 }
 
-std::string text(json const& node)
-{
-    return node.is_string() ? node.get<std::string>() : node.dump();
-}
+std::string text(json const& node) { return node.is_string() ? node.get<std::string>() : node.dump(); }
 
 std::string release(std::string const& version)
 {
@@ -86,7 +77,7 @@ std::string sha256Hex(std::string const& data)
     }
     return hex;
 }
-} // namespace
+}   // namespace
 
 Sidecar parse(std::string const& sidecarPath, std::string const& content)
 {
@@ -98,8 +89,8 @@ Sidecar parse(std::string const& sidecarPath, std::string const& content)
             open.emplace_back();
         else if (event == json::parse_event_t::object_end && !open.empty())
             open.pop_back();
-        else if (event == json::parse_event_t::key && !open.empty() && !open.back().insert(parsed.get<std::string>()).second
-            && twice.empty())
+        else if (event == json::parse_event_t::key && !open.empty()
+            && !open.back().insert(parsed.get<std::string>()).second && twice.empty())
             twice = parsed.get<std::string>();
         return true;
     };
@@ -138,8 +129,8 @@ Sidecar parse(std::string const& sidecarPath, std::string const& content)
         for (json const& plugin : *plugins)
         {
             json const* serialized = find(plugin, "serialized");
-            out.pluginsCarried |= out.versionCompatible && serialized != nullptr && serialized->is_boolean()
-                && serialized->get<bool>();
+            out.pluginsCarried |=
+                out.versionCompatible && serialized != nullptr && serialized->is_boolean() && serialized->get<bool>();
         }
     }
     if (json const* cc = find(root, "target.compute_capability"))
@@ -168,21 +159,24 @@ void checkPlan(std::string const& planPath, Sidecar const& sidecar, std::string 
 {
     if (static_cast<int64_t>(plan.size()) != sidecar.bytes)
         refuse(planPath + " is " + std::to_string(plan.size()) + " bytes, its sidecar says "
-            + std::to_string(sidecar.bytes) + ": the file is truncated or was replaced; copy it again or rebuild it "
-                                              "with madf-build");
+            + std::to_string(sidecar.bytes)
+            + ": the file is truncated or was replaced; copy it again or rebuild it "
+              "with madf-build");
     if (sha256Hex(plan) != sidecar.sha256)
-        refuse(planPath + " does not match the sha256 in its sidecar: the file is corrupt or was modified; copy it "
-                          "again or rebuild it with madf-build");
+        refuse(planPath
+            + " does not match the sha256 in its sidecar: the file is corrupt or was modified; copy it "
+              "again or rebuild it with madf-build");
 }
 
-void checkVersion(std::string const& planPath, Sidecar const& sidecar, std::string const& version,
-    std::string const& flavour)
+void checkVersion(
+    std::string const& planPath, Sidecar const& sidecar, std::string const& version, std::string const& flavour)
 {
     if (flavour == "lean" || flavour == "dispatch" || sidecar.versionCompatible)
         return;   // TensorRT checks compatibility itself (same major version line)
     if (release(version) != release(sidecar.version))
-        throw Error(ErrorCode::kENGINE, planPath + " was built with " + sidecar.backend + " " + sidecar.version
-                + ", this is " + version + ": rebuild it here with madf-build, or build it with --version-compatible");
+        throw Error(ErrorCode::kENGINE,
+            planPath + " was built with " + sidecar.backend + " " + sidecar.version + ", this is " + version
+                + ": rebuild it here with madf-build, or build it with --version-compatible");
 }
 
 void checkGpu(std::string const& planPath, Sidecar const& sidecar, std::string const& gpuName,
@@ -190,10 +184,11 @@ void checkGpu(std::string const& planPath, Sidecar const& sidecar, std::string c
 {
     if (sidecar.targetComputeCapability.empty() || sidecar.targetComputeCapability == computeCapability)
         return;
-    std::string const builtFor = "SM " + sidecar.targetComputeCapability
-        + (sidecar.targetGpu.empty() ? "" : " (" + sidecar.targetGpu + ")");
-    throw Error(ErrorCode::kENGINE, planPath + " was built for " + builtFor + ", this GPU is SM " + computeCapability
-            + " (" + gpuName + "): rebuild the engine for this GPU with madf-build");
+    std::string const builtFor =
+        "SM " + sidecar.targetComputeCapability + (sidecar.targetGpu.empty() ? "" : " (" + sidecar.targetGpu + ")");
+    throw Error(ErrorCode::kENGINE,
+        planPath + " was built for " + builtFor + ", this GPU is SM " + computeCapability + " (" + gpuName
+            + "): rebuild the engine for this GPU with madf-build");
 }
-} // namespace sidecar
-} // namespace madf
+}   // namespace sidecar
+}   // namespace madf

@@ -47,8 +47,8 @@ std::vector<uint8_t> fixCrcs(std::vector<uint8_t> png)
     size_t at = 8;
     while (at + 12 <= png.size())
     {
-        uint32_t const length = (uint32_t{png[at]} << 24) | (uint32_t{png[at + 1]} << 16) | (uint32_t{png[at + 2]} << 8)
-            | png[at + 3];
+        uint32_t const length =
+            (uint32_t{png[at]} << 24) | (uint32_t{png[at + 1]} << 16) | (uint32_t{png[at + 2]} << 8) | png[at + 3];
         if (length > png.size() - at - 12)
             break;
         uint32_t const crc = static_cast<uint32_t>(crc32(0, &png[at + 4], length + 4));
@@ -123,7 +123,7 @@ void sidecarCase(Reader& in)
     madf::sidecar::parse("fuzz.plan.json", std::string(text.begin(), text.end()));
 }
 #endif
-} // namespace
+}   // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(uint8_t const* data, size_t size)
 {

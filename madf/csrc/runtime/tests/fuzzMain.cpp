@@ -42,8 +42,8 @@ Bytes mutate(Bytes input, std::vector<Bytes> const& corpus, std::mt19937_64& rng
             break;
         case 1:   // an interesting 32-bit value (sizes, signs, overflows) at any offset
         {
-            static uint32_t const values[] = {0, 1, 0x7F, 0x80, 0xFF, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000,
-                0xFFFFFFFF, 16384, 65535, 65536};
+            static uint32_t const values[] = {
+                0, 1, 0x7F, 0x80, 0xFF, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 16384, 65535, 65536};
             uint32_t const v = values[rng() % (sizeof(values) / sizeof(values[0]))];
             size_t const at = pick(input.size() + 1);
             bool const big = rng() % 2;   // PNG fields are big-endian, the batch fields little-endian
@@ -105,11 +105,11 @@ void saveCurrent()
     if (fd >= 0)
     {
         ssize_t const ignored = write(fd, gCurrent->data(), gCurrent->size());
-        (void) ignored;
+        (void)ignored;
         close(fd);
     }
     ssize_t const ignored = write(2, note, sizeof(note) - 1);
-    (void) ignored;
+    (void)ignored;
     gCurrent = nullptr;
 }
 
@@ -126,7 +126,7 @@ void run(Bytes const& input)
     LLVMFuzzerTestOneInput(input.data(), input.size());
     gCurrent = nullptr;
 }
-} // namespace
+}   // namespace
 
 int main(int argc, char** argv)
 {

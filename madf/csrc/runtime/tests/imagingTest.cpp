@@ -41,7 +41,7 @@ madf::ImageU8 ramp(int w, int h)
                 img.pixels[(y * w + x) * 3 + c] = static_cast<uint8_t>(10 * x + y + 100 * c);
     return img;
 }
-} // namespace
+}   // namespace
 
 // `madf_imaging_test boxes MASK H W MULTIPLE MARGIN MAXSIDE`: the crop boxes of a raw H x W byte mask, one per line
 // (top left bottom right), for tests/test_cpp_runtime.py to compare with madf/inpaint/strategy.py.
@@ -108,8 +108,9 @@ int main(int argc, char** argv)
     expect(maskBytes[7] == 0 && maskBytes[0] == 255 && maskBytes[15] == 0, "uint8 batch: inverted, 255 = keep");
     std::vector<uint8_t> engineOut(2 * 45, 9);
     ImageU8 fromU8 = imaging::fromUint8Batch(engineOut.data(), 0, pair[0], mask);
-    expect(fromU8.pixels[7 * 3] == 9 && fromU8.pixels[0] == pair[0].pixels[0], "uint8 result: holes from the engine, "
-                                                                              "known pixels exact");
+    expect(fromU8.pixels[7 * 3] == 9 && fromU8.pixels[0] == pair[0].pixels[0],
+        "uint8 result: holes from the engine, "
+        "known pixels exact");
     try
     {
         ImageU8 mixed[2] = {ramp(5, 3), ramp(6, 3)};
@@ -131,8 +132,9 @@ int main(int argc, char** argv)
     }
     catch (Error const& e)
     {
-        expect(e.code() == ErrorCode::kINVALID_INPUT && std::string(e.what()).find("5x3 but its mask is 4x3")
-                != std::string::npos, "mismatched mask refused: " + std::string(e.what()));
+        expect(e.code() == ErrorCode::kINVALID_INPUT
+                && std::string(e.what()).find("5x3 but its mask is 4x3") != std::string::npos,
+            "mismatched mask refused: " + std::string(e.what()));
     }
     ImageU8 other = ramp(9, 3);
     ImageU8 both[2] = {img, other};
@@ -157,12 +159,14 @@ int main(int argc, char** argv)
     };
     auto boxes = imaging::cropBoxes(holes(1200, 1000, {{100, 100, 110, 120}, {600, 900, 640, 930}}), 16, 32, 1024);
     expect(boxes.size() == 2 && boxes[0].top == 65 && boxes[0].left == 62 && boxes[0].bottom == 145
-            && boxes[0].right == 158, "crop boxes: one per region, grown, rounded up, centred");
+            && boxes[0].right == 158,
+        "crop boxes: one per region, grown, rounded up, centred");
     boxes = imaging::cropBoxes(holes(500, 500, {{0, 490, 4, 500}}), 16, 64, 1024);
     expect(boxes.size() == 1 && boxes[0].top == 0 && boxes[0].right == 500 && boxes[0].bottom == 144
-            && boxes[0].left == 356, "crop boxes: shifted inward at the border");
-    boxes = imaging::cropBoxes(holes(800, 800, {{100, 100, 110, 110}, {100, 200, 110, 210}, {700, 700, 710, 710}}),
-        16, 64, 1024);
+            && boxes[0].left == 356,
+        "crop boxes: shifted inward at the border");
+    boxes = imaging::cropBoxes(
+        holes(800, 800, {{100, 100, 110, 110}, {100, 200, 110, 210}, {700, 700, 710, 710}}), 16, 64, 1024);
     expect(boxes.size() == 2 && boxes[0].left <= 100 && boxes[0].right >= 210, "crop boxes: overlapping ones merge");
     ImageU8 photo = ramp(8, 6), filled = ramp(8, 6);
     for (auto& v : filled.pixels)
@@ -202,9 +206,16 @@ int main(int argc, char** argv)
     refuses([&] { imaging::cropBoxes(dot, 16, 2147483647, 1024); }, "crop margin",
         "cropBoxes: a huge margin refused, no signed overflow");
     expect(imaging::cropBoxes(dot, 16, 16384, 1024).size() == 1, "cropBoxes: the largest margin still works");
-    refuses([&] { imaging::crop(photo, imaging::Box{0, 0, 7, 9}); }, "not inside", "crop: a box past the image refused");
-    refuses([&] { imaging::pasteHoles(pasted, filled, stroke, imaging::Box{1, 1, 5, 7}); }, "box's size",
-        "pasteHoles: a crop of another size refused");
+    refuses(
+        [&] {
+            imaging::crop(photo, imaging::Box{0, 0, 7, 9});
+        },
+        "not inside", "crop: a box past the image refused");
+    refuses(
+        [&] {
+            imaging::pasteHoles(pasted, filled, stroke, imaging::Box{1, 1, 5, 7});
+        },
+        "box's size", "pasteHoles: a crop of another size refused");
     refuses([&] { imaging::checkSize(65536, 1, "image"); }, "65535 pixels a side", "a side past 65535 refused");
     refuses([&] { imaging::checkSize(20000, 10000, "image"); }, "megapixels", "200 megapixels refused");
 

@@ -41,7 +41,7 @@ std::vector<uint8_t> headerOnlyPng(uint32_t width, uint32_t height)
     chunk("IEND", {});
     return png;
 }
-} // namespace
+}   // namespace
 
 int main(int argc, char** argv)
 {

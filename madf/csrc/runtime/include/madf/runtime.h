@@ -135,7 +135,8 @@ private:
 };
 
 // Status-returning forms: no exception crosses them.
-Status createEngine(std::string const& planPath, EngineOptions const& options, std::unique_ptr<Engine>& engine) noexcept;
+Status createEngine(
+    std::string const& planPath, EngineOptions const& options, std::unique_ptr<Engine>& engine) noexcept;
 Status inpaintNoThrow(Engine& engine, std::vector<ImageU8> const& images, std::vector<MaskU8> const& masks,
     std::vector<ImageU8>& results) noexcept;
 
@@ -148,7 +149,7 @@ constexpr int32_t kMaxSide = 16384;
 constexpr int64_t kMaxPixels = 178956970;
 // An image's side: PNG's own limit (2^31 - 1) is far past any photo; 65535 keeps width * 3 and padding in int32.
 constexpr int32_t kMaxImageSide = 65535;
-} // namespace limits
+}   // namespace limits
 
 // Image helpers behind Engine::inpaint (no TensorRT or GPU needed; tested on their own). Every size a caller gives is
 // checked against its buffer and the limits above before anything is allocated: kINVALID_INPUT naming the problem.
@@ -185,7 +186,7 @@ ImageU8 crop(ImageU8 const& image, Box const& box);
 MaskU8 crop(MaskU8 const& mask, Box const& box);
 // Write `filled` (the box's inpainted crop, box-sized) into `result` where `mask` (the whole image's) is a hole.
 void pasteHoles(ImageU8& result, ImageU8 const& filled, MaskU8 const& mask, Box const& box);
-} // namespace imaging
+}   // namespace imaging
 
 // The sidecar contract (madf/engines/sidecar.py's, check for check and message for message): what a runtime checks
 // before TensorRT sees a plan. No TensorRT or GPU needed; tests/fixtures/sidecars.json holds the cases both runtimes
@@ -209,13 +210,13 @@ Sidecar parse(std::string const& sidecarPath, std::string const& text);
 // The plan's bytes: size, then SHA-256.
 void checkPlan(std::string const& planPath, Sidecar const& sidecar, std::string const& plan);
 // TensorRT version (major.minor.patch) unless the plan is version-compatible or `flavour` is lean / dispatch.
-void checkVersion(std::string const& planPath, Sidecar const& sidecar, std::string const& version,
-    std::string const& flavour);
+void checkVersion(
+    std::string const& planPath, Sidecar const& sidecar, std::string const& version, std::string const& flavour);
 // The compute capability ("9.0") the plan was built for against this GPU's.
 void checkGpu(std::string const& planPath, Sidecar const& sidecar, std::string const& gpuName,
     std::string const& computeCapability);
-} // namespace sidecar
+}   // namespace sidecar
 
-} // namespace madf
+}   // namespace madf
 
-#endif // MADF_RUNTIME_H
+#endif   // MADF_RUNTIME_H
