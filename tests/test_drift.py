@@ -85,3 +85,23 @@ def test_the_readme_status_names_what_is_built():
     status = readme.split("## Status", 1)[1]
     assert not re.search(r"(Ray|serving|batch)[^.]*not built", status, re.I), status
     assert "madf-inpaint --ray" in readme and "madf-serve --replicas" in readme and (ROOT / "madf" / "scale").is_dir()
+
+
+def test_the_dev_extra_repeats_every_floor_exactly():
+    """setup.cfg's dev extra copies the other extras' requirements (a fresh clone installs dev): each copy must
+    carry the same floor (starlette>=0.44, ray>=2.50, ... are stated once in their extra, and checked here)."""
+    import configparser
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    extras = {name: [line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()]
+              for name, text in cfg.items("options.extras_require")}
+
+    def parse(line):
+        name = re.split(r"[<>=!~\[; ]", line, maxsplit=1)[0].lower()
+        return name, line
+    dev = dict(map(parse, extras["dev"]))
+    mismatched = [f"{extra}: {line} vs dev: {dev[name]}" for extra, lines in extras.items() if extra != "dev"
+                  for name, line in map(parse, lines) if name in dev and dev[name] != line]
+    assert not mismatched, "\n".join(mismatched)
+    assert "starlette>=0.44" in extras["serve"] and any(line.startswith("ray[") and ">=2.50" in line
+                                                         for line in extras["ray"])
