@@ -181,7 +181,10 @@ def test_an_interrupted_run_leaves_no_temp_files_and_resumes(model, tmp_path, si
     # RAY_ADDRESS names no cluster: --ray local must start its own all the same (it failed, not naming it)
     env = dict(os.environ, MADF_RAY_OBJECT_STORE_MB="128", RAY_ADDRESS="127.0.0.1:9")
     before = raylets()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Ctrl-C's default action for the child, whatever this test runner inherited: a shell's background job starts
+    # with SIGINT ignored, and Python then keeps ignoring it (the run would finish instead of stopping)
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while time.time() < deadline and len(list(out.glob("p*.png"))) < 3 and proc.poll() is None:
         time.sleep(0.05)
