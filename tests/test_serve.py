@@ -654,6 +654,8 @@ def test_decoded_requests_never_outnumber_what_the_batcher_takes():
         routes.decode = real
     statuses = sorted(a.status_code for a in answers)
     assert app.state.slots.peak <= 2 and app.state.slots.taken == 0, app.state.slots.peak
-    assert statuses.count(200) >= 1 and statuses.count(503) >= 5, statuses
-    assert statuses.count(200) <= len(decoded) <= app.state.slots.capacity, decoded   # all 8 came within 1 s
+    assert statuses.count(200) >= 1 and statuses.count(503) >= 3, statuses
+    # every request either took a slot and decoded, or was refused before decoding (slots free up as answers go)
+    refused = [a for a in answers if a.status_code == 503 and "in progress" in a.json()["detail"]]
+    assert len(decoded) + len(refused) == len(answers) and len(refused) >= 3, (decoded, statuses)
     assert all("busy" in a.json()["detail"] for a in answers if a.status_code == 503)
