@@ -100,10 +100,9 @@ def open_options(backend: str, **options):
     return open_backend(spec_of(backend, **options))
 
 
-def open_file(backend: str, path: Path, **kwargs):
-    """open_options with the backend's file given positionally (the CLIs that hold {backend: file})."""
-    keyword = {"torch": "ckpt", "onnxruntime": "model", "tensorrt": "engine"}[backend]
-    return open_options(backend, **{keyword: path}, **kwargs)
+def open_file(backend: str, path: Path, plugin_libs: Sequence[Path] = (), **options):
+    """The backend's file given positionally (the CLIs that hold {backend: file}), opened by the library."""
+    return open_backend(BackendSpec(path, backend=backend, plugin_libs=tuple(plugin_libs), **options))
 
 
 def model_inputs(ckpt: Optional[Path], model: Optional[Path], engine: Optional[Path], plugin_libs=()) -> list:

@@ -22,7 +22,7 @@ from PIL import Image
 
 from madf.common.errors import ModelError, check_finite
 from madf.inpaint import imaging
-from madf.inpaint.backend import backend_info, check_backend
+from madf.inpaint.backend import BackendBase, check_backend
 from madf.inpaint.seams import match_border
 from madf.inpaint.strategy import DEFAULT_TRAIN_SIZE, Strategy, paste, pieces
 
@@ -160,7 +160,7 @@ def train_size(backend) -> int:
     return int(getattr(config, "train_size", DEFAULT_TRAIN_SIZE))
 
 
-class TorchBackend:
+class TorchBackend(BackendBase):
     """The contract on a MADFNet in PyTorch (CPU or CUDA), with the fast-inference options of
     madf.model.acceleration.TorchOptions (precision, channels_last, CUDA graphs, torch.compile; defaults per device)."""
 
@@ -172,7 +172,6 @@ class TorchBackend:
         self.options = (options or TorchOptions(**option_values)).resolve(self.device)
         self.run, self.model = prepare(InpaintModel(net), self.device, self.options)
         self.multiple = net.config.multiple
-        self.io, self.max_side, self.fixed_size = "float", None, None   # madf.inpaint.backend.Backend
         self.last_gpu_ms: Optional[float] = None
 
     @property
@@ -182,12 +181,6 @@ class TorchBackend:
     @property
     def precision(self) -> str:
         return self.options.precision
-
-    def info(self):
-        return backend_info(self)
-
-    def run_uint8(self, images, holes):
-        raise ModelError("the PyTorch backend takes the float contract; run_uint8 is for --io uint8 files")
 
     def describe(self) -> str:
         return (f"PyTorch, {self.model.config.describe()}, {self.device}, {self.options.describe()}, "

@@ -17,7 +17,7 @@ import numpy as np
 
 from madf.common.errors import DeviceError, InputError, ModelError, first_line, is_out_of_memory
 from madf.export.onnx_file import check_file_kind
-from madf.inpaint.backend import backend_info
+from madf.inpaint.backend import BackendBase
 from madf.runtime import uint8
 from madf.runtime.batching import in_profile_batches
 
@@ -28,7 +28,7 @@ PROVIDERS = {
 }
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(BackendBase):
     def __init__(self, path, device: str = "cpu", threads: Optional[int] = None, verify_digest: bool = True):
         """``verify_digest=False`` runs a file whose weights no longer match the export's digest (a rewrite on its
         way to madf-parity --restamp); the finite check still holds."""
@@ -79,7 +79,6 @@ class OnnxRuntimeBackend:
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
         self.fixed_size = tuple(spatial) if all(isinstance(d, int) for d in spatial) else None
         self.max_side = None   # any size (a fixed-size file is fixed_size: other sizes are refused, not cropped)
-        self.last_gpu_ms: Optional[float] = None   # ONNX Runtime does not time the GPU apart
 
     @property
     def config(self):
@@ -89,11 +88,6 @@ class OnnxRuntimeBackend:
     def precision(self) -> str:
         return self.metadata.get("madf.precision", "fp32")
 
-    def info(self):
-        return backend_info(self)
-
-    def gpu_memory_mb(self) -> Optional[float]:
-        return None   # ONNX Runtime's arenas are not reported apart
 
     def describe(self) -> str:
         return (f"onnxruntime {self.session.get_providers()[0]}, {self.path.name} "

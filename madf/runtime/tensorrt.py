@@ -24,7 +24,7 @@ from madf.common.errors import DeviceError, InputError, ModelError, PluginError
 from madf.engines.plugin_files import require_plugin_file
 from madf.engines.sidecar import check_gpu, check_version
 from madf.export.onnx_file import check_file_kind, uses_plugin
-from madf.inpaint.backend import backend_info
+from madf.inpaint.backend import BackendBase
 from madf.runtime import cuda, uint8
 from madf.runtime.batching import in_profile_batches
 
@@ -122,7 +122,7 @@ def _logger_class(trt):
     return CapturingLogger
 
 
-class TensorRTBackend:
+class TensorRTBackend(BackendBase):
     """The contract (image, mask 1 = hole -> inpainted) on a TensorRT engine."""
 
     def __init__(self, engine, plugin_libs: Sequence = (), device: int = 0, cuda_graph: bool = False,
@@ -208,8 +208,6 @@ class TensorRTBackend:
     def precision(self) -> str:
         return self.sidecar.get("precision", "fp32")
 
-    def info(self):
-        return backend_info(self)
 
     def describe(self) -> str:
         return (f"{self.flavour} {self.trt.__version__}, {self.path.name} ({self.sidecar.get('precision')}, "

@@ -51,14 +51,15 @@ def application(make_inpainter: Callable, app_options: Dict, replicas: int = 1, 
     class Replica:
         pass
 
-    # each replica takes its queue's worth of requests; past that its own batcher answers 503, as one process does
-    ongoing = app_options.get("queue_size", 16) + app_options.get("max_batch", 4)
-    settings = dict(name=name, max_ongoing_requests=ongoing, max_constructor_retry_count=CONSTRUCTOR_RETRIES,
+    # each replica takes what one process takes; past that its own app answers 503, as one process does
+    from madf.serve.settings import Settings
+    limits = Settings(**app_options)
+    settings = dict(name=name, max_ongoing_requests=limits.capacity, max_constructor_retry_count=CONSTRUCTOR_RETRIES,
                     ray_actor_options={"num_cpus": cpus_per_replica, "num_gpus": gpus_per_replica})
     if autoscale:
         low, high = autoscale
         settings["autoscaling_config"] = {"min_replicas": low, "max_replicas": high, "initial_replicas": low,
-                                          "target_ongoing_requests": app_options.get("max_batch", 4)}
+                                          "target_ongoing_requests": limits.max_batch}
     else:
         settings["num_replicas"] = replicas
     return serve.deployment(Replica, **settings).bind()

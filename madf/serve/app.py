@@ -45,7 +45,7 @@ async def lifespan(app: FastAPI):
     config: Settings = app.state.settings
     app.state.batcher = Batcher(app.state.inpainter, queue_size=config.queue_size, max_batch=config.max_batch,
                                 wait_ms=config.wait_ms)
-    app.state.slots = Slots(config.queue_size + config.max_batch)
+    app.state.slots = Slots(config.capacity)
     app.state.batcher.start()
     try:
         yield

@@ -29,6 +29,12 @@ class Settings:
     def max_pixels(self) -> int:
         return int(self.max_megapixels * 1e6)
 
+    @property
+    def capacity(self) -> int:
+        """Requests one process takes at once: its queue and one running batch (decode slots; a Ray Serve
+        replica's max_ongoing_requests)."""
+        return self.queue_size + self.max_batch
+
     def limits(self) -> dict:
         return {"max_upload_mb": self.max_upload_mb, "max_megapixels": self.max_megapixels,
                 "queue_size": self.queue_size, "max_batch": self.max_batch}
