@@ -81,3 +81,16 @@ def test_backend_needs_its_file(exported, tmp_path):
     assert result.exit_code == 2 and "--backend onnxruntime needs --model" in result.output
     result = CliRunner().invoke(main, ["--image", "a.png", "--mask", "m.png", "--output", "o.png"])
     assert result.exit_code == 2 and "--backend torch needs --ckpt" in result.output
+
+
+@pytest.mark.parametrize("env, explicit, expected", [("1", None, 1), ("3", 2, 2), ("0", None, 0), ("x", None, 0),
+                                                     (None, None, 0)])
+def test_one_thread_setting_for_every_backend(exported, monkeypatch, env, explicit, expected):
+    """OMP_NUM_THREADS (what a Ray actor's --threads-per-actor sets, and torch reads) limits ONNX Runtime too, which
+    ignores it itself; an explicit threads= wins; unset or not a positive int: ONNX Runtime's default (0)."""
+    if env is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", env)
+    backend = OnnxRuntimeBackend(exported[1]["native"], threads=explicit)
+    assert backend.session.get_session_options().intra_op_num_threads == expected

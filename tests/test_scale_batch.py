@@ -145,26 +145,53 @@ def test_s3_through_a_local_s3_server(cluster, model, tmp_path):
 
 
 def test_an_actor_killed_mid_run(cluster, model, tmp_path):
-    """SIGKILL the actor that sent the first result: Ray restarts it and retries its task; every result is there
-    once, none half-written, and what was written before the kill is not written again."""
+    """An actor SIGKILLed in the middle of a batch (its second, so results were being written): Ray restarts it
+    and retries its task; every result is there once, none half-written, and what was written before the kill is
+    not written again. (The actor kills itself: the driver sees a row only after its writing task, when on 12
+    small images the actors may be done.)"""
     photos, masks = _collection(tmp_path, 12, seed=30)
-    out = tmp_path / "out"
-    jobs = plan_collection(photos, masks, out)
-    killed, written_at_kill = [], {}
+    out, marker = tmp_path / "out", tmp_path / "killed.json"
+    spec = BackendSpec(model)
 
-    def kill_first(row):
-        if not killed and row["status"] == "written":
-            pid = int(row["worker"].rsplit(":", 1)[1])
-            written_at_kill.update({p.name: p.stat().st_ino for p in out.glob("*.png")})
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+    def dies_once():
+        """The Inpainter of an actor that, the first time any actor starts its second batch, waits for a first
+        result to be written, records the results written so far and SIGKILLs itself (pickled by value)."""
+        import json
+        import os
+        import signal
+        import time
 
-    report = inpaint_collection(_factory(model), jobs, actors=2, rows_per_task=1, on_row=kill_first)
-    print(report.summary, "killed", killed, "written before:", len(written_at_kill))
-    assert killed and written_at_kill
+        from madf.backends.spec import open_inpainter
+        inpainter, calls = open_inpainter(spec), []
+        run = inpainter.inpaint_many
+
+        def inpaint_many(pairs, names=None):
+            calls.append(1)
+            if len(calls) == 2:
+                try:
+                    fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)   # one actor, once
+                except FileExistsError:
+                    return run(pairs, names=names)
+                for _ in range(600):   # the writing tasks run beside the actors
+                    if list(out.glob("*.png")):
+                        break
+                    time.sleep(0.05)
+                os.write(fd, json.dumps({p.name: p.stat().st_ino for p in out.glob("*.png")}).encode())
+                os.close(fd)
+                os.kill(os.getpid(), signal.SIGKILL)
+            return run(pairs, names=names)
+        inpainter.inpaint_many = inpaint_many
+        return inpainter
+
+    report = inpaint_collection(dies_once, plan_collection(photos, masks, out), actors=2, rows_per_task=1)
+    written_at_kill = json.loads(marker.read_text())
+    assert written_at_kill
+    print(report.summary, "written before the kill:", len(written_at_kill),
+          "workers:", sorted({r["worker"] for r in report.rows}))
+    assert len({r["worker"] for r in report.rows}) >= 3   # two actors, and the one restarted
     assert sorted(p.name for p in out.glob("*.png")) == sorted(f"p{i:02d}.png" for i in range(12))
     assert not list(out.glob(TEMP_GLOB))
-    assert report.summary["failed"] == 0
+    assert report.summary["failed"] == 0 and report.summary["written"] == 12
     for name, inode in written_at_kill.items():
         assert (out / name).stat().st_ino == inode, f"{name} was written again"
     expected = _plain(model, photos, masks, tmp_path / "plain")
@@ -217,6 +244,45 @@ def test_a_ray_dataset_of_rows(cluster, model, tmp_path):
     assert report.summary["written"] == 3 and report.summary["skipped"] == 1
     assert (out / "p01.png").stat().st_ino == inode
     assert {p.name: p.read_bytes() for p in sorted(out.iterdir())} == expected
+
+
+def test_the_model_actor_only_inpaints_and_warnings_reach_the_report(cluster, model, tmp_path):
+    """Reading, decoding, encoding and writing run in CPU tasks around the actors: in the actor's process every
+    file and codec call fails, and every image is still written, byte-identical. A warning logged in a stage (an
+    empty mask in the actor, an alpha channel a JPEG drops in the writer) is in its row of the report."""
+    photos, masks = _collection(tmp_path, 4, seed=110)
+    expected = _plain(model, photos, masks, tmp_path / "plain")
+    Image.fromarray(np.zeros((31, 41), np.uint8)).save(masks / "p01.png")                     # no hole
+    Image.fromarray(np.zeros((32, 41, 4), np.uint8) + 200, "RGBA").save(photos / "p02.png")   # alpha
+    spec = BackendSpec(model)
+
+    def no_io_here():
+        """The Inpainter, in a process where every read, decode, encode and write fails (pickled by value)."""
+        from madf.backends.spec import open_inpainter
+        from madf.inpaint import imaging
+        from madf.scale import storage
+
+        def refuse(*args, **kwargs):
+            raise OSError("file or codec work in the model's actor")
+        for owner, name in ((imaging, "decode_photo"), (imaging, "read_photo"), (imaging, "read_mask"),
+                            (imaging, "encode_image"), (storage.Files, "read_bytes"), (storage.Files, "write"),
+                            (storage.Files, "read_photo"), (storage.Files, "read_mask")):
+            setattr(owner, name, refuse)
+        return open_inpainter(spec)
+
+    report = inpaint_collection(no_io_here, plan_collection(photos, masks, tmp_path / "out", fmt="jpg"), actors=2,
+                                rows_per_task=2)
+    rows = {Path(r["image"]).name: r for r in report.rows}
+    print({name: (r["status"], r["error"], r["warning"]) for name, r in rows.items()})
+    assert report.summary["written"] == 4, report.rows
+    assert "the mask has no hole pixels" in rows["p01.png"]["warning"]
+    assert "has no alpha channel; the transparency is dropped" in rows["p02.png"]["warning"]
+    assert rows["p00.png"]["warning"] == "" and rows["p03.png"]["warning"] == ""
+    assert all(r["worker"] for r in report.rows)   # each went through a model actor
+    out = tmp_path / "png"
+    again = inpaint_collection(no_io_here, plan_collection(photos, masks, out), actors=1)
+    assert again.summary["written"] == 4
+    assert (out / "p00.png").read_bytes() == expected["p00.png"]
 
 
 def _cli(*args):
@@ -290,8 +356,8 @@ def test_resources_the_cluster_lacks_are_refused_not_waited_for(cluster, model, 
 
 
 def test_overwrite_rewrites_a_result_dated_in_the_future(cluster, model, tmp_path):
-    """A retried task keeps only what changed since the run was planned, by the output's own date, so a result
-    whose date lies ahead (another machine's clock) is still replaced with --overwrite (was: kept, 'skipped')."""
+    """No output's date is compared with any clock, so a result whose date lies ahead (another machine's clock) is
+    replaced with --overwrite (was: kept, 'skipped')."""
     photos, masks = _collection(tmp_path, 2, seed=100)
     expected = _plain(model, photos, masks, tmp_path / "plain")
     out = tmp_path / "out"

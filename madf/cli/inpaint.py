@@ -170,10 +170,10 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
                           match_border=match_border)
         if ray_address:
             _run_on_ray(backend, dict(ckpt=ckpt, model=model_path, engine=engine, device=device,
-                                      plugin_libs=plugin_libs, cuda_graph=cuda_graph, torch_options=torch_options,
-                                      threads=threads_per_actor), image, mask, output, ray_address, actors,
-                        gpus_per_actor, batch_size, chosen, invert_mask, resize_mask, quality, fmt, resume,
-                        overwrite, report_path, quiet, shared_fs)
+                                      plugin_libs=plugin_libs, cuda_graph=cuda_graph, torch_options=torch_options),
+                        image, mask, output, ray_address, actors, gpus_per_actor, threads_per_actor, batch_size,
+                        chosen, invert_mask, resize_mask, quality, fmt, resume, overwrite, report_path, quiet,
+                        shared_fs)
             return
         jobs = plan_jobs(image, mask, output, overwrite or resume, fmt,
                          model_inputs(ckpt, model_path, engine, plugin_libs))
@@ -199,7 +199,8 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
         click.echo(f"wrote {jobs[0].output}")
 
 
-def _run_on_ray(backend, files: dict, image, mask, output, address, actors, gpus_per_actor, batch_size, strategy,
+def _run_on_ray(backend, files: dict, image, mask, output, address, actors, gpus_per_actor, threads_per_actor,
+                batch_size, strategy,
                 invert_mask, resize_mask, quality, fmt, resume, overwrite, report_path, quiet,
                 shared_fs: bool = False) -> None:
     """The folder run on Ray Data: the same pairing, strategies, outputs and file rules; a summary and a report."""
@@ -224,7 +225,7 @@ def _run_on_ray(backend, files: dict, image, mask, output, address, actors, gpus
     factory = functools.partial(open_inpainter, spec, batch_size=batch_size, strategy=strategy)
     with progress(total=len(jobs), unit="img", disable=quiet) as bar:
         report = inpaint_collection(factory, jobs, actors=actors, gpus_per_actor=gpus_per_actor,
-                                    threads_per_actor=files["threads"], invert_mask=invert_mask,
+                                    threads_per_actor=threads_per_actor, invert_mask=invert_mask,
                                     resize_mask=resize_mask,
                                     quality=quality, fmt=fmt, resume=resume, overwrite=overwrite, protect=protect,
                                     gpu_only=backend == "tensorrt",

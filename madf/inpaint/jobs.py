@@ -1,6 +1,7 @@
-"""Inpainting a collection: jobs (image, mask, output), read, inpainted and written a chunk at a time, every
-failure confined to its image. One runner for the plain folder run (madf-inpaint) and the Ray actors (madf.scale),
-so both write the same bytes; where the files live is a ``store`` (local paths here, object stores in madf.scale).
+"""Inpainting a collection: jobs (image, mask, output), read, inpainted and written, every failure confined to its
+image. The three steps (read_job, inpaint_ready, write_result) are the plain folder run's (run_chunk, madf-inpaint)
+and the Ray pipeline's stages (madf.scale.batch), so both write the same bytes; where the files live is a ``store``
+(local paths here, object stores in madf.scale).
 """
 from __future__ import annotations
 
@@ -89,65 +90,88 @@ def pair_by_stem(images: Sequence[Ref], masks: Union[Ref, Sequence[Ref]], output
     return [Job(ref, by_stem[stem], output(stem)) for stem, ref in stems.items()]
 
 
+@dataclasses.dataclass
+class Ready:
+    """A job read and checked, waiting for the network: its photo, hole and what the result keeps of the photo."""
+    job: Job
+    rgb: object
+    hole: object
+    look: object
+
+
+def read_job(store, job: Job, invert_mask: bool = False, resize_mask: bool = False,
+             masks: Optional[dict] = None) -> Union[Ready, Outcome]:
+    """Read and check one job's photo and mask: Ready, or a failed Outcome. ``masks``: a one-entry cache, as one
+    mask may serve every image."""
+    masks = {} if masks is None else masks
+    try:
+        rgb, look = store.read_photo(job.image)
+        if job.mask not in masks:
+            masks.clear()
+            masks[job.mask] = store.read_mask(job.mask, invert_mask)
+        hole = masks[job.mask]
+        if resize_mask:
+            hole = imaging.resize_mask(hole, *rgb.shape[:2])
+        imaging.check_pair(rgb, hole, store.name(job.image))
+        return Ready(job, rgb, hole, look)
+    except (InputError, OSError) as exc:
+        return Outcome(job, "failed", str(exc) if isinstance(exc, InputError) else
+                       f"{store.name(job.image)}: {first_line(exc)}")
+
+
+def inpaint_ready(inpainter, ready: Sequence[Ready], names: Sequence[str],
+                  reason: Callable[[BaseException], str] = failure_line) -> List[Tuple[object, Optional[str]]]:
+    """(result, None) or (None, error line) for each of ``ready``, batched by the Inpainter. A batch the backend
+    cannot run (out of memory on one large batch) is retried one by one, so only the image that cannot run fails."""
+    if not ready:
+        return []
+    try:
+        results = list(inpainter.inpaint_many([(r.rgb, r.hole) for r in ready], names=list(names)))
+        return [(result, None) for result in results]
+    except (MADFError, RuntimeError, MemoryError) as exc:
+        if len(ready) == 1:
+            return [(None, f"{names[0]}: {reason(exc)}")]
+    done = []
+    for item, name in zip(ready, names):
+        try:
+            done.append((next(iter(inpainter.inpaint_many([(item.rgb, item.hole)], names=[name]))), None))
+        except (MADFError, RuntimeError, MemoryError) as one:
+            done.append((None, f"{name}: {reason(one)}"))
+    return done
+
+
+def write_result(store, job: Job, result, look, quality: int = 95, seconds: float = 0.0) -> Outcome:
+    """Encode ``result`` like its photo (``look``) and write it atomically; the Outcome."""
+    output_name = store.name(job.output)   # a URI's name, without its query
+    if look.alpha is not None and not imaging.keeps_alpha(output_name):
+        log.warning("%s: %s has no alpha channel; the transparency is dropped", store.name(job.image),
+                    Path(output_name).suffix)
+    try:
+        store.write(job.output, imaging.encode_image(output_name, result, quality=quality, look=look))
+    except (OSError, MADFError) as exc:
+        return Outcome(job, "failed", str(exc), seconds)
+    return Outcome(job, "written", None, seconds)
+
+
 def run_chunk(inpainter, jobs: Sequence[Job], store=None, invert_mask: bool = False, resize_mask: bool = False,
-              quality: int = 95, reason: Callable[[BaseException], str] = failure_line,
-              keep: Optional[Callable[[Job, float], bool]] = None) -> Iterator[Outcome]:
-    """Read, inpaint (batched by the Inpainter) and write ``jobs``; one Outcome per job, in order of completion.
-    An unreadable file, a size mismatch or a batch the backend cannot run (out of memory: retried one by one) fails
-    only its images. ``keep(job, modified)``: whether a result present (last written at ``modified``) is kept, not
-    recomputed (a resume; a retried task after a crash, which keeps what changed since the run was planned)."""
+              quality: int = 95, reason: Callable[[BaseException], str] = failure_line) -> Iterator[Outcome]:
+    """Read, inpaint (batched by the Inpainter) and write ``jobs`` in one process (the plain folder run); one
+    Outcome per job, in order of completion. An unreadable file, a size mismatch or a batch the backend cannot run
+    fails only its images. The Ray pipeline (madf.scale.batch) runs the same three steps as its stages."""
     store = store or LocalFiles()
-    ready: List[Tuple[Job, object, object, object]] = []
+    ready: List[Ready] = []
     masks: dict = {}
     started = time.perf_counter()
     for job in jobs:
-        if keep is not None:
-            when = store.modified(job.output)
-            if when is not None and keep(job, when):
-                yield Outcome(job, "skipped")
-                continue
-        try:
-            rgb, look = store.read_photo(job.image)
-            if job.mask not in masks:
-                masks = {job.mask: store.read_mask(job.mask, invert_mask)}   # one mask may serve every image
-            hole = masks[job.mask]
-            if resize_mask:
-                hole = imaging.resize_mask(hole, *rgb.shape[:2])
-            imaging.check_pair(rgb, hole, store.name(job.image))
-            ready.append((job, rgb, hole, look))
-        except (InputError, OSError) as exc:
-            yield Outcome(job, "failed", str(exc) if isinstance(exc, InputError) else
-                          f"{store.name(job.image)}: {first_line(exc)}")
-    if not ready:
-        return
-    try:
-        results = list(inpainter.inpaint_many([(rgb, hole) for _, rgb, hole, _ in ready],
-                                              names=[store.name(job.image) for job, *_ in ready]))
-        errors = [None] * len(ready)
-    except (MADFError, RuntimeError, MemoryError) as exc:   # e.g. out of memory on one large batch
-        if len(ready) == 1:
-            results, errors = [None], [f"{store.name(ready[0][0].image)}: {reason(exc)}"]
-        else:   # one by one, so only the image that cannot run fails
-            results, errors = [], []
-            for job, rgb, hole, _ in ready:
-                try:
-                    results.append(next(iter(inpainter.inpaint_many([(rgb, hole)], names=[store.name(job.image)]))))
-                    errors.append(None)
-                except (MADFError, RuntimeError, MemoryError) as one:
-                    results.append(None)
-                    errors.append(f"{store.name(job.image)}: {reason(one)}")
-    seconds = (time.perf_counter() - started) / len(ready)
-    for (job, _, _, look), result, error in zip(ready, results, errors):
+        item = read_job(store, job, invert_mask, resize_mask, masks)
+        if isinstance(item, Outcome):
+            yield item
+        else:
+            ready.append(item)
+    done = inpaint_ready(inpainter, ready, [store.name(r.job.image) for r in ready], reason)
+    seconds = (time.perf_counter() - started) / max(len(ready), 1)
+    for item, (result, error) in zip(ready, done):
         if result is None:
-            yield Outcome(job, "failed", error, seconds)
-            continue
-        output_name = store.name(job.output)   # a URI's name, without its query
-        if look.alpha is not None and not imaging.keeps_alpha(output_name):
-            log.warning("%s: %s has no alpha channel; the transparency is dropped", store.name(job.image),
-                        Path(output_name).suffix)
-        try:
-            store.write(job.output, imaging.encode_image(output_name, result, quality=quality, look=look))
-        except (OSError, MADFError) as exc:
-            yield Outcome(job, "failed", str(exc), seconds)
-            continue
-        yield Outcome(job, "written", None, seconds)
+            yield Outcome(item.job, "failed", error, seconds)
+        else:
+            yield write_result(store, item.job, result, item.look, quality, seconds)

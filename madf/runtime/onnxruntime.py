@@ -16,6 +16,7 @@ from typing import Optional
 import numpy as np
 
 from madf.common.errors import DeviceError, InputError, ModelError, first_line, is_out_of_memory
+from madf.common.threads import threads_from_env
 from madf.export.onnx_file import check_file_kind
 from madf.inpaint.backend import BackendBase
 from madf.runtime import uint8
@@ -30,8 +31,10 @@ PROVIDERS = {
 
 class OnnxRuntimeBackend(BackendBase):
     def __init__(self, path, device: str = "cpu", threads: Optional[int] = None, verify_digest: bool = True):
-        """``verify_digest=False`` runs a file whose weights no longer match the export's digest (a rewrite on its
-        way to madf-parity --restamp); the finite check still holds."""
+        """``threads``: compute threads (default: OMP_NUM_THREADS where set, which ONNX Runtime itself ignores, so
+        one setting holds for every backend; else ONNX Runtime's own default). ``verify_digest=False`` runs a file
+        whose weights no longer match the export's digest (a rewrite on its way to madf-parity --restamp); the finite
+        check still holds."""
         try:
             import onnxruntime as ort
         except ImportError:
@@ -48,6 +51,7 @@ class OnnxRuntimeBackend(BackendBase):
                               f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu or use cpu")
         options = ort.SessionOptions()
         options.log_severity_level = 4   # fatal only: every failure reaches the user as madf's line (_session_run)
+        threads = threads or threads_from_env()
         if threads:   # one Ray actor per core wants one thread each
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1

@@ -1,38 +1,34 @@
-"""Batch inpainting of a collection on Ray Data: a pool of actors, each loading the model once, streaming rows of
-(image, mask, output) through ``map_batches``; every result is written by the actor that made it.
+"""Batch inpainting of a collection on Ray Data, as a streaming pipeline of three stages (madf.scale.stages): CPU
+tasks read and decode, a pool of actors (one model each, GPUs where asked) inpaints arrays, CPU tasks encode and
+write; the model's actor never waits on storage or image coding.
 
     from madf.scale.batch import inpaint_collection
     report = inpaint_collection(functools.partial(Inpainter.from_checkpoint, "places2.pth"),
                                 [("photos/a.jpg", "masks/a.png"), ...], output="s3://bucket/out", actors=4)
 
-Faults: an actor that dies is restarted by Ray and its task retried; a result written before the crash is kept,
-not recomputed (the retried task skips an output that changed since the driver looked at it before the run: no
-clocks of different machines are compared), and writes are atomic, so a present file is a complete one.
+Faults: an actor or task that dies is restarted by Ray and its work retried; writes are atomic (a present file is a
+complete one) and a retried write writes the same bytes again, so no clocks of different machines are compared.
 ``resume=True`` skips outputs already there from an earlier run. One image's failure (unreadable, size mismatch,
-out of memory) is a row of the report, never the end of the run; a model that cannot be opened in an actor ends the
-run with madf's own one-line error (madf.scale.cluster.madf_errors).
+out of memory) is a row of the report, never the end of the run; a warning about one image is in its row; a model
+that cannot be opened in an actor ends the run with madf's own one-line error (madf.scale.cluster.madf_errors).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
-import os
-import socket
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
-import numpy as np
-
-from madf.common.errors import InputError, MADFError, first_line
-from madf.inpaint.jobs import Job, pair_by_stem, run_chunk
+from madf.common.errors import InputError
+from madf.common.threads import thread_env
+from madf.inpaint.jobs import Job, pair_by_stem
+from madf.scale.stages import InpaintActor, read_rows, write_rows
 from madf.scale.storage import Files, child, local_path, name_of
 
 log = logging.getLogger("madf")
 COLUMNS = ("image", "mask", "output")
-ABSENT = -1.0   # the "before" column: the output did not exist when the run was planned
 TEMP_GLOB = ".madf-*.tmp"   # common.atomic's temp files: what a killed writer can leave in a local folder
 
 
@@ -85,68 +81,32 @@ def jobs_from_pairs(pairs: Iterable[Sequence], output: Union[str, Path, None], f
     return jobs
 
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+def _dataset(ray, jobs: Union[List[Job], object], rows_per_task: int, io_tasks: int):
+    """(the rows as a Dataset, how many reading and writing tasks may run at once)."""
+    if not isinstance(jobs, list):
+        return jobs, io_tasks   # a Ray Dataset with the image, mask, output columns
+    # about one block per task, so the actors share the work from the start
+    blocks = max(1, min(len(jobs), -(-len(jobs) // rows_per_task)))
+    # no more tasks than blocks: Ray warns of a limit it cannot reach
+    return ray.data.from_items([dataclasses.asdict(j) for j in jobs], override_num_blocks=blocks), \
+        min(io_tasks, blocks)
 
 
-def _limit_threads(threads: Optional[int]) -> None:
-    """Each actor computes with ``threads`` threads: the env variables reach it at start, and torch, where the
-    backend loaded it, is told again (never imported for it: that alone takes seconds)."""
-    torch = sys.modules.get("torch")
-    if threads and torch is not None:
-        torch.set_num_threads(threads)
-
-
-class InpaintActor:
-    """One per Ray actor: the model loaded once, then batches of rows inpainted and written. A model that cannot
-    be opened is not raised here (Ray would restart the actor and end in ActorDiedError, its message lost): the
-    first batch raises it, and Ray carries it to the driver as the error it is."""
-
-    def __init__(self, make_inpainter: Callable, options: Dict):
-        self.failure: Optional[BaseException] = None
-        try:
-            self.inpainter = make_inpainter()
-        except MADFError as exc:
-            self.failure = exc
-        except (OSError, RuntimeError, MemoryError) as exc:   # e.g. out of memory while loading
-            self.failure = ActorError(f"{socket.gethostname()}: cannot open the model ({first_line(exc)})")
-        _limit_threads(options.get("threads"))
-        self.options = options
-        self.files = Files()
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
-
-    def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        if self.failure is not None:
-            raise self.failure
-        opts = self.options
-        jobs = [Job(str(i), str(m), str(o)) for i, m, o in zip(batch["image"], batch["mask"], batch["output"])]
-        keep = None
-        if opts["resume"]:   # whatever is there stays
-            keep = lambda job, when: True   # noqa: E731
-        elif "before" in batch:   # a retried task: what changed since the driver looked was written by this run
-            before = {str(o): float(b) for o, b in zip(batch["output"], batch["before"])}
-            keep = lambda job, when: when != before[str(job.output)]   # noqa: E731
-        rows = {k: [] for k in ("image", "output", "status", "error", "seconds", "worker")}
-        for outcome in run_chunk(self.inpainter, jobs, self.files, invert_mask=opts["invert_mask"],
-                                 resize_mask=opts["resize_mask"], quality=opts["quality"], keep=keep):
-            for key, value in (("image", outcome.job.image), ("output", outcome.job.output),
-                               ("status", outcome.status), ("error", outcome.error or ""),
-                               ("seconds", outcome.seconds), ("worker", self.worker)):
-                rows[key].append(value)
-        return {k: np.asarray(v, dtype=np.float64 if k == "seconds" else object) for k, v in rows.items()}
-
-
-class ActorError(MADFError, RuntimeError):
-    """An actor could not do its work at all (its model did not open); one line, carried to the driver."""
-
-
-def _dataset(ray, jobs: Union[List[Job], object], rows_per_task: int, before: Dict[str, Optional[float]]):
-    if isinstance(jobs, list):
-        items = [{**dataclasses.asdict(j), "before": ABSENT if before.get(str(j.output)) is None
-                  else before[str(j.output)]} for j in jobs]
-        # about one block per task, so the actors share the work from the start
-        return ray.data.from_items(items,
-                                   override_num_blocks=max(1, min(len(jobs), -(-len(jobs) // rows_per_task))))
-    return jobs   # a Ray Dataset with the image, mask, output columns
+def _pipeline(ray, make_inpainter: Callable, pairs, actors: int, gpus: float, cpus: float, threads: Optional[int],
+              rows_per_task: int, io_tasks: int, read_options: Dict, quality: int):
+    """The run as a Ray Dataset of report rows: read -> inpaint -> write. The reading and writing tasks ask for no
+    CPU: the actors may hold every CPU of the cluster (one per core on a CPU cluster), and a task that waited for a
+    CPU would wait forever; ``io_tasks`` bounds how many run at once instead."""
+    env = {"env_vars": thread_env(threads)} if threads else None   # the one thread setting (madf.common.threads)
+    rows, io_tasks = _dataset(ray, pairs, rows_per_task, io_tasks)
+    io = dict(batch_size=rows_per_task, num_cpus=0, concurrency=io_tasks)
+    return (rows
+            .map_batches(read_rows, fn_kwargs=read_options, **io)
+            # Ray Data's actor pools restart a dead actor and retry its task (the fault tests check it)
+            .map_batches(InpaintActor, fn_constructor_args=(make_inpainter,), batch_size=rows_per_task,
+                         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=cpus, num_gpus=gpus or None,
+                         runtime_env=env)
+            .map_batches(write_rows, fn_kwargs={"quality": quality}, **io))
 
 
 def sweep_temp_files(folder: Union[str, Path, None]) -> int:
@@ -178,11 +138,14 @@ def inpaint_collection(make_inpainter: Callable, pairs, output: Union[str, Path,
                        resize_mask: bool = False, quality: int = 95, fmt: str = "png", resume: bool = False,
                        overwrite: bool = False, protect: Sequence[Union[str, Path]] = (), gpu_only: bool = False,
                        on_row: Optional[Callable[[Dict], None]] = None, ray_address: str = "local",
-                       report_path: Union[str, Path, None] = None, shared_fs: bool = False) -> BatchReport:
+                       report_path: Union[str, Path, None] = None, shared_fs: bool = False,
+                       io_tasks: Optional[int] = None) -> BatchReport:
     """Inpaint ``pairs`` (a list of (image, mask[, output]) refs, a list of Jobs, or a Ray Dataset with columns
     image, mask, output) with ``actors`` copies of ``make_inpainter()`` (a picklable callable returning an
-    Inpainter); returns the report (also written as JSON to ``report_path``). ``on_row(row)`` sees each row as it
-    arrives (a progress bar, a test that kills an actor).
+    Inpainter); returns the report (also written as JSON to ``report_path``). Each actor computes with
+    ``threads_per_actor`` threads; up to ``io_tasks`` tasks (default 2 per actor) read and decode, and as many encode
+    and write, beside the actors. ``on_row(row)`` sees each row as it arrives (a progress bar, a test that kills
+    an actor); a row's ``warning`` is also logged.
 
     The plain run's file rules hold for every output and the report (madf.common.paths.check_outputs): none may be
     an input (an image, a mask, or a file of ``protect``: the model's), none may exist unless ``overwrite`` (or
@@ -225,17 +188,13 @@ def inpaint_collection(make_inpainter: Callable, pairs, output: Union[str, Path,
         if not isinstance(pairs, list) or pairs:
             with connect(ray_address) as ray, madf_errors():
                 check_resources(ray, actors, cpus_per_actor, gpus_per_actor, "actor", ray_address, gpu_only)
-                options = {"invert_mask": invert_mask, "resize_mask": resize_mask, "quality": quality,
-                           "threads": threads_per_actor, "resume": resume}
-                threads = {"env_vars": {k: str(threads_per_actor) for k in THREAD_VARIABLES}} if threads_per_actor \
-                    else None
-                # Ray Data's actor pools restart a dead actor and retry its task (the fault tests check it)
-                result = _dataset(ray, pairs, rows_per_task, before).map_batches(
-                    InpaintActor, fn_constructor_args=(make_inpainter, options), batch_size=rows_per_task,
-                    compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=cpus_per_actor,
-                    num_gpus=gpus_per_actor or None, runtime_env=threads)
-                for row in result.iter_rows():
+                for row in _pipeline(ray, make_inpainter, pairs, actors, gpus_per_actor, cpus_per_actor,
+                                     threads_per_actor, rows_per_task, io_tasks or 2 * actors,
+                                     dict(invert_mask=invert_mask, resize_mask=resize_mask,
+                                          resume=resume and not isinstance(pairs, list)), quality).iter_rows():
                     row = {k: (float(v) if k == "seconds" else str(v)) for k, v in row.items()}
+                    if row["warning"]:
+                        log.warning("%s", row["warning"])
                     rows.append(row)
                     if on_row:
                         on_row(row)
