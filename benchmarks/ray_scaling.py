@@ -57,7 +57,7 @@ def factory(work: Path):
     return functools.partial(open_inpainter, BackendSpec(str(work / "model.onnx"), backend="onnxruntime", threads=1))
 
 
-def ray_runs(work: Path, label: str) -> list:
+def ray_runs(work: Path, label: str, **options) -> list:
     """One row per actor count: total and steady seconds; every result byte-identical to the plain run's."""
     import madf
     from madf.cli.inpaint import plan_jobs
@@ -72,7 +72,7 @@ def ray_runs(work: Path, label: str) -> list:
         arrivals = []
         start = time.perf_counter()
         report = inpaint_collection(factory(work), jobs, actors=actors, threads_per_actor=1, rows_per_task=4,
-                                    on_row=lambda row: arrivals.append(time.perf_counter()))
+                                    on_row=lambda row: arrivals.append(time.perf_counter()), **options)
         total = time.perf_counter() - start
         assert report.summary["written"] == images, report.summary
         workers = len({r["worker"] for r in report.rows})
@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--before", metavar="REV", help="also run the Ray rows with the package at this revision")
+    parser.add_argument("--io-tasks", type=int, help="reading (and writing) tasks at once (default: one per actor)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--label", default="now", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -125,7 +126,8 @@ def main() -> None:
     assert not run_jobs(inpainter, plan_jobs(work / "photos", work / "masks", work / "plain"), show_progress=False)
     plain = time.perf_counter() - start
     per_image = plain / args.images
-    runs = (before(work, args.before) if args.before else []) + ray_runs(work, "now")
+    options = {"io_tasks": args.io_tasks} if args.io_tasks else {}
+    runs = (before(work, args.before) if args.before else []) + ray_runs(work, "now", **options)
     rows = [["plain (1 thread)", "-", f"{plain:.1f}", f"{plain:.1f}", f"{args.images / plain:.2f}", "1.00x", "-"]]
     for run in runs:
         rate = args.images / run["steady"]

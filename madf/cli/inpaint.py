@@ -138,6 +138,9 @@ def run_jobs(inpainter, jobs: List[Job], invert_mask: bool = False, show_progres
               help="--ray: GPUs each actor reserves (default 1 with --device cuda, else 0; 0.5 = two per GPU).")
 @click.option("--threads-per-actor", default=1, show_default=True, type=click.IntRange(min=1),
               help="--ray: CPU threads each actor computes with.")
+@click.option("--io-tasks", default=None, type=click.IntRange(min=1),
+              help="--ray: tasks reading and decoding (and as many encoding and writing) at once beside the actors "
+                   "[default: one per actor]; raise it when GPU actors wait for photos.")
 @click.option("--shared-fs", is_flag=True,
               help="--ray ADDRESS/auto: local paths are on a file system every node mounts at the same place (else "
                    "only URIs are taken: each node would read and write its own disk).")
@@ -151,8 +154,8 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
          backend: Optional[str], image, mask, output, invert_mask: bool, batch_size: int,
          cuda_graph: bool, strategy: str, crop_trigger: int, margin: int, max_side: int, match_border: bool,
          fmt: str, quality: int, resize_mask: bool, quiet: bool, verbose: bool, ray_address: Optional[str], actors: int,
-         gpus_per_actor: Optional[float], threads_per_actor: int, shared_fs: bool, resume: bool, report_path,
-         overwrite: bool, torch_options: dict) -> None:
+         gpus_per_actor: Optional[float], threads_per_actor: int, io_tasks: Optional[int], shared_fs: bool,
+         resume: bool, report_path, overwrite: bool, torch_options: dict) -> None:
     """Fill the holes of IMAGE (file or folder) using MASK, writing 8-bit images to OUTPUT (PNG, JPEG, WebP or
     TIFF, as the name asks; an alpha channel is kept).
 
@@ -173,7 +176,7 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
                                       plugin_libs=plugin_libs, cuda_graph=cuda_graph, torch_options=torch_options),
                         image, mask, output, ray_address, actors, gpus_per_actor, threads_per_actor, batch_size,
                         chosen, invert_mask, resize_mask, quality, fmt, resume, overwrite, report_path, quiet,
-                        shared_fs)
+                        shared_fs, io_tasks)
             return
         jobs = plan_jobs(image, mask, output, overwrite or resume, fmt,
                          model_inputs(ckpt, model_path, engine, plugin_libs))
@@ -200,9 +203,8 @@ def main(ckpt: Optional[Path], model_path: Optional[Path], engine: Optional[Path
 
 
 def _run_on_ray(backend, files: dict, image, mask, output, address, actors, gpus_per_actor, threads_per_actor,
-                batch_size, strategy,
-                invert_mask, resize_mask, quality, fmt, resume, overwrite, report_path, quiet,
-                shared_fs: bool = False) -> None:
+                batch_size, strategy, invert_mask, resize_mask, quality, fmt, resume, overwrite, report_path, quiet,
+                shared_fs: bool = False, io_tasks: Optional[int] = None) -> None:
     """The folder run on Ray Data: the same pairing, strategies, outputs and file rules; a summary and a report."""
     import functools
 
@@ -230,6 +232,7 @@ def _run_on_ray(backend, files: dict, image, mask, output, address, actors, gpus
                                     quality=quality, fmt=fmt, resume=resume, overwrite=overwrite, protect=protect,
                                     gpu_only=backend == "tensorrt",
                                     ray_address=address, report_path=report_path, shared_fs=shared_fs,
+                                    io_tasks=io_tasks,
                                     on_row=lambda row: bar.update(1))
     summary = report.summary
     if not quiet:

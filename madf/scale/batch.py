@@ -81,12 +81,19 @@ def jobs_from_pairs(pairs: Iterable[Sequence], output: Union[str, Path, None], f
     return jobs
 
 
-def _dataset(ray, jobs: Union[List[Job], object], rows_per_task: int, io_tasks: int):
+# measured (benchmarks/ray_scaling.py, 2 CPUs, 192 photos at 256 px, 2 actors): 1 batch per block and 2 reading
+# tasks per actor 14.2 images/s, 4 batches and 1 task per actor 19.1 (the actor-does-everything run: 18.6)
+BATCHES_PER_BLOCK = 4
+
+
+def _dataset(ray, jobs: Union[List[Job], object], rows_per_task: int, io_tasks: int, actors: int):
     """(the rows as a Dataset, how many reading and writing tasks may run at once)."""
     if not isinstance(jobs, list):
         return jobs, io_tasks   # a Ray Dataset with the image, mask, output columns
-    # about one block per task, so the actors share the work from the start
-    blocks = max(1, min(len(jobs), -(-len(jobs) // rows_per_task)))
+    # a block (one task of each stage; Ray Data costs ~10 ms of CPU per block and stage) holds a few of the
+    # actors' batches, but there are blocks enough for every actor to start at once
+    blocks = -(-len(jobs) // (rows_per_task * BATCHES_PER_BLOCK))
+    blocks = max(1, min(len(jobs), max(blocks, 2 * actors)))
     # no more tasks than blocks: Ray warns of a limit it cannot reach
     return ray.data.from_items([dataclasses.asdict(j) for j in jobs], override_num_blocks=blocks), \
         min(io_tasks, blocks)
@@ -98,7 +105,7 @@ def _pipeline(ray, make_inpainter: Callable, pairs, actors: int, gpus: float, cp
     CPU: the actors may hold every CPU of the cluster (one per core on a CPU cluster), and a task that waited for a
     CPU would wait forever; ``io_tasks`` bounds how many run at once instead."""
     env = {"env_vars": thread_env(threads)} if threads else None   # the one thread setting (madf.common.threads)
-    rows, io_tasks = _dataset(ray, pairs, rows_per_task, io_tasks)
+    rows, io_tasks = _dataset(ray, pairs, rows_per_task, io_tasks, actors)
     io = dict(batch_size=rows_per_task, num_cpus=0, concurrency=io_tasks)
     return (rows
             .map_batches(read_rows, fn_kwargs=read_options, **io)
@@ -143,7 +150,7 @@ def inpaint_collection(make_inpainter: Callable, pairs, output: Union[str, Path,
     """Inpaint ``pairs`` (a list of (image, mask[, output]) refs, a list of Jobs, or a Ray Dataset with columns
     image, mask, output) with ``actors`` copies of ``make_inpainter()`` (a picklable callable returning an
     Inpainter); returns the report (also written as JSON to ``report_path``). Each actor computes with
-    ``threads_per_actor`` threads; up to ``io_tasks`` tasks (default 2 per actor) read and decode, and as many encode
+    ``threads_per_actor`` threads; up to ``io_tasks`` tasks (default one per actor) read and decode, and as many encode
     and write, beside the actors. ``on_row(row)`` sees each row as it arrives (a progress bar, a test that kills
     an actor); a row's ``warning`` is also logged.
 
@@ -189,7 +196,7 @@ def inpaint_collection(make_inpainter: Callable, pairs, output: Union[str, Path,
             with connect(ray_address) as ray, madf_errors():
                 check_resources(ray, actors, cpus_per_actor, gpus_per_actor, "actor", ray_address, gpu_only)
                 for row in _pipeline(ray, make_inpainter, pairs, actors, gpus_per_actor, cpus_per_actor,
-                                     threads_per_actor, rows_per_task, io_tasks or 2 * actors,
+                                     threads_per_actor, rows_per_task, io_tasks or actors,
                                      dict(invert_mask=invert_mask, resize_mask=resize_mask,
                                           resume=resume and not isinstance(pairs, list)), quality).iter_rows():
                     row = {k: (float(v) if k == "seconds" else str(v)) for k, v in row.items()}
