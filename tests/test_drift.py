@@ -27,7 +27,8 @@ def project_files():
 def metadata_keys():
     """The madf.* keys files and checkpoints record: quoted strings in the code that writes them."""
     keys = set()
-    for module in (*(ROOT / "madf" / "export").glob("*.py"), ROOT / "madf" / "common" / "digest.py"):
+    for module in (*(ROOT / "madf" / "export").glob("*.py"), *(ROOT / "madf" / "quantize").glob("*.py"),
+                   ROOT / "madf" / "common" / "digest.py"):
         keys |= set(re.findall(r'"(madf\.[a-z_0-9]+)"', module.read_text()))
     return keys
 

@@ -23,6 +23,8 @@ ALLOWED = {
     "export": {"common", "model"},
     "engines": {"common", "export"},
     "runtime": {"common", "inpaint", "data", "export", "engines"},
+    # calibration and the gate run on photos and ONNX files, never on the model
+    "quantize": {"common", "inpaint", "data", "export"},
     # the library's opener: a spec (a file, a device, options) to a backend of any kind
     "backends": {"common", "model", "inpaint", "export", "engines", "runtime"},
     "serve": {"common", "inpaint"},
@@ -31,7 +33,7 @@ ALLOWED = {
 }
 # Of an earlier stage, the deployment stages read files only: these modules are the file contracts they may use.
 # The runtime may also build through the engine cache (an ONNX file and a cache folder, as ORT's TensorRT provider).
-CONTRACTS = {"engines": {"madf.export.onnx_file"},
+CONTRACTS = {"engines": {"madf.export.onnx_file"}, "quantize": {"madf.export.onnx_file"},
              "runtime": {"madf.export.onnx_file", "madf.engines.sidecar", "madf.engines.cache",
                          "madf.engines.build", "madf.engines.plugin_files"}}
 

@@ -5,6 +5,7 @@
     madf-export --ckpt places2.pth --output places2-plugin.onnx --dynconv plugin   # for the TensorRT plugin
     madf-export --ckpt places2.pth --fp16 --engine places2-fp16.plan               # export, then madf-build
     madf-export --ckpt places2.pth --io uint8 --output places2-u8.onnx   # raw photos in, the composite out
+    madf-export --ckpt places2.pth --int8 --calib photos/        # Q/DQ INT8, calibrated, gated against FP32
 """
 from __future__ import annotations
 
@@ -37,6 +38,16 @@ from madf.common import paths
 @click.option("--target", default=None, metavar="sm_XY",
               help="--dynconv auto: the GPU architecture the engine will run on (default: this machine's GPU).")
 @click.option("--fp16", is_flag=True, help="FP16 network inside FP32 I/O, normalization and compositing.")
+@click.option("--int8", is_flag=True,
+              help="INT8 Q/DQ graph (explicit quantization: ONNX Runtime, TensorRT), calibrated on real photos with "
+                   "masks from the paper's hole-ratio buckets and checked against FP32 before it is written.")
+@click.option("--calib", type=PATH, default=None,
+              help="--int8: a folder of your own photos to calibrate on and check with (default: the bundled ones).")
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True, help="--int8: how activation ranges are chosen from the calibration photos.")
+@click.option("--int8-gate", type=float, default=40.0, show_default=True, metavar="DB",
+              help="--int8: the PSNR (dB) every held-out photo's composite must reach against FP32's; layers are "
+                   "kept in float, noisiest first, until it does.")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Fix N (default: dynamic).")
 @click.option("--height", type=click.IntRange(min=1), default=None,
               help="Fix H (a multiple of 2^levels for --io float; any for uint8).")
@@ -62,17 +73,23 @@ from madf.common import paths
               help="Also build a TensorRT engine here (as madf-build does, with the options below).")
 @engine_options
 @OVERWRITE
-def main(ckpt: Path, output: Optional[Path], dynconv: str, target: Optional[str], fp16: bool, batch, height, width,
+def main(ckpt: Path, output: Optional[Path], dynconv: str, target: Optional[str], fp16: bool, int8: bool,
+         calib: Optional[Path], calib_method: str, int8_gate: float, batch, height, width,
          io: str, invert_mask: bool, raw_outputs: bool, opset: int, simplify: bool, check: bool, verify: bool,
          check_size, engine: Optional[Path], backend: str, overwrite: bool, **build_settings) -> None:
     """Export CKPT to ONNX (checked with onnx.checker and full shape inference; written atomically)."""
     setup_logging()
+    if int8 and (fp16 or dynconv != "native" or raw_outputs):
+        clash = "--fp16" if fp16 else "--raw-outputs" if raw_outputs else f"--dynconv {dynconv}"
+        raise click.UsageError(f"--int8 with {clash}: INT8 is quantized from the FP32 native lowering (ONNX Runtime "
+                               f"calibrates it); drop {clash}")
     if check and (dynconv == "plugin" or raw_outputs):
         raise click.UsageError("--check runs ONNX Runtime, which has no MADFDynamicFilter op and composites only "
                                "the contract output: use it with --dynconv native and without --raw-outputs")
     with cli_errors():
         if output is None:
             suffix = {"plugin": "-plugin", "auto": "-mixed"}.get(dynconv, "") + ("-fp16" if fp16 else "") + \
+                ("-int8" if int8 else "") + \
                 ("-raw" if raw_outputs else "") + ("-uint8" if io == "uint8" else "")
             output = ckpt.with_name(ckpt.stem + suffix + ".onnx")
         # every output checked before the checkpoint is even read: a read-only folder fails at once
@@ -109,9 +126,33 @@ def main(ckpt: Path, output: Optional[Path], dynconv: str, target: Optional[str]
                                        shown_as={"onnxruntime": output}), output)
         else:
             checked = None
-        export_onnx(net, output, options, verify=checked)
+        if int8:
+            _export_int8(net, output, options, calib, calib_method, int8_gate, size)
+        else:
+            export_onnx(net, output, options, verify=checked)
         if engine is not None:
             build_and_describe(output, engine, fp16, backend, **build_settings)
+
+
+def _export_int8(net, output: Path, options, calib, method: str, gate_db: float, size) -> None:
+    """FP32 export to a temp file, then quantized into ``output`` once it passes the gate (madf.quantize.int8)."""
+    import tempfile
+
+    from madf.export.onnx import export_onnx
+    from madf.quantize.int8 import Int8Options, quantize_int8
+    settings = Int8Options(method=method, calibration=calib, gate_db=gate_db,
+                           size=size or max(256, 2 * net.config.multiple))
+    settings.validate()
+    with tempfile.TemporaryDirectory(prefix="madf-int8-") as work:
+        fp32 = Path(work) / "fp32.onnx"
+        export_onnx(net, fp32, options)
+        meta = quantize_int8(fp32, output, settings, on_progress=lambda line: click.echo(f"INT8: {line}"))
+    kept = meta["madf.int8_float_layers"]
+    click.echo(format_table(["file", "method", "calibration", "PSNR vs FP32 (worst photo)", "in the hole",
+                             "layers kept in float"],
+                            [[str(output), meta["madf.int8_method"], f"{meta['madf.int8_calibration_photos']} photos",
+                              f"{meta['madf.int8_psnr_db']} dB (gate {meta['madf.int8_gate_db']})",
+                              f"{meta['madf.int8_hole_psnr_db']} dB", kept.replace(",", ", ") or "none"]]))
 
 
 def _require(ok: bool, output: Path) -> None:

@@ -37,7 +37,7 @@ def plugin_levels_of(meta) -> list:
 def lowering_of(levels: int, plugin_levels) -> str:
     """The file's lowering for the levels that carry the custom op."""
     return "native" if not plugin_levels else "plugin" if len(plugin_levels) == levels else "mixed"
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 # What a file takes and returns: the float contract (NCHW [0, 1], padded by the caller) or the uint8 shell
 # (madf/export/uint8_io.py: raw NHWC photos of any size in, the composite out); and the uint8 mask's polarity.
 IO_KINDS = ("float", "uint8")

@@ -1,0 +1,270 @@
+"""INT8 files: an exported FP32 ONNX file quantized to explicit Q/DQ form (the form TensorRT 10/11 and ONNX Runtime
+both take) by ONNX Runtime's static quantizer, calibrated on real photos with masks from the paper's hole-ratio
+buckets, and held to a quality gate before it takes its name.
+
+Why ONNX Runtime's quantizer (not NVIDIA Model Optimizer's): the gate, the sensitivity pass and every CPU consumer run
+on ONNX Runtime, and its debugging module (``qdq_loss_debug``) measures each tensor's quantization noise, which is
+what the sensitivity pass ranks by. Its Q/DQ output is symmetric INT8 with per-channel weight scales (TensorRT's
+explicit-quantization rules). Only Conv and ConvTranspose are quantized: the dynamic filter's Mul / ReduceSum and
+the compositing stay in float, as the plugin lowering's custom op would.
+
+The gate: on held-out photos (never the calibration ones) the composite of the INT8 file against the FP32 file's
+must reach ``gate_db`` (default 40 dB) on every photo; the hole-only PSNR is reported beside it. A file that misses
+it gets the layers whose quantization is noisiest kept in float, one at a time, until it passes; one that cannot pass
+is never written, and the error names the layer and the option to loosen.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import logging
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import onnx
+
+from madf.common.atomic import atomic_path
+from madf.common.errors import InputError, MADFError
+
+log = logging.getLogger("madf")
+METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+QUANTIZED_OPS = ("Conv", "ConvTranspose")
+GATE_DB = 40.0
+MAX_KEPT_FLOAT = 12   # layers the sensitivity pass may keep in float before it gives up
+CLEAN_DB = 120.0      # the SQNR of a tensor no quantization touched (the inputs)
+
+
+class QuantizationError(MADFError, ValueError):
+    """An INT8 file could not be made (no calibration photos, a gate it cannot reach); one line, nothing written."""
+
+
+@dataclasses.dataclass
+class Int8Options:
+    method: str = "minmax"                 # one of METHODS
+    calibration: Optional[Path] = None     # a folder of photos (default: the bundled photos)
+    count: int = 8                         # calibration inputs
+    held_out: int = 4                      # gate inputs (other photos than the calibration ones)
+    size: int = 256                        # square side of every input (a multiple of the network's)
+    gate_db: float = GATE_DB
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise InputError(f"--calib-method {self.method!r}: choose one of {', '.join(METHODS)}")
+        if self.count < 1 or self.held_out < 1:
+            raise InputError("--int8 needs at least one calibration and one held-out photo")
+
+
+@dataclasses.dataclass
+class GateResult:
+    composite_db: List[float]   # per held-out photo: the INT8 composite against the FP32 one
+    hole_db: List[float]        # the same in the hole only
+
+    @property
+    def worst(self) -> float:
+        return min(self.composite_db)
+
+    def passes(self, gate_db: float) -> bool:
+        return self.worst >= gate_db
+
+
+def _photos(options: Int8Options) -> List[Path]:
+    from madf.inpaint import imaging
+    if options.calibration is None:
+        from madf.data.photos import sample_photos
+        return sample_photos()
+    folder = Path(options.calibration)
+    if not folder.is_dir():
+        raise InputError(f"--calib {folder}: not a folder of photos")
+    found = imaging.list_images(folder)
+    if not found:
+        raise InputError(f"--calib {folder}: no photos in it (.png, .jpg, .webp, .tif)")
+    return found
+
+
+def feeds(options: Int8Options, multiple: int, io: str = "float", invert_mask: bool = False):
+    """(calibration feeds, held-out feeds, the calibration set's SHA-256): square crops of real photos, each with a
+    seeded mask from the next hole-ratio bucket, in the file's own I/O (float contract or uint8)."""
+    from PIL import Image
+
+    from madf.data.masks import BUCKETS, free_form_mask
+    from madf.inpaint import imaging
+    photos = _photos(options)
+    need = options.count + options.held_out
+    if len(photos) < need:
+        raise InputError(f"--calib {options.calibration}: {len(photos)} photo(s); --int8 needs {need} "
+                         f"({options.count} to calibrate, {options.held_out} to check against FP32)")
+    size = options.size
+    if size % multiple:
+        raise InputError(f"--int8 calibration size {size} is not a multiple of the network's {multiple}")
+    digest = hashlib.sha256()
+    out = []
+    for i, path in enumerate(photos[:need]):
+        with Image.open(path) as img:
+            if min(img.size) < size:
+                raise InputError(f"{path}: {img.size[0]}x{img.size[1]} is smaller than the calibration size "
+                                 f"{size}x{size}; give photos of at least that size")
+            image = imaging.center_square(img, size)
+        hole = free_form_mask(size, size, seed=options.seed + i, bucket=BUCKETS[i % len(BUCKETS)])
+        if io == "uint8":
+            rgb = imaging.to_rgb_array(image)
+            white = hole.astype(bool) != invert_mask   # the file reads >= 128 as the hole, or as kept if inverted
+            feed = {"image": rgb[None], "mask": (white * 255).astype(np.uint8)[None, ..., None]}
+        else:
+            image_t, mask_t = imaging.to_contract(image, hole, size)
+            feed = {"image": image_t, "mask": mask_t}
+        if i < options.count:
+            for value in feed.values():
+                digest.update(np.ascontiguousarray(value).tobytes())
+        out.append(feed)
+    return out[:options.count], out[options.count:], digest.hexdigest()
+
+
+def _Reader(items: Sequence[Dict[str, np.ndarray]]):
+    """ONNX Runtime's CalibrationDataReader over a list of feeds."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter(list(items))
+
+        def get_next(self):
+            return next(self.items, None)
+
+    return Reader()
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)) if a.size else 0.0
+    return float("inf") if mse == 0 else 10 * np.log10(peak ** 2 / mse)
+
+
+def gate(fp32: Path, int8: Path, held_out, io: str = "float") -> GateResult:
+    """Each held-out photo through both files; PSNR of the composites, and in the hole only."""
+    sessions = [_session(fp32), _session(int8)]
+    composite, hole_db = [], []
+    for feed in held_out:
+        outs = [s.run(None, feed)[0] for s in sessions]
+        if io == "uint8":   # the file composites and rounds itself; its mask input may be inverted
+            hole = np.any(outs[0] != feed["image"], axis=-1) | np.any(outs[1] != feed["image"], axis=-1)
+            pair, peak = outs, 255.0
+            holes = [o[hole] for o in outs]
+        else:
+            m = feed["mask"]
+            pair = [feed["image"] * (1 - m) + o * m for o in outs]
+            peak = 1.0
+            inside = np.broadcast_to(m >= 0.5, outs[0].shape)
+            holes = [o[inside] for o in outs]
+        composite.append(_psnr(pair[0], pair[1], peak))
+        hole_db.append(_psnr(holes[0], holes[1], peak))
+    return GateResult(composite, hole_db)
+
+
+class _NoPreprocessHint(logging.Filter):
+    """ONNX Runtime suggests its pre-processing on every call; its symbolic shape inference cannot finish on a
+    graph with dynamic H and W, so the hint is noise here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
+
+
+def _quantize(fp32: Path, out: Path, calibration, method: str, exclude: Sequence[str]) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    hint = _NoPreprocessHint()
+    logging.getLogger().addFilter(hint)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):   # its calibrators print their progress
+            quantize_static(str(fp32), str(out), _Reader(calibration), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=getattr(CalibrationMethod, METHODS[method]),
+                            op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=list(exclude),
+                            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+    finally:
+        logging.getLogger().removeFilter(hint)
+
+
+def noisiest_layers(fp32: Path, int8: Path, calibration) -> List[str]:
+    """Quantized layers, costliest first: how much each Conv lowers the signal-to-quantization-noise ratio of the
+    INT8 model's activations against the float model's, from its input to its output (ONNX Runtime's
+    qdq_loss_debug over the calibration inputs): the error a layer adds, not the error it inherits."""
+    from onnxruntime.quantization import qdq_loss_debug as debug
+    with tempfile.TemporaryDirectory(prefix="madf-int8-") as work:
+        work = Path(work)
+        acts = {}
+        for name, path in (("float", fp32), ("qdq", int8)):
+            augmented = work / f"{name}.onnx"
+            debug.modify_model_output_intermediate_tensors(str(path), str(augmented))
+            acts[name] = debug.collect_activations(str(augmented), _Reader(calibration))
+        matching = debug.create_activation_matching(acts["qdq"], acts["float"])
+        errors = debug.compute_activation_error(matching)
+    sqnr = {tensor: min(float(err.get("xmodel_err", CLEAN_DB)), CLEAN_DB) for tensor, err in errors.items()}
+    model = onnx.load(str(fp32), load_external_data=False)
+    added = [(sqnr.get(node.input[0], CLEAN_DB) - sqnr.get(node.output[0], CLEAN_DB), node.name)
+             for node in model.graph.node if node.op_type in QUANTIZED_OPS]
+    return [name for _, name in sorted(added, reverse=True)]
+
+
+def quantize_int8(fp32: Path, output: Path, options: Optional[Int8Options] = None, *,
+                  on_progress=None) -> Dict[str, str]:
+    """Quantize the exported FP32 file ``fp32`` into ``output`` (written atomically, only once it passes the gate);
+    returns the metadata recorded in it."""
+    from madf.export.onnx_file import stamp
+    options = options or Int8Options()
+    options.validate()
+    model = onnx.load(str(fp32), load_external_data=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    if meta.get("madf.precision", "fp32") != "fp32":
+        raise InputError(f"{fp32}: an {meta['madf.precision']} file; INT8 is quantized from FP32 (drop --fp16)")
+    if "MADFDynamicFilter" in {n.op_type for n in model.graph.node}:
+        raise InputError(f"{fp32}: the plugin lowering's custom op cannot run in ONNX Runtime's calibration; "
+                         f"export --int8 with --dynconv native")
+    io = meta.get("madf.io", "float")
+    calibration, held_out, digest = feeds(options, int(meta.get("madf.multiple", "1")), io,
+                                          meta.get("madf.mask") == "inverted")
+    kept: List[str] = []
+    with tempfile.TemporaryDirectory(prefix="madf-int8-") as work:
+        candidate = Path(work) / "int8.onnx"
+        while True:
+            if on_progress:
+                on_progress(f"calibrating ({options.method}, {len(calibration)} photos"
+                            + (f", {len(kept)} layer(s) in float" if kept else "") + ")")
+            _quantize(fp32, candidate, calibration, options.method, kept)
+            result = gate(fp32, candidate, held_out, io)
+            log.info("INT8 gate: composite %.2f dB (worst), hole %.2f dB; %d layer(s) in float", result.worst,
+                     min(result.hole_db), len(kept))
+            if result.passes(options.gate_db):
+                break
+            ranked = [n for n in noisiest_layers(fp32, candidate, calibration) if n not in kept]
+            if not ranked or len(kept) >= MAX_KEPT_FLOAT:
+                worst = ranked[0] if ranked else (kept[-1] if kept else "?")
+                raise QuantizationError(
+                    f"INT8 reaches {result.worst:.2f} dB against FP32 (gate {options.gate_db:g} dB) with "
+                    f"{len(kept)} layer(s) kept in float; the noisiest left is {worst}: loosen the gate "
+                    f"(--int8-gate {max(0.0, np.floor(result.worst)):g}), try --calib-method entropy or percentile, "
+                    f"or export FP16")
+            kept.append(ranked[0])
+        quantized = onnx.load(str(candidate))
+    extra = {"madf.precision": "int8", "madf.int8_method": options.method,
+             "madf.int8_calibration_sha256": digest, "madf.int8_calibration_photos": str(len(calibration)),
+             "madf.int8_gate_db": f"{options.gate_db:g}",
+             "madf.int8_psnr_db": f"{result.worst:.2f}", "madf.int8_hole_psnr_db": f"{min(result.hole_db):.2f}",
+             "madf.int8_float_layers": ",".join(kept)}
+    kept_meta = {k: v for k, v in meta.items() if k not in extra}
+    del quantized.metadata_props[:]
+    for key, value in kept_meta.items():
+        quantized.metadata_props.add(key=key, value=value)
+    stamp(quantized, **extra)
+    with atomic_path(output) as tmp:
+        onnx.save_model(quantized, str(tmp))
+    return extra

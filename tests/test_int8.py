@@ -1,0 +1,124 @@
+"""INT8 files (madf.quantize.int8, madf-export --int8): Q/DQ graphs calibrated on real photos, a quality gate against
+FP32 before the file takes its name, the sensitivity pass, and one line for each bad input with nothing written."""
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from madf.cli.export import main as export_main
+from madf.model.checkpoint import save_checkpoint
+from madf.quantize.int8 import Int8Options, QuantizationError, feeds, gate, noisiest_layers, quantize_int8
+
+pytest.importorskip("onnxruntime")
+SMALL = dict(count=2, held_out=1, size=64)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    from madf.model.network import build_model
+
+    from conftest import TINY
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_checkpoint(build_model(TINY, seed=0), path)
+    return path
+
+
+def _meta(path):
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def test_an_int8_file_is_qdq_gated_stamped_and_runs_in_every_onnx_consumer(exported, tmp_path):
+    fp32 = exported[1]["native"]
+    out = tmp_path / "tiny-int8.onnx"
+    meta = quantize_int8(fp32, out, Int8Options(**SMALL))
+    model = onnx.load(str(out))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    scales = [i for i in model.graph.initializer if i.name.endswith("_scale") and len(i.dims) == 1 and i.dims[0] > 1]
+    assert scales, "no per-channel weight scales"
+    stored = _meta(out)
+    print({k: v for k, v in stored.items() if "int8" in k})
+    assert stored["madf.precision"] == "int8" and stored["madf.int8_method"] == "minmax"
+    assert float(stored["madf.int8_psnr_db"]) >= 40.0 and stored == {**stored, **meta}
+    # the same calibration inputs give the same file
+    again = tmp_path / "again.onnx"
+    quantize_int8(fp32, again, Int8Options(**SMALL))
+    assert _meta(again)["madf.int8_calibration_sha256"] == stored["madf.int8_calibration_sha256"]
+    assert again.read_bytes() == out.read_bytes()
+    # the runtime opens it (its digest holds) and the Inpainter fills a photo with it
+    from madf.inpaint.inpainter import Inpainter
+    from madf.runtime.onnxruntime import OnnxRuntimeBackend
+    backend = OnnxRuntimeBackend(out)
+    assert backend.precision == "int8" and "int8" in backend.describe()
+    from conftest import random_pair
+    image, hole = random_pair(48, 40, seed=3)
+    filled = Inpainter(backend)(image, hole)
+    reference = Inpainter(OnnxRuntimeBackend(fp32))(image, hole)
+    assert np.array_equal(filled[~hole], image[~hole])
+    assert np.abs(filled.astype(int) - reference).max() < 64
+
+
+def test_the_gate_keeps_the_costliest_layers_in_float_or_refuses(exported, tmp_path):
+    fp32 = exported[1]["native"]
+    calibration, held_out, _ = feeds(Int8Options(**SMALL), 16)
+    plain = tmp_path / "plain.onnx"
+    quantize_int8(fp32, plain, Int8Options(**SMALL, gate_db=0.0))
+    worst = gate(fp32, plain, held_out).worst
+    ranked = noisiest_layers(fp32, plain, calibration)
+    convs = [n.name for n in onnx.load(str(fp32)).graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    assert sorted(ranked) == sorted(convs)
+    # a gate just above what plain INT8 reaches: layers go back to float until it passes
+    out = tmp_path / "kept.onnx"
+    meta = quantize_int8(fp32, out, Int8Options(**SMALL, gate_db=worst + 0.05))
+    kept = meta["madf.int8_float_layers"].split(",")
+    print(f"plain INT8 {worst:.2f} dB; kept in float {kept}; now {meta['madf.int8_psnr_db']} dB")
+    assert kept[0] == ranked[0] and float(meta["madf.int8_psnr_db"]) >= worst + 0.05
+    kept_nodes = {n.name for n in onnx.load(str(out)).graph.node}
+    assert set(kept) <= kept_nodes
+    # an unreachable gate: one line naming a layer and the option, and no file
+    never = tmp_path / "never.onnx"
+    with pytest.raises(QuantizationError, match=r"gate 200 dB.*the noisiest left is \S+: loosen the gate "
+                                                r"\(--int8-gate \d+\)"):
+        quantize_int8(fp32, never, Int8Options(**SMALL, gate_db=200.0))
+    assert not never.exists() and not list(tmp_path.glob(".madf-*"))
+
+
+def test_uint8_files_are_calibrated_in_their_own_io(exported, tmp_path):
+    from madf.export.uint8_io import convert_file
+    u8 = tmp_path / "u8.onnx"
+    convert_file(exported[1]["native"], u8, invert_mask=True)
+    out = tmp_path / "u8-int8.onnx"
+    meta = quantize_int8(u8, out, Int8Options(**SMALL))
+    stored = _meta(out)
+    assert stored["madf.io"] == "uint8" and stored["madf.mask"] == "inverted"
+    assert float(meta["madf.int8_hole_psnr_db"]) > 20   # the hole was filled (an inverted mask read right)
+
+
+def test_madf_export_int8_and_its_bad_inputs(ckpt, tmp_path):
+    run = lambda *args: CliRunner().invoke(export_main, ["--ckpt", str(ckpt), *map(str, args)])   # noqa: E731
+    out = tmp_path / "m-int8.onnx"
+    result = run("--int8", "--output", out, "--check-size", "64")
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and "PSNR vs FP32" in result.output and "gate 40" in result.output
+    assert _meta(out)["madf.precision"] == "int8"
+
+    def one_line(result, match):
+        errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+        assert result.exit_code != 0 and len(errors) == 1 and match in errors[0], result.output
+        assert "Traceback" not in result.output
+
+    one_line(run("--int8", "--fp16", "--output", tmp_path / "a.onnx"), "--int8 with --fp16")
+    one_line(run("--int8", "--dynconv", "plugin", "--output", tmp_path / "a.onnx"), "--dynconv plugin")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_line(run("--int8", "--calib", empty, "--output", tmp_path / "a.onnx"), "no photos in it")
+    small = tmp_path / "small"
+    small.mkdir()
+    for i in range(12):
+        Image.fromarray(np.full((40, 40, 3), 20 * i, np.uint8)).save(small / f"{i}.png")
+    one_line(run("--int8", "--calib", small, "--output", tmp_path / "a.onnx", "--check-size", "64"),
+             "smaller than the calibration size 64x64")
+    one_line(run("--int8", "--int8-gate", "200", "--output", tmp_path / "a.onnx", "--check-size", "64"),
+             "loosen the gate")
+    assert not (tmp_path / "a.onnx").exists() and not list(tmp_path.glob(".madf-*"))
