@@ -84,6 +84,33 @@ def test_the_gate_keeps_the_costliest_layers_in_float_or_refuses(exported, tmp_p
     assert not never.exists() and not list(tmp_path.glob(".madf-*"))
 
 
+def test_the_onnxruntime_form_quantizes_activations_between_layers(exported, tmp_path):
+    """--int8-for onnxruntime: UINT8 activations with zero points, and Q/DQ between layers too, so ONNX Runtime
+    fuses more of the graph into QLinearConv (its INT8 kernel); the TensorRT form stays symmetric INT8 (zero
+    points 0)."""
+    import onnxruntime as ort
+    fp32 = exported[1]["native"]
+    fused = {}
+    for form in ("tensorrt", "onnxruntime"):
+        out = tmp_path / f"{form}.onnx"
+        quantize_int8(fp32, out, Int8Options(**SMALL, form=form))
+        model = onnx.load(str(out))
+        inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+        points = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
+        if form == "tensorrt":
+            assert points and all(p.dtype == np.int8 and not p.any() for p in points)
+        else:
+            assert points and all(p.dtype == np.uint8 for p in points)
+        assert _meta(out)["madf.int8_form"] == form
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / f"{form}-optimized.onnx")
+        ort.InferenceSession(str(out), options, providers=["CPUExecutionProvider"])
+        optimized = onnx.load(options.optimized_model_filepath)
+        fused[form] = sum(n.op_type == "QLinearConv" for n in optimized.graph.node)
+    print("QLinearConv after ONNX Runtime's fusion:", fused)
+    assert fused["onnxruntime"] > fused["tensorrt"]
+
+
 def test_uint8_files_are_calibrated_in_their_own_io(exported, tmp_path):
     from madf.export.uint8_io import convert_file
     u8 = tmp_path / "u8.onnx"
@@ -116,9 +143,9 @@ def test_madf_export_int8_and_its_bad_inputs(ckpt, tmp_path):
     small = tmp_path / "small"
     small.mkdir()
     for i in range(12):
-        Image.fromarray(np.full((40, 40, 3), 20 * i, np.uint8)).save(small / f"{i}.png")
+        Image.fromarray(np.full((40, 12 if i == 5 else 40, 3), 20 * i, np.uint8)).save(small / f"{i}.png")
     one_line(run("--int8", "--calib", small, "--output", tmp_path / "a.onnx", "--check-size", "64"),
-             "smaller than the calibration size 64x64")
+             "5.png: 12x40 is smaller than the network's multiple 16")
     one_line(run("--int8", "--int8-gate", "200", "--output", tmp_path / "a.onnx", "--check-size", "64"),
              "loosen the gate")
     assert not (tmp_path / "a.onnx").exists() and not list(tmp_path.glob(".madf-*"))

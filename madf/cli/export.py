@@ -45,6 +45,11 @@ from madf.common import paths
               help="--int8: a folder of your own photos to calibrate on and check with (default: the bundled ones).")
 @click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
               show_default=True, help="--int8: how activation ranges are chosen from the calibration photos.")
+@click.option("--int8-for", "int8_form", type=click.Choice(["tensorrt", "onnxruntime"]), default="tensorrt",
+              show_default=True,
+              help="--int8: tensorrt: symmetric INT8 around Conv only, the Q/DQ form TensorRT and ONNX Runtime both "
+                   "take; onnxruntime: UINT8 activations between layers too, ONNX Runtime's fast CPU path (TensorRT "
+                   "refuses it).")
 @click.option("--int8-gate", type=float, default=40.0, show_default=True, metavar="DB",
               help="--int8: the PSNR (dB) every held-out photo's composite must reach against FP32's; layers are "
                    "kept in float, noisiest first, until it does.")
@@ -68,13 +73,13 @@ from madf.common import paths
               help="--fp16: compare the FP16 model with FP32 on real photos before the file is written; a file "
                    "that does not match is never left behind.")
 @click.option("--check-size", default=None, type=click.IntRange(min=1),
-              help="Photo size for --check (default 2 x 2^levels, >= 256).")
+              help="Photo size for --check and for --int8's calibration and gate (default 2 x 2^levels, >= 256).")
 @click.option("--engine", type=PATH, default=None,
               help="Also build a TensorRT engine here (as madf-build does, with the options below).")
 @engine_options
 @OVERWRITE
 def main(ckpt: Path, output: Optional[Path], dynconv: str, target: Optional[str], fp16: bool, int8: bool,
-         calib: Optional[Path], calib_method: str, int8_gate: float, batch, height, width,
+         calib: Optional[Path], calib_method: str, int8_form: str, int8_gate: float, batch, height, width,
          io: str, invert_mask: bool, raw_outputs: bool, opset: int, simplify: bool, check: bool, verify: bool,
          check_size, engine: Optional[Path], backend: str, overwrite: bool, **build_settings) -> None:
     """Export CKPT to ONNX (checked with onnx.checker and full shape inference; written atomically)."""
@@ -127,20 +132,20 @@ def main(ckpt: Path, output: Optional[Path], dynconv: str, target: Optional[str]
         else:
             checked = None
         if int8:
-            _export_int8(net, output, options, calib, calib_method, int8_gate, size)
+            _export_int8(net, output, options, calib, calib_method, int8_form, int8_gate, size)
         else:
             export_onnx(net, output, options, verify=checked)
         if engine is not None:
             build_and_describe(output, engine, fp16, backend, **build_settings)
 
 
-def _export_int8(net, output: Path, options, calib, method: str, gate_db: float, size) -> None:
+def _export_int8(net, output: Path, options, calib, method: str, form: str, gate_db: float, size) -> None:
     """FP32 export to a temp file, then quantized into ``output`` once it passes the gate (madf.quantize.int8)."""
     import tempfile
 
     from madf.export.onnx import export_onnx
     from madf.quantize.int8 import Int8Options, quantize_int8
-    settings = Int8Options(method=method, calibration=calib, gate_db=gate_db,
+    settings = Int8Options(method=method, form=form, calibration=calib, gate_db=gate_db,
                            size=size or max(256, 2 * net.config.multiple))
     settings.validate()
     with tempfile.TemporaryDirectory(prefix="madf-int8-") as work:
@@ -148,9 +153,10 @@ def _export_int8(net, output: Path, options, calib, method: str, gate_db: float,
         export_onnx(net, fp32, options)
         meta = quantize_int8(fp32, output, settings, on_progress=lambda line: click.echo(f"INT8: {line}"))
     kept = meta["madf.int8_float_layers"]
-    click.echo(format_table(["file", "method", "calibration", "PSNR vs FP32 (worst photo)", "in the hole",
+    click.echo(format_table(["file", "for", "method", "calibration", "PSNR vs FP32 (worst photo)", "in the hole",
                              "layers kept in float"],
-                            [[str(output), meta["madf.int8_method"], f"{meta['madf.int8_calibration_photos']} photos",
+                            [[str(output), meta["madf.int8_form"], meta["madf.int8_method"],
+                              f"{meta['madf.int8_calibration_photos']} photos",
                               f"{meta['madf.int8_psnr_db']} dB (gate {meta['madf.int8_gate_db']})",
                               f"{meta['madf.int8_hole_psnr_db']} dB", kept.replace(",", ", ") or "none"]]))
 

@@ -32,7 +32,26 @@ from madf.common.errors import InputError, MADFError
 
 log = logging.getLogger("madf")
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
-QUANTIZED_OPS = ("Conv", "ConvTranspose")
+QUANTIZED_OPS = ("Conv", "ConvTranspose")   # the layers the sensitivity pass ranks and may keep in float
+
+
+@dataclasses.dataclass(frozen=True)
+class Form:
+    """Which ops get Q/DQ and how activations are quantized. Measured (benchmarks/int8.py, 2026-12-02, 2-core AVX2
+    CPU without VNNI, official-size network, 256x256, batch 1, minmax; FP32 383 ms):
+    tensorrt 620 ms, 43.9 dB; onnxruntime 329 ms (1.16x), 42.2 dB; Conv-only with UINT8 activations 369 ms."""
+    ops: tuple
+    activations: str        # QInt8 or QUInt8
+    symmetric: bool
+
+
+FORMS = {
+    # TensorRT's explicit quantization takes only symmetric INT8; ONNX Runtime runs it too, slower than FP32 on a CPU
+    "tensorrt": Form(QUANTIZED_OPS, "QInt8", True),
+    # ONNX Runtime's CPU fast path: UINT8 activations with zero points (u8s8 kernels), and the activations between
+    # layers quantized too, so DQ -> Conv -> Q fuses into QLinearConv; TensorRT refuses UINT8 zero points
+    "onnxruntime": Form(QUANTIZED_OPS + ("LeakyRelu", "Relu", "Concat", "Resize", "Add"), "QUInt8", False),
+}
 GATE_DB = 40.0
 MAX_KEPT_FLOAT = 12   # layers the sensitivity pass may keep in float before it gives up
 CLEAN_DB = 120.0      # the SQNR of a tensor no quantization touched (the inputs)
@@ -45,6 +64,7 @@ class QuantizationError(MADFError, ValueError):
 @dataclasses.dataclass
 class Int8Options:
     method: str = "minmax"                 # one of METHODS
+    form: str = "tensorrt"                 # one of FORMS: the runtime the file is made for
     calibration: Optional[Path] = None     # a folder of photos (default: the bundled photos)
     count: int = 8                         # calibration inputs
     held_out: int = 4                      # gate inputs (other photos than the calibration ones)
@@ -55,6 +75,8 @@ class Int8Options:
     def validate(self) -> None:
         if self.method not in METHODS:
             raise InputError(f"--calib-method {self.method!r}: choose one of {', '.join(METHODS)}")
+        if self.form not in FORMS:
+            raise InputError(f"--int8-for {self.form!r}: choose one of {', '.join(FORMS)}")
         if self.count < 1 or self.held_out < 1:
             raise InputError("--int8 needs at least one calibration and one held-out photo")
 
@@ -87,8 +109,9 @@ def _photos(options: Int8Options) -> List[Path]:
 
 
 def feeds(options: Int8Options, multiple: int, io: str = "float", invert_mask: bool = False):
-    """(calibration feeds, held-out feeds, the calibration set's SHA-256): square crops of real photos, each with a
-    seeded mask from the next hole-ratio bucket, in the file's own I/O (float contract or uint8)."""
+    """(calibration feeds, held-out feeds, the calibration set's SHA-256): the central squares of real photos
+    resized to ``options.size``, each with a seeded mask from the next hole-ratio bucket, in the file's own I/O
+    (float contract or uint8)."""
     from PIL import Image
 
     from madf.data.masks import BUCKETS, free_form_mask
@@ -105,9 +128,9 @@ def feeds(options: Int8Options, multiple: int, io: str = "float", invert_mask: b
     out = []
     for i, path in enumerate(photos[:need]):
         with Image.open(path) as img:
-            if min(img.size) < size:
-                raise InputError(f"{path}: {img.size[0]}x{img.size[1]} is smaller than the calibration size "
-                                 f"{size}x{size}; give photos of at least that size")
+            if min(img.size) < multiple:
+                raise InputError(f"{path}: {img.size[0]}x{img.size[1]} is smaller than the network's multiple "
+                                 f"{multiple}; give photos of at least {multiple}x{multiple}")
             image = imaging.center_square(img, size)
         hole = free_form_mask(size, size, seed=options.seed + i, bucket=BUCKETS[i % len(BUCKETS)])
         if io == "uint8":
@@ -179,17 +202,17 @@ class _NoPreprocessHint(logging.Filter):
         return "pre-processing" not in record.getMessage()
 
 
-def _quantize(fp32: Path, out: Path, calibration, method: str, exclude: Sequence[str]) -> None:
+def _quantize(fp32: Path, out: Path, calibration, method: str, exclude: Sequence[str], form: Form) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     hint = _NoPreprocessHint()
     logging.getLogger().addFilter(hint)
     try:
         with contextlib.redirect_stdout(io.StringIO()):   # its calibrators print their progress
             quantize_static(str(fp32), str(out), _Reader(calibration), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=getattr(CalibrationMethod, METHODS[method]),
-                            op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=list(exclude),
-                            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+                            per_channel=True, activation_type=getattr(QuantType, form.activations),
+                            weight_type=QuantType.QInt8, calibrate_method=getattr(CalibrationMethod, METHODS[method]),
+                            op_types_to_quantize=list(form.ops), nodes_to_exclude=list(exclude),
+                            extra_options={"ActivationSymmetric": form.symmetric, "WeightSymmetric": True})
     finally:
         logging.getLogger().removeFilter(hint)
 
@@ -239,7 +262,7 @@ def quantize_int8(fp32: Path, output: Path, options: Optional[Int8Options] = Non
             if on_progress:
                 on_progress(f"calibrating ({options.method}, {len(calibration)} photos"
                             + (f", {len(kept)} layer(s) in float" if kept else "") + ")")
-            _quantize(fp32, candidate, calibration, options.method, kept)
+            _quantize(fp32, candidate, calibration, options.method, kept, FORMS[options.form])
             result = gate(fp32, candidate, held_out, io)
             log.info("INT8 gate: composite %.2f dB (worst), hole %.2f dB; %d layer(s) in float", result.worst,
                      min(result.hole_db), len(kept))
@@ -255,7 +278,7 @@ def quantize_int8(fp32: Path, output: Path, options: Optional[Int8Options] = Non
                     f"or export FP16")
             kept.append(ranked[0])
         quantized = onnx.load(str(candidate))
-    extra = {"madf.precision": "int8", "madf.int8_method": options.method,
+    extra = {"madf.precision": "int8", "madf.int8_method": options.method, "madf.int8_form": options.form,
              "madf.int8_calibration_sha256": digest, "madf.int8_calibration_photos": str(len(calibration)),
              "madf.int8_gate_db": f"{options.gate_db:g}",
              "madf.int8_psnr_db": f"{result.worst:.2f}", "madf.int8_hole_psnr_db": f"{min(result.hole_db):.2f}",
