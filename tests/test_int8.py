@@ -149,3 +149,29 @@ def test_madf_export_int8_and_its_bad_inputs(ckpt, tmp_path):
     one_line(run("--int8", "--int8-gate", "200", "--output", tmp_path / "a.onnx", "--check-size", "64"),
              "loosen the gate")
     assert not (tmp_path / "a.onnx").exists() and not list(tmp_path.glob(".madf-*"))
+
+
+def test_tensorrts_parser_takes_the_tensorrt_form(exported, rtx, tmp_path):
+    """TensorRT-RTX (no GPU needed) parses the Q/DQ graph and serializes an engine; its report says int8. (ONNX
+    Runtime's default INT32 bias quantization made its parser refuse the file: the tensorrt form keeps biases
+    float.)"""
+    from madf.engines.build import BuildOptions, build_engine
+    out = tmp_path / "int8.onnx"
+    quantize_int8(exported[1]["native"], out, Int8Options(**SMALL))
+    report = build_engine(out, tmp_path / "int8.plan",
+                          BuildOptions(min_shape=(1, 16, 16), opt_shape=(1, 64, 64), max_shape=(1, 128, 128)))
+    print(f"{report.backend} {report.version}: {report.engine_bytes / 1e6:.1f} MB INT8 engine")
+    assert (tmp_path / "int8.plan").stat().st_size == report.engine_bytes > 100_000
+    assert report.precision == "int8"
+
+
+def test_madf_parity_judges_an_int8_file_by_its_own_tolerance(exported, ckpt, tmp_path):
+    """The same TINY network (seed 0) as a checkpoint and as the INT8 file quantized from its export."""
+    from madf.cli.parity import main as parity_main
+    from madf.runtime.parity import TOLERANCE
+    out = tmp_path / "int8.onnx"
+    quantize_int8(exported[1]["native"], out, Int8Options(**SMALL))
+    result = CliRunner().invoke(parity_main, ["--ckpt", str(ckpt), "--model", str(out), "--size", "64"])
+    print(result.output)
+    assert f"tolerance max abs <= {TOLERANCE['int8']:g} (int8)" in result.output
+    assert result.exit_code == 0 and "FAIL" not in result.output

@@ -43,14 +43,15 @@ class Form:
     ops: tuple
     activations: str        # QInt8 or QUInt8
     symmetric: bool
+    int32_bias: bool        # ONNX Runtime's default; TensorRT's parser refuses an INT32 DequantizeLinear
 
 
 FORMS = {
     # TensorRT's explicit quantization takes only symmetric INT8; ONNX Runtime runs it too, slower than FP32 on a CPU
-    "tensorrt": Form(QUANTIZED_OPS, "QInt8", True),
+    "tensorrt": Form(QUANTIZED_OPS, "QInt8", True, False),
     # ONNX Runtime's CPU fast path: UINT8 activations with zero points (u8s8 kernels), and the activations between
     # layers quantized too, so DQ -> Conv -> Q fuses into QLinearConv; TensorRT refuses UINT8 zero points
-    "onnxruntime": Form(QUANTIZED_OPS + ("LeakyRelu", "Relu", "Concat", "Resize", "Add"), "QUInt8", False),
+    "onnxruntime": Form(QUANTIZED_OPS + ("LeakyRelu", "Relu", "Concat", "Resize", "Add"), "QUInt8", False, True),
 }
 GATE_DB = 40.0
 MAX_KEPT_FLOAT = 12   # layers the sensitivity pass may keep in float before it gives up
@@ -212,7 +213,8 @@ def _quantize(fp32: Path, out: Path, calibration, method: str, exclude: Sequence
                             per_channel=True, activation_type=getattr(QuantType, form.activations),
                             weight_type=QuantType.QInt8, calibrate_method=getattr(CalibrationMethod, METHODS[method]),
                             op_types_to_quantize=list(form.ops), nodes_to_exclude=list(exclude),
-                            extra_options={"ActivationSymmetric": form.symmetric, "WeightSymmetric": True})
+                            extra_options={"ActivationSymmetric": form.symmetric, "WeightSymmetric": True,
+                                           "QuantizeBias": form.int32_bias})
     finally:
         logging.getLogger().removeFilter(hint)
 
