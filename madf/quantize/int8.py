@@ -37,9 +37,9 @@ QUANTIZED_OPS = ("Conv", "ConvTranspose")   # the layers the sensitivity pass ra
 
 @dataclasses.dataclass(frozen=True)
 class Form:
-    """Which ops get Q/DQ and how activations are quantized. Measured (benchmarks/int8.py, 2026-12-02, 2-core AVX2
-    CPU without VNNI, official-size network, 256x256, batch 1, minmax; FP32 383 ms):
-    tensorrt 620 ms, 43.9 dB; onnxruntime 329 ms (1.16x), 42.2 dB; Conv-only with UINT8 activations 369 ms."""
+    """Which ops get Q/DQ and how activations are quantized. Measured on ONNX Runtime (benchmarks/int8.py, docs/
+    benchmarks.md, 2026-12-02, 2-core AVX2 CPU without VNNI, official-size network, 256x256, batch 1; FP32 414 ms):
+    tensorrt 590 ms, 43.9 dB; onnxruntime 325 ms (1.27x), 42.2 dB."""
     ops: tuple
     activations: str        # QInt8 or QUInt8
     symmetric: bool
