@@ -154,8 +154,9 @@ def test_an_actor_killed_mid_run(cluster, model, tmp_path):
     spec = BackendSpec(model)
 
     def dies_once():
-        """The Inpainter of an actor that, the first time any actor starts its second batch, waits for a first
-        result to be written, records the results written so far and SIGKILLs itself (pickled by value)."""
+        """The Inpainter of an actor that, the first time any actor starts its second batch, waits a moment for a
+        first result to be written (it may be in this actor's own task, so not forever), records the results
+        written so far and SIGKILLs itself (pickled by value)."""
         import json
         import os
         import signal
@@ -172,7 +173,7 @@ def test_an_actor_killed_mid_run(cluster, model, tmp_path):
                     fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)   # one actor, once
                 except FileExistsError:
                     return run(pairs, names=names)
-                for _ in range(600):   # the writing tasks run beside the actors
+                for _ in range(100):   # the writing tasks run beside the actors
                     if list(out.glob("*.png")):
                         break
                     time.sleep(0.05)
@@ -189,7 +190,6 @@ def test_an_actor_killed_mid_run(cluster, model, tmp_path):
     written_at_kill = killed["written"]
     print(report.summary, "written before the kill:", len(written_at_kill),
           "workers:", sorted({r["worker"] for r in report.rows}), "killed:", killed["pid"])
-    assert written_at_kill
     with pytest.raises(ProcessLookupError):   # it did die, mid-task: its rows were redone by the restarted actor
         os.kill(killed["pid"], 0)
     assert sorted(p.name for p in out.glob("*.png")) == sorted(f"p{i:02d}.png" for i in range(12))
