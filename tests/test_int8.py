@@ -175,3 +175,31 @@ def test_madf_parity_judges_an_int8_file_by_its_own_tolerance(exported, ckpt, tm
     print(result.output)
     assert f"tolerance max abs <= {TOLERANCE['int8']:g} (int8)" in result.output
     assert result.exit_code == 0 and "FAIL" not in result.output
+
+
+def test_madf_serve_serves_an_int8_file(exported, tmp_path):
+    """madf-serve's app on an INT8 file: /info says int8, and a photo comes back with its known pixels exact."""
+    import io
+
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from madf.inpaint.inpainter import Inpainter
+    from madf.runtime.onnxruntime import OnnxRuntimeBackend
+    from madf.serve.app import create_app
+
+    from conftest import random_pair
+    out = tmp_path / "int8.onnx"
+    quantize_int8(exported[1]["native"], out, Int8Options(**SMALL))
+    image, hole = random_pair(40, 48, seed=5)
+    files = {}
+    for name, array in (("image", image), ("mask", (hole * 255).astype(np.uint8))):
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="PNG")
+        files[name] = (f"{name}.png", buffer.getvalue())
+    with TestClient(create_app(Inpainter(OnnxRuntimeBackend(out)))) as client:
+        assert client.get("/info").json()["precision"] == "int8"
+        response = client.post("/inpaint", files=files)
+    assert response.status_code == 200, response.text
+    filled = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"))
+    assert filled.shape == image.shape and np.array_equal(filled[~hole], image[~hole])
