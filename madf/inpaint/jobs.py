@@ -119,22 +119,22 @@ def read_job(store, job: Job, invert_mask: bool = False, resize_mask: bool = Fal
                        f"{store.name(job.image)}: {first_line(exc)}")
 
 
-def inpaint_ready(inpainter, ready: Sequence[Ready], names: Sequence[str],
+def inpaint_ready(inpainter, pairs: Sequence[Tuple[object, object]], names: Sequence[str],
                   reason: Callable[[BaseException], str] = failure_line) -> List[Tuple[object, Optional[str]]]:
-    """(result, None) or (None, error line) for each of ``ready``, batched by the Inpainter. A batch the backend
-    cannot run (out of memory on one large batch) is retried one by one, so only the image that cannot run fails."""
-    if not ready:
+    """(result, None) or (None, error line) for each (photo, hole) of ``pairs``, batched by the Inpainter. A batch the
+    backend cannot run (out of memory on one large batch) is retried one by one, so only the image that cannot run
+    fails."""
+    if not pairs:
         return []
     try:
-        results = list(inpainter.inpaint_many([(r.rgb, r.hole) for r in ready], names=list(names)))
-        return [(result, None) for result in results]
+        return [(result, None) for result in inpainter.inpaint_many(list(pairs), names=list(names))]
     except (MADFError, RuntimeError, MemoryError) as exc:
-        if len(ready) == 1:
+        if len(pairs) == 1:
             return [(None, f"{names[0]}: {reason(exc)}")]
     done = []
-    for item, name in zip(ready, names):
+    for pair, name in zip(pairs, names):
         try:
-            done.append((next(iter(inpainter.inpaint_many([(item.rgb, item.hole)], names=[name]))), None))
+            done.append((next(iter(inpainter.inpaint_many([pair], names=[name]))), None))
         except (MADFError, RuntimeError, MemoryError) as one:
             done.append((None, f"{name}: {reason(one)}"))
     return done
@@ -168,7 +168,8 @@ def run_chunk(inpainter, jobs: Sequence[Job], store=None, invert_mask: bool = Fa
             yield item
         else:
             ready.append(item)
-    done = inpaint_ready(inpainter, ready, [store.name(r.job.image) for r in ready], reason)
+    done = inpaint_ready(inpainter, [(r.rgb, r.hole) for r in ready], [store.name(r.job.image) for r in ready],
+                         reason)
     seconds = (time.perf_counter() - started) / max(len(ready), 1)
     for item, (result, error) in zip(ready, done):
         if result is None:

@@ -29,6 +29,7 @@ import onnx
 
 from madf.common.atomic import atomic_path
 from madf.common.errors import InputError, MADFError
+from madf.inpaint import imaging
 
 log = logging.getLogger("madf")
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
@@ -96,7 +97,6 @@ class GateResult:
 
 
 def _photos(options: Int8Options) -> List[Path]:
-    from madf.inpaint import imaging
     if options.calibration is None:
         from madf.data.photos import sample_photos
         return sample_photos()
@@ -116,7 +116,6 @@ def feeds(options: Int8Options, multiple: int, io: str = "float", invert_mask: b
     from PIL import Image
 
     from madf.data.masks import BUCKETS, free_form_mask
-    from madf.inpaint import imaging
     photos = _photos(options)
     need = options.count + options.held_out
     if len(photos) < need:
@@ -170,16 +169,24 @@ def _session(path: Path):
 
 
 def _psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)) if a.size else 0.0
-    return float("inf") if mse == 0 else 10 * np.log10(peak ** 2 / mse)
+    if not a.size:   # no pixel to compare (a uint8 file that changed nothing)
+        return float("inf")
+    return imaging.compare(a / peak, b / peak)["psnr"]
 
 
-def gate(fp32: Path, int8: Path, held_out, io: str = "float") -> GateResult:
-    """Each held-out photo through both files; PSNR of the composites, and in the hole only."""
-    sessions = [_session(fp32), _session(int8)]
+def outputs(path: Path, feeds) -> List[np.ndarray]:
+    """The file's output for each feed (run once for the FP32 reference, however many candidates are gated)."""
+    sess = _session(path)
+    return [sess.run(None, feed)[0] for feed in feeds]
+
+
+def gate(fp32: Path, int8: Path, held_out, io: str = "float",
+         reference: Optional[List[np.ndarray]] = None) -> GateResult:
+    """Each held-out photo through both files (``reference``: the FP32 file's outputs, when already run); PSNR of
+    the composites, and in the hole only."""
+    reference = outputs(fp32, held_out) if reference is None else reference
     composite, hole_db = [], []
-    for feed in held_out:
-        outs = [s.run(None, feed)[0] for s in sessions]
+    for feed, outs in zip(held_out, zip(reference, outputs(int8, held_out))):
         if io == "uint8":   # the file composites and rounds itself; its mask input may be inverted
             hole = np.any(outs[0] != feed["image"], axis=-1) | np.any(outs[1] != feed["image"], axis=-1)
             pair, peak = outs, 255.0
@@ -219,20 +226,26 @@ def _quantize(fp32: Path, out: Path, calibration, method: str, exclude: Sequence
         logging.getLogger().removeFilter(hint)
 
 
-def noisiest_layers(fp32: Path, int8: Path, calibration) -> List[str]:
-    """Quantized layers, costliest first: how much each Conv lowers the signal-to-quantization-noise ratio of the
-    INT8 model's activations against the float model's, from its input to its output (ONNX Runtime's
-    qdq_loss_debug over the calibration inputs): the error a layer adds, not the error it inherits."""
+def activations(path: Path, calibration) -> Dict[str, list]:
+    """Every intermediate tensor of the file on the calibration inputs (ONNX Runtime's qdq_loss_debug)."""
     from onnxruntime.quantization import qdq_loss_debug as debug
     with tempfile.TemporaryDirectory(prefix="madf-int8-") as work:
-        work = Path(work)
-        acts = {}
-        for name, path in (("float", fp32), ("qdq", int8)):
-            augmented = work / f"{name}.onnx"
-            debug.modify_model_output_intermediate_tensors(str(path), str(augmented))
-            acts[name] = debug.collect_activations(str(augmented), _Reader(calibration))
-        matching = debug.create_activation_matching(acts["qdq"], acts["float"])
-        errors = debug.compute_activation_error(matching)
+        augmented = Path(work) / "augmented.onnx"
+        debug.modify_model_output_intermediate_tensors(str(path), str(augmented))
+        return debug.collect_activations(str(augmented), _Reader(calibration))
+
+
+def noisiest_layers(fp32: Path, int8: Path, calibration, float_activations: Optional[Dict[str, list]] = None
+                    ) -> List[str]:
+    """Quantized layers, costliest first: how much each Conv lowers the signal-to-quantization-noise ratio of the
+    INT8 model's activations against the float model's (``float_activations``, when already collected), from its
+    input to its output (ONNX Runtime's qdq_loss_debug over the calibration inputs): the error a layer adds, not the
+    error it inherits."""
+    from onnxruntime.quantization import qdq_loss_debug as debug
+    if float_activations is None:
+        float_activations = activations(fp32, calibration)
+    matching = debug.create_activation_matching(activations(int8, calibration), float_activations)
+    errors = debug.compute_activation_error(matching)
     sqnr = {tensor: min(float(err.get("xmodel_err", CLEAN_DB)), CLEAN_DB) for tensor, err in errors.items()}
     model = onnx.load(str(fp32), load_external_data=False)
     added = [(sqnr.get(node.input[0], CLEAN_DB) - sqnr.get(node.output[0], CLEAN_DB), node.name)
@@ -258,6 +271,8 @@ def quantize_int8(fp32: Path, output: Path, options: Optional[Int8Options] = Non
     calibration, held_out, digest = feeds(options, int(meta.get("madf.multiple", "1")), io,
                                           meta.get("madf.mask") == "inverted")
     kept: List[str] = []
+    reference = outputs(fp32, held_out)   # the FP32 side of every gate and sensitivity pass, computed once
+    float_activations = None
     with tempfile.TemporaryDirectory(prefix="madf-int8-") as work:
         candidate = Path(work) / "int8.onnx"
         while True:
@@ -265,12 +280,14 @@ def quantize_int8(fp32: Path, output: Path, options: Optional[Int8Options] = Non
                 on_progress(f"calibrating ({options.method}, {len(calibration)} photos"
                             + (f", {len(kept)} layer(s) in float" if kept else "") + ")")
             _quantize(fp32, candidate, calibration, options.method, kept, FORMS[options.form])
-            result = gate(fp32, candidate, held_out, io)
+            result = gate(fp32, candidate, held_out, io, reference)
             log.info("INT8 gate: composite %.2f dB (worst), hole %.2f dB; %d layer(s) in float", result.worst,
                      min(result.hole_db), len(kept))
             if result.passes(options.gate_db):
                 break
-            ranked = [n for n in noisiest_layers(fp32, candidate, calibration) if n not in kept]
+            if float_activations is None:
+                float_activations = activations(fp32, calibration)
+            ranked = [n for n in noisiest_layers(fp32, candidate, calibration, float_activations) if n not in kept]
             if not ranked or len(kept) >= MAX_KEPT_FLOAT:
                 worst = ranked[0] if ranked else (kept[-1] if kept else "?")
                 raise QuantizationError(

@@ -111,8 +111,7 @@ class InpaintActor:
         names = [Files.name(str(batch["image"][i])) for i in todo]
         started = time.perf_counter()
         with collected_warnings() as warned:
-            done = inpaint_ready(self.inpainter, [Ready(None, batch["rgb"][i], batch["hole"][i], None) for i in todo],
-                                 names)
+            done = inpaint_ready(self.inpainter, [(batch["rgb"][i], batch["hole"][i]) for i in todo], names)
         seconds = (time.perf_counter() - started) / max(len(todo), 1)
         for i, name, (image, failure) in zip(todo, names, done):
             if image is None:
