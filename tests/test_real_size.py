@@ -242,6 +242,24 @@ def test_a_fill_off_in_colour_is_matched_to_its_border_from_known_pixels_only():
     assert np.array_equal(match_border(filled, truth, np.zeros_like(hole)), filled)
 
 
+@pytest.mark.parametrize("radius", [24, 90])   # 90: thicker than MEMBRANE_SIDE, solved on a coarser grid
+def test_a_flat_fill_in_a_ramp_is_carried_to_the_ramp_by_the_membrane(radius):
+    from madf.inpaint.seams import MEMBRANE_SIDE, match_border
+    h, w = 220, 260
+    ramp = (np.linspace(40, 200, w)[None, :, None] + np.linspace(0, 30, h)[:, None, None]
+            + np.array([0, 8, -8])).astype(np.uint8)
+    hole = _disc(h, w, 110, 130, radius) | _line(h, w, 5, [(10, 10), (200, 40)])
+    hole[:4, 100:140] = True   # a region on the picture's edge: no flux across it
+    assert (2 * radius > MEMBRANE_SIDE) == (radius == 90)
+    filled = ramp.copy()
+    filled[hole] = 128   # a fill that knows nothing of the gradient
+    matched = match_border(filled, ramp, hole)
+    error = np.abs(matched[hole].astype(int) - ramp[hole])
+    print(f"radius {radius}: max error {error.max()}, mean {error.mean():.3f} levels")
+    assert error.max() <= 2 and error.mean() < 0.6   # a linear ramp is harmonic: the membrane restores it
+    assert np.array_equal(matched[~hole], filled[~hole])
+
+
 def test_the_pipeline_matches_borders_unless_told_not_to():
     backend = Grey()
     rgb = np.full((96, 128, 3), 200, np.uint8)
