@@ -24,6 +24,14 @@ def ckpt(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def int8(exported, tmp_path_factory):
+    """TINY's native export quantized once (tensorrt form) for the tests that only consume it."""
+    out = tmp_path_factory.mktemp("int8") / "tiny-int8.onnx"
+    quantize_int8(exported[1]["native"], out, Int8Options(**SMALL))
+    return out
+
+
 def _meta(path):
     return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
@@ -151,33 +159,54 @@ def test_madf_export_int8_and_its_bad_inputs(ckpt, tmp_path):
     assert not (tmp_path / "a.onnx").exists() and not list(tmp_path.glob(".madf-*"))
 
 
-def test_tensorrts_parser_takes_the_tensorrt_form(exported, rtx, tmp_path):
-    """TensorRT-RTX (no GPU needed) parses the Q/DQ graph and serializes an engine; its report says int8. (ONNX
-    Runtime's default INT32 bias quantization made its parser refuse the file: the tensorrt form keeps biases
-    float.)"""
-    from madf.engines.build import BuildOptions, build_engine
-    out = tmp_path / "int8.onnx"
-    quantize_int8(exported[1]["native"], out, Int8Options(**SMALL))
-    report = build_engine(out, tmp_path / "int8.plan",
-                          BuildOptions(min_shape=(1, 16, 16), opt_shape=(1, 64, 64), max_shape=(1, 128, 128)))
-    print(f"{report.backend} {report.version}: {report.engine_bytes / 1e6:.1f} MB INT8 engine")
-    assert (tmp_path / "int8.plan").stat().st_size == report.engine_bytes > 100_000
-    assert report.precision == "int8"
+def test_tensorrts_parser_takes_the_tensorrt_form_and_triton_describes_it(int8, rtx, tmp_path):
+    """TensorRT-RTX (no GPU needed) parses the Q/DQ graph and serializes an engine; its report says int8, and so do
+    the sidecar and the Triton repository made from it. (ONNX Runtime's default INT32 bias quantization made its
+    parser refuse the file: the tensorrt form keeps biases float.)"""
+    from madf.cli.build import main as build_main
+    from madf.engines.sidecar import read_sidecar
+    plan = tmp_path / "int8.plan"
+    result = CliRunner().invoke(build_main, ["--onnx", str(int8), "--output", str(plan), "--min", "1x16x16",
+                                             "--opt", "1x64x64", "--max", "1x128x128", "--triton-repo",
+                                             str(tmp_path / "repo"), "--triton-name", "madf_int8"])
+    print(result.output)
+    assert result.exit_code == 0, result.output
+    sidecar = read_sidecar(plan)
+    assert plan.stat().st_size == sidecar["engine"]["bytes"] > 100_000
+    assert sidecar["precision"] == "int8" and "int8" in result.output
+    folder = tmp_path / "repo" / "madf_int8"
+    config = (folder / "config.pbtxt").read_text()
+    assert 'key: "madf.precision"\n  value: { string_value: "int8" }' in config
+    assert "data_type: TYPE_FP32" in config   # Q/DQ is inside the engine: clients send floats as before
+    readme = (tmp_path / "repo" / "README.md").read_text()
+    assert ", int8, native lowering" in readme
 
 
-def test_madf_parity_judges_an_int8_file_by_its_own_tolerance(exported, ckpt, tmp_path):
+def test_madf_eval_scores_an_int8_file(int8, tmp_path):
+    from madf.cli.eval import main as eval_main
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (80, 96, 3), dtype=np.uint8)).save(
+            photos / f"p{i}.png")
+    result = CliRunner().invoke(eval_main, ["--model", str(int8), "--images", str(photos), "--size", "64",
+                                            "--per-bucket", "1", "--output", str(tmp_path / "eval")])
+    print(result.output)
+    assert result.exit_code == 0, result.output
+    assert "int8" in result.output and (tmp_path / "eval" / "eval.json").is_file()
+
+
+def test_madf_parity_judges_an_int8_file_by_its_own_tolerance(int8, ckpt):
     """The same TINY network (seed 0) as a checkpoint and as the INT8 file quantized from its export."""
     from madf.cli.parity import main as parity_main
     from madf.runtime.parity import TOLERANCE
-    out = tmp_path / "int8.onnx"
-    quantize_int8(exported[1]["native"], out, Int8Options(**SMALL))
-    result = CliRunner().invoke(parity_main, ["--ckpt", str(ckpt), "--model", str(out), "--size", "64"])
+    result = CliRunner().invoke(parity_main, ["--ckpt", str(ckpt), "--model", str(int8), "--size", "64"])
     print(result.output)
     assert f"tolerance max abs <= {TOLERANCE['int8']:g} (int8)" in result.output
     assert result.exit_code == 0 and "FAIL" not in result.output
 
 
-def test_madf_serve_serves_an_int8_file(exported, tmp_path):
+def test_madf_serve_serves_an_int8_file(int8):
     """madf-serve's app on an INT8 file: /info says int8, and a photo comes back with its known pixels exact."""
     import io
 
@@ -189,15 +218,13 @@ def test_madf_serve_serves_an_int8_file(exported, tmp_path):
     from madf.serve.app import create_app
 
     from conftest import random_pair
-    out = tmp_path / "int8.onnx"
-    quantize_int8(exported[1]["native"], out, Int8Options(**SMALL))
     image, hole = random_pair(40, 48, seed=5)
     files = {}
     for name, array in (("image", image), ("mask", (hole * 255).astype(np.uint8))):
         buffer = io.BytesIO()
         Image.fromarray(array).save(buffer, format="PNG")
         files[name] = (f"{name}.png", buffer.getvalue())
-    with TestClient(create_app(Inpainter(OnnxRuntimeBackend(out)))) as client:
+    with TestClient(create_app(Inpainter(OnnxRuntimeBackend(int8)))) as client:
         assert client.get("/info").json()["precision"] == "int8"
         response = client.post("/inpaint", files=files)
     assert response.status_code == 200, response.text

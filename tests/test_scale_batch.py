@@ -249,6 +249,19 @@ def test_a_ray_dataset_of_rows(cluster, model, tmp_path):
     assert {p.name: p.read_bytes() for p in sorted(out.iterdir())} == expected
 
 
+def test_an_int8_file_on_the_actors(cluster, exported, tmp_path):
+    """madf-export --int8's file runs on the Ray actors as in one process: the same bytes."""
+    from madf.quantize.int8 import Int8Options, quantize_int8
+    int8 = tmp_path / "int8.onnx"
+    quantize_int8(exported[1]["native"], int8, Int8Options(count=2, held_out=1, size=64))
+    photos, masks = _collection(tmp_path, 4, seed=60)
+    expected = _plain(int8, photos, masks, tmp_path / "plain")
+    report = inpaint_collection(_factory(int8), plan_collection(photos, masks, tmp_path / "ray"), actors=1)
+    assert report.summary["written"] == 4
+    assert {p.name: p.read_bytes() for p in sorted((tmp_path / "ray").iterdir())} == expected
+    assert expected != _plain(exported[1]["native"], photos, masks, tmp_path / "fp32")   # INT8 did run
+
+
 def test_the_model_actor_only_inpaints_and_warnings_reach_the_report(cluster, model, tmp_path):
     """Reading, decoding, encoding and writing run in CPU tasks around the actors: in the actor's process every
     file and codec call fails, and every image is still written, byte-identical. A warning logged in a stage (an
