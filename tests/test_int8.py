@@ -1,5 +1,7 @@
 """INT8 files (madf.quantize.int8, madf-export --int8): Q/DQ graphs calibrated on real photos, a quality gate against
 FP32 before the file takes its name, the sensitivity pass, and one line for each bad input with nothing written."""
+import re
+
 import numpy as np
 import onnx
 import pytest
@@ -67,18 +69,25 @@ def test_an_int8_file_is_qdq_gated_stamped_and_runs_in_every_onnx_consumer(expor
     assert np.abs(filled.astype(int) - reference).max() < 64
 
 
-def test_the_gate_keeps_the_costliest_layers_in_float_or_refuses(exported, tmp_path):
-    fp32 = exported[1]["native"]
+@pytest.fixture(scope="module")
+def kept(exported, tmp_path_factory):
+    """Plain INT8 and a file made under a gate just above what plain INT8 reaches: layers go back to float."""
+    fp32, folder = exported[1]["native"], tmp_path_factory.mktemp("kept")
     calibration, held_out, _ = feeds(Int8Options(**SMALL), 16)
-    plain = tmp_path / "plain.onnx"
+    plain = folder / "plain.onnx"
     quantize_int8(fp32, plain, Int8Options(**SMALL, gate_db=0.0))
     worst = gate(fp32, plain, held_out).worst
     ranked = noisiest_layers(fp32, plain, calibration)
+    out = folder / "kept.onnx"
+    meta = quantize_int8(fp32, out, Int8Options(**SMALL, gate_db=worst + 0.05))
+    return out, meta, worst, ranked
+
+
+def test_the_gate_keeps_the_costliest_layers_in_float_or_refuses(exported, kept, tmp_path):
+    fp32 = exported[1]["native"]
+    out, meta, worst, ranked = kept
     convs = [n.name for n in onnx.load(str(fp32)).graph.node if n.op_type in ("Conv", "ConvTranspose")]
     assert sorted(ranked) == sorted(convs)
-    # a gate just above what plain INT8 reaches: layers go back to float until it passes
-    out = tmp_path / "kept.onnx"
-    meta = quantize_int8(fp32, out, Int8Options(**SMALL, gate_db=worst + 0.05))
     kept = meta["madf.int8_float_layers"].split(",")
     print(f"plain INT8 {worst:.2f} dB; kept in float {kept}; now {meta['madf.int8_psnr_db']} dB")
     assert kept[0] == ranked[0] and float(meta["madf.int8_psnr_db"]) >= worst + 0.05
@@ -180,6 +189,26 @@ def test_tensorrts_parser_takes_the_tensorrt_form_and_triton_describes_it(int8, 
     assert "data_type: TYPE_FP32" in config   # Q/DQ is inside the engine: clients send floats as before
     readme = (tmp_path / "repo" / "README.md").read_text()
     assert ", int8, native lowering" in readme
+    # which convolutions the engine runs in INT8, from the builder's layer table: every Conv; TensorRT-RTX 1.7
+    # runs ConvTranspose in float even with per-tensor or axis-0 weight scales (tried), and the table says so
+    nodes = onnx.load(str(int8)).graph.node
+    convs = {n.name for n in nodes if n.op_type == "Conv"}
+    every = convs | {n.name for n in nodes if n.op_type == "ConvTranspose"}
+    found = sidecar["convolutions"]
+    assert convs <= set(found["Int8"]) and {n for names in found.values() for n in names} == every
+    assert re.search(rf"INT8 convolutions +{len(found['Int8'])} of {len(every)}\b", result.output)
+    assert all(n in result.output for n in every - set(found["Int8"]))
+
+
+def test_the_build_names_the_convolutions_kept_in_float(kept, rtx, tmp_path):
+    from madf.engines.build import BuildOptions, build_engine
+    out, meta, _, _ = kept
+    report = build_engine(out, tmp_path / "kept.plan", BuildOptions(min_shape=(1, 16, 16), opt_shape=(1, 64, 64),
+                                                                    max_shape=(1, 64, 64)))
+    print(report.convolutions)
+    floats = {n for t, names in report.convolutions.items() if t != "Int8" for n in names}
+    kept_float = set(meta["madf.int8_float_layers"].split(","))
+    assert kept_float <= floats and not kept_float & set(report.convolutions["Int8"])
 
 
 def test_madf_eval_scores_an_int8_file(int8, tmp_path):

@@ -78,6 +78,7 @@ def build_and_describe(onnx: Path, output: Path, fp16: bool, backend: str, **set
             ["target", " ".join(filter(None, [target["gpu"], f"SM {target['compute_capability']}"
                                               if target["compute_capability"] else None])) or "this GPU"],
             ["lowering / precision", f"{report.lowering} / {report.precision}"],
+            *([["INT8 convolutions", int8_summary(report.convolutions)]] if report.precision == "int8" else []),
             ["version compatible", "yes" + (f" (carries {', '.join(p['file'] for p in sidecar['plugins'])})"
                                            if sidecar["plugins"] else "") if report.version_compatible else "no"]]
     if report.version_compatible:
@@ -92,6 +93,16 @@ def build_and_describe(onnx: Path, output: Path, fp16: bool, backend: str, **set
         rows.append(["Triton model", f"{folder} (start: see {Path(triton['triton_repo']) / 'README.md'})"])
     click.echo(format_table(["engine build", ""], rows, align_right=False))
     return sidecar
+
+
+def int8_summary(convolutions) -> str:
+    """'46 of 46' (and the float ones by name) from the build's layer table."""
+    if convolutions is None:
+        return "not in the build log (TensorRT's engine inspector tells, on a GPU)"
+    total = sum(map(len, convolutions.values()))
+    int8 = len(convolutions.get("Int8", []))
+    others = [f"{t.lower()}: {', '.join(names)}" for t, names in convolutions.items() if t != "Int8"]
+    return f"{int8} of {total}" + "".join(f"; {o}" for o in others)
 
 
 def check_profile(dims, settings: dict, multiple: int, io: str = "float") -> None:

@@ -82,6 +82,8 @@ def build_sidecar(engine, onnx_path, report) -> Dict[str, Any]:
         # the levels whose dynamic filter is the MADFDynamicFilter plugin ([] native; all of them for plugin)
         "plugin_levels": plugin_levels_of(meta),
         "precision": report.precision,
+        # int8 only: {input data type: [ONNX convolutions]} as the builder logged them (None: not logged)
+        **({"convolutions": report.convolutions} if report.precision == "int8" else {}),
         "profile": {name: dict(zip(("min", "opt", "max"), map(list, shapes)))
                     for name, shapes in report.profile.items()},
         "tensorrt": {"backend": report.backend, "version": report.version},
