@@ -60,7 +60,7 @@ def main() -> None:
     from madf.model.checkpoint import load_checkpoint
     from madf.model.config import OFFICIAL
     from madf.model.network import build_model
-    from madf.quantize.int8 import Int8Options, QuantizationError, feeds, gate, quantize_int8
+    from madf.quantize.int8 import QuantizationError, QuantOptions, feeds, gate, quantize_file
     from madf.weights import BUNDLED
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -82,22 +82,22 @@ def main() -> None:
             files[form] = work / f"{name}-{form}.onnx"
             start = time.perf_counter()
             try:
-                meta = quantize_int8(fp32, files[form], Int8Options(method=args.method, form=form))
+                meta = quantize_file(fp32, files[form], QuantOptions(method=args.method, form=form))
             except QuantizationError as exc:
                 print(f"{name} {form}: {exc}")
                 files.pop(form)
                 continue
             took = time.perf_counter() - start
-            kept = meta["madf.int8_float_layers"]
+            kept = meta["madf.quant_float_layers"]
             for size in (256, 512):
-                _, held, _ = feeds(Int8Options(size=size), net.config.multiple)   # the photos after the calibration
+                _, held, _ = feeds(QuantOptions(size=size), net.config.multiple)   # the photos after the calibration
                 result = gate(fp32, files[form], held)
                 composite, hole = result.composite_db, result.hole_db
                 gates.append([name, form, f"{size}x{size}", f"{min(composite):.2f} / {np.mean(composite):.2f}",
                               f"{min(hole):.2f} / {np.mean(hole):.2f}", len(kept.split(",")) if kept else 0,
                               f"{took:.0f} s" if size == 256 else ""])
         for size in (256, 512):
-            _, held, _ = feeds(Int8Options(size=size), net.config.multiple)
+            _, held, _ = feeds(QuantOptions(size=size), net.config.multiple)
             for batch in (1, 4):
                 feed = {k: np.concatenate([h[k] for h in (held * 4)[:batch]]) for k in held[0]}
                 t32 = latency(session(fp32, args.threads), feed, args.runs)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from madf.cli.export import main as export_main
 from madf.model.checkpoint import save_checkpoint
-from madf.quantize.int8 import Int8Options, QuantizationError, feeds, gate, noisiest_layers, quantize_int8
+from madf.quantize.int8 import QuantizationError, QuantOptions, feeds, gate, noisiest_layers, quantize_file
 
 pytest.importorskip("onnxruntime")
 SMALL = dict(count=2, held_out=1, size=64)
@@ -30,7 +30,7 @@ def ckpt(tmp_path_factory):
 def int8(exported, tmp_path_factory):
     """TINY's native export quantized once (tensorrt form) for the tests that only consume it."""
     out = tmp_path_factory.mktemp("int8") / "tiny-int8.onnx"
-    quantize_int8(exported[1]["native"], out, Int8Options(**SMALL))
+    quantize_file(exported[1]["native"], out, QuantOptions(**SMALL))
     return out
 
 
@@ -41,7 +41,7 @@ def _meta(path):
 def test_an_int8_file_is_qdq_gated_stamped_and_runs_in_every_onnx_consumer(exported, tmp_path):
     fp32 = exported[1]["native"]
     out = tmp_path / "tiny-int8.onnx"
-    meta = quantize_int8(fp32, out, Int8Options(**SMALL))
+    meta = quantize_file(fp32, out, QuantOptions(**SMALL))
     model = onnx.load(str(out))
     ops = {n.op_type for n in model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
@@ -49,12 +49,12 @@ def test_an_int8_file_is_qdq_gated_stamped_and_runs_in_every_onnx_consumer(expor
     assert scales, "no per-channel weight scales"
     stored = _meta(out)
     print({k: v for k, v in stored.items() if "int8" in k})
-    assert stored["madf.precision"] == "int8" and stored["madf.int8_method"] == "minmax"
-    assert float(stored["madf.int8_psnr_db"]) >= 40.0 and stored == {**stored, **meta}
+    assert stored["madf.precision"] == "int8" and stored["madf.quant_method"] == "minmax"
+    assert float(stored["madf.quant_psnr_db"]) >= 40.0 and stored == {**stored, **meta}
     # the same calibration inputs give the same file
     again = tmp_path / "again.onnx"
-    quantize_int8(fp32, again, Int8Options(**SMALL))
-    assert _meta(again)["madf.int8_calibration_sha256"] == stored["madf.int8_calibration_sha256"]
+    quantize_file(fp32, again, QuantOptions(**SMALL))
+    assert _meta(again)["madf.quant_calibration_sha256"] == stored["madf.quant_calibration_sha256"]
     assert again.read_bytes() == out.read_bytes()
     # the runtime opens it (its digest holds) and the Inpainter fills a photo with it
     from madf.inpaint.inpainter import Inpainter
@@ -73,13 +73,13 @@ def test_an_int8_file_is_qdq_gated_stamped_and_runs_in_every_onnx_consumer(expor
 def kept(exported, tmp_path_factory):
     """Plain INT8 and a file made under a gate just above what plain INT8 reaches: layers go back to float."""
     fp32, folder = exported[1]["native"], tmp_path_factory.mktemp("kept")
-    calibration, held_out, _ = feeds(Int8Options(**SMALL), 16)
+    calibration, held_out, _ = feeds(QuantOptions(**SMALL), 16)
     plain = folder / "plain.onnx"
-    quantize_int8(fp32, plain, Int8Options(**SMALL, gate_db=0.0))
+    quantize_file(fp32, plain, QuantOptions(**SMALL, gate_db=0.0))
     worst = gate(fp32, plain, held_out).worst
     ranked = noisiest_layers(fp32, plain, calibration)
     out = folder / "kept.onnx"
-    meta = quantize_int8(fp32, out, Int8Options(**SMALL, gate_db=worst + 0.05))
+    meta = quantize_file(fp32, out, QuantOptions(**SMALL, gate_db=worst + 0.05))
     return out, meta, worst, ranked
 
 
@@ -88,16 +88,16 @@ def test_the_gate_keeps_the_costliest_layers_in_float_or_refuses(exported, kept,
     out, meta, worst, ranked = kept
     convs = [n.name for n in onnx.load(str(fp32)).graph.node if n.op_type in ("Conv", "ConvTranspose")]
     assert sorted(ranked) == sorted(convs)
-    kept = meta["madf.int8_float_layers"].split(",")
-    print(f"plain INT8 {worst:.2f} dB; kept in float {kept}; now {meta['madf.int8_psnr_db']} dB")
-    assert kept[0] == ranked[0] and float(meta["madf.int8_psnr_db"]) >= worst + 0.05
+    kept = meta["madf.quant_float_layers"].split(",")
+    print(f"plain INT8 {worst:.2f} dB; kept in float {kept}; now {meta['madf.quant_psnr_db']} dB")
+    assert kept[0] == ranked[0] and float(meta["madf.quant_psnr_db"]) >= worst + 0.05
     kept_nodes = {n.name for n in onnx.load(str(out)).graph.node}
     assert set(kept) <= kept_nodes
     # an unreachable gate: one line naming a layer and the option, and no file
     never = tmp_path / "never.onnx"
     with pytest.raises(QuantizationError, match=r"gate 200 dB.*the noisiest left is \S+: loosen the gate "
-                                                r"\(--int8-gate \d+\)"):
-        quantize_int8(fp32, never, Int8Options(**SMALL, gate_db=200.0))
+                                                r"\(--quant-gate \d+\)"):
+        quantize_file(fp32, never, QuantOptions(**SMALL, gate_db=200.0))
     assert not never.exists() and not list(tmp_path.glob(".madf-*"))
 
 
@@ -110,7 +110,7 @@ def test_the_onnxruntime_form_quantizes_activations_between_layers(exported, tmp
     fused = {}
     for form in ("tensorrt", "onnxruntime"):
         out = tmp_path / f"{form}.onnx"
-        quantize_int8(fp32, out, Int8Options(**SMALL, form=form))
+        quantize_file(fp32, out, QuantOptions(**SMALL, form=form))
         model = onnx.load(str(out))
         inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
         points = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
@@ -118,7 +118,7 @@ def test_the_onnxruntime_form_quantizes_activations_between_layers(exported, tmp
             assert points and all(p.dtype == np.int8 and not p.any() for p in points)
         else:
             assert points and all(p.dtype == np.uint8 for p in points)
-        assert _meta(out)["madf.int8_form"] == form
+        assert _meta(out)["madf.quant_form"] == form
         options = ort.SessionOptions()
         options.optimized_model_filepath = str(tmp_path / f"{form}-optimized.onnx")
         ort.InferenceSession(str(out), options, providers=["CPUExecutionProvider"])
@@ -133,10 +133,10 @@ def test_uint8_files_are_calibrated_in_their_own_io(exported, tmp_path):
     u8 = tmp_path / "u8.onnx"
     convert_file(exported[1]["native"], u8, invert_mask=True)
     out = tmp_path / "u8-int8.onnx"
-    meta = quantize_int8(u8, out, Int8Options(**SMALL))
+    meta = quantize_file(u8, out, QuantOptions(**SMALL))
     stored = _meta(out)
     assert stored["madf.io"] == "uint8" and stored["madf.mask"] == "inverted"
-    assert float(meta["madf.int8_hole_psnr_db"]) > 20   # the hole was filled (an inverted mask read right)
+    assert float(meta["madf.quant_hole_psnr_db"]) > 20   # the hole was filled (an inverted mask read right)
 
 
 def test_madf_export_int8_and_its_bad_inputs(ckpt, tmp_path):
@@ -165,6 +165,11 @@ def test_madf_export_int8_and_its_bad_inputs(ckpt, tmp_path):
              "5.png: 12x40 is smaller than the network's multiple 16")
     one_line(run("--int8", "--int8-gate", "200", "--output", tmp_path / "a.onnx", "--check-size", "64"),
              "loosen the gate")
+    one_line(run("--int8", "--fp8", "--output", tmp_path / "a.onnx"), "--int8 with --fp8: choose one")
+    one_line(run("--fp8", "--calib-method", "minmax", "--output", tmp_path / "a.onnx"), "FP8 by distribution only")
+    one_line(run("--int8", "--calib-method", "distribution", "--output", tmp_path / "a.onnx"),
+             "distribution for FP8 only")
+    one_line(run("--fp8", "--fp16", "--output", tmp_path / "a.onnx"), "--fp8 with --fp16")
     assert not (tmp_path / "a.onnx").exists() and not list(tmp_path.glob(".madf-*"))
 
 
@@ -207,7 +212,7 @@ def test_the_build_names_the_convolutions_kept_in_float(kept, rtx, tmp_path):
                                                                     max_shape=(1, 64, 64)))
     print(report.convolutions)
     floats = {n for t, names in report.convolutions.items() if t != "Int8" for n in names}
-    kept_float = set(meta["madf.int8_float_layers"].split(","))
+    kept_float = set(meta["madf.quant_float_layers"].split(","))
     assert kept_float <= floats and not kept_float & set(report.convolutions["Int8"])
 
 
@@ -259,3 +264,32 @@ def test_madf_serve_serves_an_int8_file(int8):
     assert response.status_code == 200, response.text
     filled = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"))
     assert filled.shape == image.shape and np.array_equal(filled[~hole], image[~hole])
+
+
+def test_an_fp8_file_is_made_gated_and_built_for_ada(exported, rtx, tmp_path):
+    """--fp8: the tensorrt form with float8 (E4M3) Q/DQ, calibrated by distribution (ONNX Runtime's only float8
+    method), gated on ONNX Runtime, and built by TensorRT-RTX for SM 8.9 with its convolutions in FP8."""
+    from madf.engines.build import BuildOptions, build_engine
+    out = tmp_path / "fp8.onnx"
+    meta = quantize_file(exported[1]["native"], out, QuantOptions(**SMALL, form="fp8", gate_db=10.0))
+    print({k: v for k, v in meta.items() if "quant" in k})
+    assert meta["madf.precision"] == "fp8" and meta["madf.quant_method"] == "distribution"
+    model = onnx.load(str(out))
+    types = {i.data_type for i in model.graph.initializer}
+    assert onnx.TensorProto.FLOAT8E4M3FN in types and float(meta["madf.quant_psnr_db"]) >= 10.0
+    # madf's ONNX Runtime backend runs it with basic graph optimizations only, as the gate did (ONNX Runtime's
+    # extended CPU optimizations break float8 Q/DQ graphs: the bundled model's file 29.9 -> 15.6 dB)
+    import onnxruntime as ort
+
+    from madf.quantize.int8 import outputs
+    from madf.runtime.onnxruntime import OnnxRuntimeBackend
+    backend = OnnxRuntimeBackend(out)
+    assert backend.precision == "fp8"
+    level = backend.session.get_session_options().graph_optimization_level
+    assert level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    _, held_out, _ = feeds(QuantOptions(**SMALL, form="fp8"), 16)
+    assert np.array_equal(backend.session.run(None, held_out[0])[0], outputs(out, held_out[:1], "fp8")[0])
+    report = build_engine(out, tmp_path / "fp8.plan", BuildOptions(min_shape=(1, 16, 16), opt_shape=(1, 64, 64),
+                                                                   max_shape=(1, 64, 64), compute_capability="8.9"))
+    print(report.convolutions)
+    assert report.precision == "fp8" and len(report.convolutions.get("FP8", [])) >= 20

@@ -251,9 +251,9 @@ def test_a_ray_dataset_of_rows(cluster, model, tmp_path):
 
 def test_an_int8_file_on_the_actors(cluster, exported, tmp_path):
     """madf-export --int8's file runs on the Ray actors as in one process: the same bytes."""
-    from madf.quantize.int8 import Int8Options, quantize_int8
+    from madf.quantize.int8 import QuantOptions, quantize_file
     int8 = tmp_path / "int8.onnx"
-    quantize_int8(exported[1]["native"], int8, Int8Options(count=2, held_out=1, size=64))
+    quantize_file(exported[1]["native"], int8, QuantOptions(count=2, held_out=1, size=64))
     photos, masks = _collection(tmp_path, 4, seed=60)
     expected = _plain(int8, photos, masks, tmp_path / "plain")
     report = inpaint_collection(_factory(int8), plan_collection(photos, masks, tmp_path / "ray"), actors=1)

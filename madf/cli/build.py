@@ -18,6 +18,7 @@ import click
 from madf.cli._common import OVERWRITE, PATH, cli_errors, format_table, setup_logging
 from madf.common import paths
 from madf.common.errors import InputError
+from madf.export.onnx_file import QUANTIZED
 
 
 def _shape(ctx, param, value):
@@ -78,7 +79,8 @@ def build_and_describe(onnx: Path, output: Path, fp16: bool, backend: str, **set
             ["target", " ".join(filter(None, [target["gpu"], f"SM {target['compute_capability']}"
                                               if target["compute_capability"] else None])) or "this GPU"],
             ["lowering / precision", f"{report.lowering} / {report.precision}"],
-            *([["INT8 convolutions", int8_summary(report.convolutions)]] if report.precision == "int8" else []),
+            *([[f"{report.precision.upper()} convolutions", quantized_summary(report.convolutions, report.precision)]]
+              if report.convolutions is not None or report.precision in QUANTIZED else []),
             ["version compatible", "yes" + (f" (carries {', '.join(p['file'] for p in sidecar['plugins'])})"
                                            if sidecar["plugins"] else "") if report.version_compatible else "no"]]
     if report.version_compatible:
@@ -95,14 +97,14 @@ def build_and_describe(onnx: Path, output: Path, fp16: bool, backend: str, **set
     return sidecar
 
 
-def int8_summary(convolutions) -> str:
-    """'46 of 46' (and the float ones by name) from the build's layer table."""
+def quantized_summary(convolutions, precision: str) -> str:
+    """'36 of 46; float: ...' (the others by name) from the build's layer table."""
     if convolutions is None:
         return "not in the build log (TensorRT's engine inspector tells, on a GPU)"
     total = sum(map(len, convolutions.values()))
-    int8 = len(convolutions.get("Int8", []))
-    others = [f"{t.lower()}: {', '.join(names)}" for t, names in convolutions.items() if t != "Int8"]
-    return f"{int8} of {total}" + "".join(f"; {o}" for o in others)
+    name = QUANTIZED[precision]
+    others = [f"{t.lower()}: {', '.join(names)}" for t, names in convolutions.items() if t != name]
+    return f"{len(convolutions.get(name, []))} of {total}" + "".join(f"; {o}" for o in others)
 
 
 def check_profile(dims, settings: dict, multiple: int, io: str = "float") -> None:

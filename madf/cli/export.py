@@ -41,17 +41,22 @@ from madf.common import paths
 @click.option("--int8", is_flag=True,
               help="INT8 Q/DQ graph (explicit quantization: ONNX Runtime, TensorRT), calibrated on real photos with "
                    "masks from the paper's hole-ratio buckets and checked against FP32 before it is written.")
+@click.option("--fp8", is_flag=True,
+              help="FP8 (E4M3) Q/DQ graph for TensorRT on Ada, Hopper and newer, calibrated and gated as --int8 is "
+                   "(FP8 keeps ~30 dB per tensor: set --quant-gate).")
 @click.option("--calib", type=PATH, default=None,
-              help="--int8: a folder of your own photos to calibrate on and check with (default: the bundled ones).")
-@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
-              show_default=True, help="--int8: how activation ranges are chosen from the calibration photos.")
+              help="--int8/--fp8: a folder of your own photos to calibrate on and check with (default: the "
+                   "bundled ones).")
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile", "distribution"]), default=None,
+              help="--int8 (default minmax) / --fp8 (distribution only): how activation ranges are chosen from the "
+                   "calibration photos.")
 @click.option("--int8-for", "int8_form", type=click.Choice(["tensorrt", "onnxruntime"]), default="tensorrt",
               show_default=True,
               help="--int8: tensorrt: symmetric INT8 around Conv only, the Q/DQ form TensorRT and ONNX Runtime both "
                    "take; onnxruntime: UINT8 activations between layers too, ONNX Runtime's fast CPU path (TensorRT "
                    "refuses it).")
-@click.option("--int8-gate", type=float, default=40.0, show_default=True, metavar="DB",
-              help="--int8: the PSNR (dB) every held-out photo's composite must reach against FP32's; layers are "
+@click.option("--quant-gate", "--int8-gate", "gate_db", type=float, default=40.0, show_default=True, metavar="DB",
+              help="--int8/--fp8: the PSNR (dB) every held-out photo's composite must reach against FP32's; layers are "
                    "kept in float, noisiest first, until it does.")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Fix N (default: dynamic).")
 @click.option("--height", type=click.IntRange(min=1), default=None,
@@ -78,23 +83,26 @@ from madf.common import paths
               help="Also build a TensorRT engine here (as madf-build does, with the options below).")
 @engine_options
 @OVERWRITE
-def main(ckpt: Path, output: Optional[Path], dynconv: str, target: Optional[str], fp16: bool, int8: bool,
-         calib: Optional[Path], calib_method: str, int8_form: str, int8_gate: float, batch, height, width,
+def main(ckpt: Path, output: Optional[Path], dynconv: str, target: Optional[str], fp16: bool, int8: bool, fp8: bool,
+         calib: Optional[Path], calib_method: Optional[str], int8_form: str, gate_db: float, batch, height, width,
          io: str, invert_mask: bool, raw_outputs: bool, opset: int, simplify: bool, check: bool, verify: bool,
          check_size, engine: Optional[Path], backend: str, overwrite: bool, **build_settings) -> None:
     """Export CKPT to ONNX (checked with onnx.checker and full shape inference; written atomically)."""
     setup_logging()
-    if int8 and (fp16 or dynconv != "native" or raw_outputs):
+    quantized = "fp8" if fp8 else "int8" if int8 else None
+    if int8 and fp8:
+        raise click.UsageError("--int8 with --fp8: choose one")
+    if quantized and (fp16 or dynconv != "native" or raw_outputs):
         clash = "--fp16" if fp16 else "--raw-outputs" if raw_outputs else f"--dynconv {dynconv}"
-        raise click.UsageError(f"--int8 with {clash}: INT8 is quantized from the FP32 native lowering (ONNX Runtime "
-                               f"calibrates it); drop {clash}")
+        raise click.UsageError(f"--{quantized} with {clash}: {quantized.upper()} is quantized from the FP32 native "
+                               f"lowering (ONNX Runtime calibrates it); drop {clash}")
     if check and (dynconv == "plugin" or raw_outputs):
         raise click.UsageError("--check runs ONNX Runtime, which has no MADFDynamicFilter op and composites only "
                                "the contract output: use it with --dynconv native and without --raw-outputs")
     with cli_errors():
         if output is None:
             suffix = {"plugin": "-plugin", "auto": "-mixed"}.get(dynconv, "") + ("-fp16" if fp16 else "") + \
-                ("-int8" if int8 else "") + \
+                (f"-{quantized}" if quantized else "") + \
                 ("-raw" if raw_outputs else "") + ("-uint8" if io == "uint8" else "")
             output = ckpt.with_name(ckpt.stem + suffix + ".onnx")
         # every output checked before the checkpoint is even read: a read-only folder fails at once
@@ -131,34 +139,36 @@ def main(ckpt: Path, output: Optional[Path], dynconv: str, target: Optional[str]
                                        shown_as={"onnxruntime": output}), output)
         else:
             checked = None
-        if int8:
-            _export_int8(net, output, options, calib, calib_method, int8_form, int8_gate, size)
+        if quantized:
+            _export_quantized(net, output, options, calib, calib_method, "fp8" if fp8 else int8_form, gate_db, size)
         else:
             export_onnx(net, output, options, verify=checked)
         if engine is not None:
             build_and_describe(output, engine, fp16, backend, **build_settings)
 
 
-def _export_int8(net, output: Path, options, calib, method: str, form: str, gate_db: float, size) -> None:
+def _export_quantized(net, output: Path, options, calib, method: Optional[str], form: str, gate_db: float, size
+                      ) -> None:
     """FP32 export to a temp file, then quantized into ``output`` once it passes the gate (madf.quantize.int8)."""
     import tempfile
 
     from madf.export.onnx import export_onnx
-    from madf.quantize.int8 import Int8Options, quantize_int8
-    settings = Int8Options(method=method, form=form, calibration=calib, gate_db=gate_db,
-                           size=size or max(256, 2 * net.config.multiple))
+    from madf.quantize.int8 import FORMS, QuantOptions, quantize_file
+    settings = QuantOptions(method=method, form=form, calibration=calib, gate_db=gate_db,
+                            size=size or max(256, 2 * net.config.multiple))
     settings.validate()
-    with tempfile.TemporaryDirectory(prefix="madf-int8-") as work:
+    with tempfile.TemporaryDirectory(prefix="madf-quant-") as work:
         fp32 = Path(work) / "fp32.onnx"
         export_onnx(net, fp32, options)
-        meta = quantize_int8(fp32, output, settings, on_progress=lambda line: click.echo(f"INT8: {line}"))
-    kept = meta["madf.int8_float_layers"]
+        meta = quantize_file(fp32, output, settings,
+                             on_progress=lambda line: click.echo(f"{FORMS[form].precision.upper()}: {line}"))
+    kept = meta["madf.quant_float_layers"]
     click.echo(format_table(["file", "for", "method", "calibration", "PSNR vs FP32 (worst photo)", "in the hole",
                              "layers kept in float"],
-                            [[str(output), meta["madf.int8_form"], meta["madf.int8_method"],
-                              f"{meta['madf.int8_calibration_photos']} photos",
-                              f"{meta['madf.int8_psnr_db']} dB (gate {meta['madf.int8_gate_db']})",
-                              f"{meta['madf.int8_hole_psnr_db']} dB", kept.replace(",", ", ") or "none"]]))
+                            [[str(output), meta["madf.quant_form"], meta["madf.quant_method"],
+                              f"{meta['madf.quant_calibration_photos']} photos",
+                              f"{meta['madf.quant_psnr_db']} dB (gate {meta['madf.quant_gate_db']})",
+                              f"{meta['madf.quant_hole_psnr_db']} dB", kept.replace(",", ", ") or "none"]]))
 
 
 def _require(ok: bool, output: Path) -> None:

@@ -18,7 +18,7 @@ from madf.common.atomic import atomic_path
 from madf.common.errors import DeviceError, ModelError, PluginError, first_line
 from madf.engines.layers import capturing_logger, convolution_precisions
 from madf.engines.plugin_files import require_plugin_file
-from madf.export.onnx_file import uses_plugin
+from madf.export.onnx_file import QUANTIZED, uses_plugin
 
 log = logging.getLogger("madf")
 
@@ -92,7 +92,7 @@ class BuildReport:
     exclude_lean_runtime: bool = False
     plugin_libs: List[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
-    # int8: {input data type: [ONNX convolutions]} from the build log (madf.engines.layers); None: not logged
+    # int8/fp8: {input data type: [ONNX convolutions]} from the build log (madf.engines.layers); None: not logged
     convolutions: Optional[Dict[str, List[str]]] = None
 
 
@@ -286,13 +286,14 @@ def build_engine(onnx_path, output, options: Optional[BuildOptions] = None, back
     trt, name = load_tensorrt(backend)
     started = time.perf_counter()
     precision, weak_fp16 = _precision(trt, name, meta, options.fp16, onnx_path)
-    layer_log: List[str] = []   # int8: the builder's layer table, to say which convolutions run in INT8
-    logger = capturing_logger(trt, layer_log) if precision == "int8" else trt.Logger(trt.Logger.WARNING)
+    layer_log: List[str] = []   # int8/fp8: the builder's layer table, to say which convolutions run quantized
+    quantized = precision in QUANTIZED
+    logger = capturing_logger(trt, layer_log) if quantized else trt.Logger(trt.Logger.WARNING)
     plugins = load_plugin_libraries(trt, options.plugin_libs)
     builder = trt.Builder(logger)
     network, _parser = _parse(trt, name, builder, logger, onnx_path, meta, weak_fp16)
     config = builder.create_builder_config()
-    if precision == "int8":
+    if quantized:
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     if weak_fp16:
         config.set_flag(trt.BuilderFlag.FP16)
@@ -336,7 +337,7 @@ def build_engine(onnx_path, output, options: Optional[BuildOptions] = None, back
                          version_compatible=options.version_compatible,
                          exclude_lean_runtime=options.exclude_lean_runtime, plugin_libs=plugins,
                          seconds=time.perf_counter() - started,
-                         convolutions=convolution_precisions(layer_log) if precision == "int8" else None)
+                         convolutions=convolution_precisions(layer_log) if quantized else None)
     log.info("wrote %s (%s %s, %.1f MB, %.1f s)", output, name, trt.__version__, report.engine_bytes / 1e6,
              report.seconds)
     return report

@@ -19,7 +19,7 @@ from typing import Any, Dict, Optional
 from madf.common.atomic import atomic_path
 from madf.common.errors import ModelError
 from madf.engines.build import MAX_SIDE
-from madf.export.onnx_file import plugin_levels_of
+from madf.export.onnx_file import QUANTIZED, plugin_levels_of
 
 FORMAT = "madf-engine/1"
 # what every reader of a sidecar relies on (the runtimes, Triton, the cache); checked once, in read_sidecar
@@ -82,8 +82,8 @@ def build_sidecar(engine, onnx_path, report) -> Dict[str, Any]:
         # the levels whose dynamic filter is the MADFDynamicFilter plugin ([] native; all of them for plugin)
         "plugin_levels": plugin_levels_of(meta),
         "precision": report.precision,
-        # int8 only: {input data type: [ONNX convolutions]} as the builder logged them (None: not logged)
-        **({"convolutions": report.convolutions} if report.precision == "int8" else {}),
+        # int8/fp8 only: {input data type: [ONNX convolutions]} as the builder logged them (None: not logged)
+        **({"convolutions": report.convolutions} if report.precision in QUANTIZED else {}),
         "profile": {name: dict(zip(("min", "opt", "max"), map(list, shapes)))
                     for name, shapes in report.profile.items()},
         "tensorrt": {"backend": report.backend, "version": report.version},

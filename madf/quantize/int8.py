@@ -1,6 +1,11 @@
-"""INT8 files: an exported FP32 ONNX file quantized to explicit Q/DQ form (the form TensorRT 10/11 and ONNX Runtime
-both take) by ONNX Runtime's static quantizer, calibrated on real photos with masks from the paper's hole-ratio
-buckets, and held to a quality gate before it takes its name.
+"""INT8 and FP8 files: an exported FP32 ONNX file quantized to explicit Q/DQ form (the form TensorRT 10/11 and ONNX
+Runtime both take) by ONNX Runtime's static quantizer, calibrated on real photos with masks from the paper's
+hole-ratio buckets, and held to a quality gate before it takes its name.
+
+FP8 (E4M3, for TensorRT on Ada, Hopper and newer) is the tensorrt form with float8 Q/DQ; ONNX Runtime calibrates
+float8 only by the distribution of each tensor, and runs its Q/DQ on the CPU, so the gate holds it to FP32 too. E4M3
+keeps 3 mantissa bits: about 30 dB of signal to noise per tensor whatever the scale, so a deep network's composite
+lands near 30 dB, not 40: the gate for FP8 is the user's to set (``--quant-gate``).
 
 Why ONNX Runtime's quantizer (not NVIDIA Model Optimizer's): the gate, the sensitivity pass and every CPU consumer run
 on ONNX Runtime, and its debugging module (``qdq_loss_debug``) measures each tensor's quantization noise, which is
@@ -32,7 +37,7 @@ from madf.common.errors import InputError, MADFError
 from madf.inpaint import imaging
 
 log = logging.getLogger("madf")
-METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile", "distribution": "Distribution"}
 QUANTIZED_OPS = ("Conv", "ConvTranspose")   # the layers the sensitivity pass ranks and may keep in float
 
 
@@ -42,9 +47,11 @@ class Form:
     benchmarks.md, 2026-12-02, 2-core AVX2 CPU without VNNI, official-size network, 256x256, batch 1; FP32 414 ms):
     tensorrt 590 ms, 43.9 dB; onnxruntime 325 ms (1.27x), 42.2 dB."""
     ops: tuple
-    activations: str        # QInt8 or QUInt8
+    activations: str        # QInt8, QUInt8 or QFLOAT8E4M3FN
     symmetric: bool
     int32_bias: bool        # ONNX Runtime's default; TensorRT's parser refuses an INT32 DequantizeLinear
+    weights: str = "QInt8"
+    precision: str = "int8"
 
 
 FORMS = {
@@ -53,20 +60,24 @@ FORMS = {
     # ONNX Runtime's CPU fast path: UINT8 activations with zero points (u8s8 kernels), and the activations between
     # layers quantized too, so DQ -> Conv -> Q fuses into QLinearConv; TensorRT refuses UINT8 zero points
     "onnxruntime": Form(QUANTIZED_OPS + ("LeakyRelu", "Relu", "Concat", "Resize", "Add"), "QUInt8", False, True),
+    # FP8 E4M3 for TensorRT (TensorRT-RTX builds it for SM 8.9: 34 of 36 Conv layers in FP8 on the test network)
+    "fp8": Form(QUANTIZED_OPS, "QFLOAT8E4M3FN", True, False, weights="QFLOAT8E4M3FN", precision="fp8"),
 }
+FLOAT_METHODS = ("distribution",)   # what ONNX Runtime calibrates float8 with
 GATE_DB = 40.0
 MAX_KEPT_FLOAT = 12   # layers the sensitivity pass may keep in float before it gives up
 CLEAN_DB = 120.0      # the SQNR of a tensor no quantization touched (the inputs)
 
 
 class QuantizationError(MADFError, ValueError):
-    """An INT8 file could not be made (no calibration photos, a gate it cannot reach); one line, nothing written."""
+    """An INT8 or FP8 file could not be made (no calibration photos, a gate it cannot reach): one line, nothing
+    written."""
 
 
 @dataclasses.dataclass
-class Int8Options:
-    method: str = "minmax"                 # one of METHODS
-    form: str = "tensorrt"                 # one of FORMS: the runtime the file is made for
+class QuantOptions:
+    method: Optional[str] = None           # one of METHODS (None: minmax, for FP8 distribution)
+    form: str = "tensorrt"                 # one of FORMS: the runtime (or FP8) the file is made for
     calibration: Optional[Path] = None     # a folder of photos (default: the bundled photos)
     count: int = 8                         # calibration inputs
     held_out: int = 4                      # gate inputs (other photos than the calibration ones)
@@ -74,11 +85,20 @@ class Int8Options:
     gate_db: float = GATE_DB
     seed: int = 0
 
+    @property
+    def calibration_method(self) -> str:
+        return self.method or (FLOAT_METHODS[0] if FORMS[self.form].precision == "fp8" else "minmax")
+
     def validate(self) -> None:
-        if self.method not in METHODS:
+        if self.method is not None and self.method not in METHODS:
             raise InputError(f"--calib-method {self.method!r}: choose one of {', '.join(METHODS)}")
         if self.form not in FORMS:
             raise InputError(f"--int8-for {self.form!r}: choose one of {', '.join(FORMS)}")
+        fp8 = FORMS[self.form].precision == "fp8"
+        if fp8 != (self.calibration_method in FLOAT_METHODS):
+            raise InputError(f"--calib-method {self.calibration_method}: ONNX Runtime calibrates "
+                             + ("FP8 by distribution only; drop --calib-method" if fp8 else
+                                "distribution for FP8 only; choose minmax, entropy or percentile"))
         if self.count < 1 or self.held_out < 1:
             raise InputError("--int8 needs at least one calibration and one held-out photo")
 
@@ -96,7 +116,7 @@ class GateResult:
         return self.worst >= gate_db
 
 
-def _photos(options: Int8Options) -> List[Path]:
+def _photos(options: QuantOptions) -> List[Path]:
     if options.calibration is None:
         from madf.data.photos import sample_photos
         return sample_photos()
@@ -109,7 +129,7 @@ def _photos(options: Int8Options) -> List[Path]:
     return found
 
 
-def feeds(options: Int8Options, multiple: int, io: str = "float", invert_mask: bool = False):
+def feeds(options: QuantOptions, multiple: int, io: str = "float", invert_mask: bool = False):
     """(calibration feeds, held-out feeds, the calibration set's SHA-256): the central squares of real photos
     resized to ``options.size``, each with a seeded mask from the next hole-ratio bucket, in the file's own I/O
     (float contract or uint8)."""
@@ -161,11 +181,19 @@ def _Reader(items: Sequence[Dict[str, np.ndarray]]):
     return Reader()
 
 
-def _session(path: Path):
+def _options(precision: str):
     import onnxruntime as ort
+
+    from madf.export.onnx_file import ort_graph_level
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ort_graph_level(precision))
+    return options
+
+
+def _session(path: Path, precision: str):
+    import onnxruntime as ort
+    return ort.InferenceSession(str(path), _options(precision), providers=["CPUExecutionProvider"])
 
 
 def _psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
@@ -174,19 +202,20 @@ def _psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
     return imaging.compare(a / peak, b / peak)["psnr"]
 
 
-def outputs(path: Path, feeds) -> List[np.ndarray]:
-    """The file's output for each feed (run once for the FP32 reference, however many candidates are gated)."""
-    sess = _session(path)
+def outputs(path: Path, feeds, precision: str = "fp32") -> List[np.ndarray]:
+    """The file's output for each feed (run once for the FP32 reference, however many candidates are gated), run as
+    madf's ONNX Runtime backend runs a file of that precision."""
+    sess = _session(path, precision)
     return [sess.run(None, feed)[0] for feed in feeds]
 
 
 def gate(fp32: Path, int8: Path, held_out, io: str = "float",
-         reference: Optional[List[np.ndarray]] = None) -> GateResult:
+         reference: Optional[List[np.ndarray]] = None, precision: str = "int8") -> GateResult:
     """Each held-out photo through both files (``reference``: the FP32 file's outputs, when already run); PSNR of
     the composites, and in the hole only."""
     reference = outputs(fp32, held_out) if reference is None else reference
     composite, hole_db = [], []
-    for feed, outs in zip(held_out, zip(reference, outputs(int8, held_out))):
+    for feed, outs in zip(held_out, zip(reference, outputs(int8, held_out, precision))):
         if io == "uint8":   # the file composites and rounds itself; its mask input may be inverted
             hole = np.any(outs[0] != feed["image"], axis=-1) | np.any(outs[1] != feed["image"], axis=-1)
             pair, peak = outs, 255.0
@@ -218,7 +247,8 @@ def _quantize(fp32: Path, out: Path, calibration, method: str, exclude: Sequence
         with contextlib.redirect_stdout(io.StringIO()):   # its calibrators print their progress
             quantize_static(str(fp32), str(out), _Reader(calibration), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=getattr(QuantType, form.activations),
-                            weight_type=QuantType.QInt8, calibrate_method=getattr(CalibrationMethod, METHODS[method]),
+                            weight_type=getattr(QuantType, form.weights),
+                            calibrate_method=getattr(CalibrationMethod, METHODS[method]),
                             op_types_to_quantize=list(form.ops), nodes_to_exclude=list(exclude),
                             extra_options={"ActivationSymmetric": form.symmetric, "WeightSymmetric": True,
                                            "QuantizeBias": form.int32_bias})
@@ -226,17 +256,17 @@ def _quantize(fp32: Path, out: Path, calibration, method: str, exclude: Sequence
         logging.getLogger().removeFilter(hint)
 
 
-def activations(path: Path, calibration) -> Dict[str, list]:
+def activations(path: Path, calibration, precision: str = "fp32") -> Dict[str, list]:
     """Every intermediate tensor of the file on the calibration inputs (ONNX Runtime's qdq_loss_debug)."""
     from onnxruntime.quantization import qdq_loss_debug as debug
     with tempfile.TemporaryDirectory(prefix="madf-int8-") as work:
         augmented = Path(work) / "augmented.onnx"
         debug.modify_model_output_intermediate_tensors(str(path), str(augmented))
-        return debug.collect_activations(str(augmented), _Reader(calibration))
+        return debug.collect_activations(str(augmented), _Reader(calibration), session_options=_options(precision))
 
 
-def noisiest_layers(fp32: Path, int8: Path, calibration, float_activations: Optional[Dict[str, list]] = None
-                    ) -> List[str]:
+def noisiest_layers(fp32: Path, int8: Path, calibration, float_activations: Optional[Dict[str, list]] = None,
+                    precision: str = "int8") -> List[str]:
     """Quantized layers, costliest first: how much each Conv lowers the signal-to-quantization-noise ratio of the
     INT8 model's activations against the float model's (``float_activations``, when already collected), from its
     input to its output (ONNX Runtime's qdq_loss_debug over the calibration inputs): the error a layer adds, not the
@@ -244,7 +274,7 @@ def noisiest_layers(fp32: Path, int8: Path, calibration, float_activations: Opti
     from onnxruntime.quantization import qdq_loss_debug as debug
     if float_activations is None:
         float_activations = activations(fp32, calibration)
-    matching = debug.create_activation_matching(activations(int8, calibration), float_activations)
+    matching = debug.create_activation_matching(activations(int8, calibration, precision), float_activations)
     errors = debug.compute_activation_error(matching)
     sqnr = {tensor: min(float(err.get("xmodel_err", CLEAN_DB)), CLEAN_DB) for tensor, err in errors.items()}
     model = onnx.load(str(fp32), load_external_data=False)
@@ -253,20 +283,22 @@ def noisiest_layers(fp32: Path, int8: Path, calibration, float_activations: Opti
     return [name for _, name in sorted(added, reverse=True)]
 
 
-def quantize_int8(fp32: Path, output: Path, options: Optional[Int8Options] = None, *,
+def quantize_file(fp32: Path, output: Path, options: Optional[QuantOptions] = None, *,
                   on_progress=None) -> Dict[str, str]:
     """Quantize the exported FP32 file ``fp32`` into ``output`` (written atomically, only once it passes the gate);
     returns the metadata recorded in it."""
     from madf.export.onnx_file import stamp
-    options = options or Int8Options()
+    options = options or QuantOptions()
     options.validate()
+    form, method = FORMS[options.form], options.calibration_method
+    name = form.precision.upper()
     model = onnx.load(str(fp32), load_external_data=False)
     meta = {p.key: p.value for p in model.metadata_props}
     if meta.get("madf.precision", "fp32") != "fp32":
-        raise InputError(f"{fp32}: an {meta['madf.precision']} file; INT8 is quantized from FP32 (drop --fp16)")
+        raise InputError(f"{fp32}: an {meta['madf.precision']} file; {name} is quantized from FP32 (drop --fp16)")
     if "MADFDynamicFilter" in {n.op_type for n in model.graph.node}:
         raise InputError(f"{fp32}: the plugin lowering's custom op cannot run in ONNX Runtime's calibration; "
-                         f"export --int8 with --dynconv native")
+                         f"export --{form.precision} with --dynconv native")
     io = meta.get("madf.io", "float")
     calibration, held_out, digest = feeds(options, int(meta.get("madf.multiple", "1")), io,
                                           meta.get("madf.mask") == "inverted")
@@ -277,31 +309,33 @@ def quantize_int8(fp32: Path, output: Path, options: Optional[Int8Options] = Non
         candidate = Path(work) / "int8.onnx"
         while True:
             if on_progress:
-                on_progress(f"calibrating ({options.method}, {len(calibration)} photos"
+                on_progress(f"calibrating ({method}, {len(calibration)} photos"
                             + (f", {len(kept)} layer(s) in float" if kept else "") + ")")
-            _quantize(fp32, candidate, calibration, options.method, kept, FORMS[options.form])
-            result = gate(fp32, candidate, held_out, io, reference)
-            log.info("INT8 gate: composite %.2f dB (worst), hole %.2f dB; %d layer(s) in float", result.worst,
+            _quantize(fp32, candidate, calibration, method, kept, form)
+            result = gate(fp32, candidate, held_out, io, reference, form.precision)
+            log.info("%s gate: composite %.2f dB (worst), hole %.2f dB; %d layer(s) in float", name, result.worst,
                      min(result.hole_db), len(kept))
             if result.passes(options.gate_db):
                 break
             if float_activations is None:
                 float_activations = activations(fp32, calibration)
-            ranked = [n for n in noisiest_layers(fp32, candidate, calibration, float_activations) if n not in kept]
+            ranked = [n for n in noisiest_layers(fp32, candidate, calibration, float_activations, form.precision)
+                      if n not in kept]
             if not ranked or len(kept) >= MAX_KEPT_FLOAT:
                 worst = ranked[0] if ranked else (kept[-1] if kept else "?")
                 raise QuantizationError(
-                    f"INT8 reaches {result.worst:.2f} dB against FP32 (gate {options.gate_db:g} dB) with "
+                    f"{name} reaches {result.worst:.2f} dB against FP32 (gate {options.gate_db:g} dB) with "
                     f"{len(kept)} layer(s) kept in float; the noisiest left is {worst}: loosen the gate "
-                    f"(--int8-gate {max(0.0, np.floor(result.worst)):g}), try --calib-method entropy or percentile, "
-                    f"or export FP16")
+                    f"(--quant-gate {max(0.0, np.floor(result.worst)):g})"
+                    + (", try --calib-method entropy or percentile" if form.precision == "int8" else "")
+                    + ", or export FP16")
             kept.append(ranked[0])
         quantized = onnx.load(str(candidate))
-    extra = {"madf.precision": "int8", "madf.int8_method": options.method, "madf.int8_form": options.form,
-             "madf.int8_calibration_sha256": digest, "madf.int8_calibration_photos": str(len(calibration)),
-             "madf.int8_gate_db": f"{options.gate_db:g}",
-             "madf.int8_psnr_db": f"{result.worst:.2f}", "madf.int8_hole_psnr_db": f"{min(result.hole_db):.2f}",
-             "madf.int8_float_layers": ",".join(kept)}
+    extra = {"madf.precision": form.precision, "madf.quant_method": method, "madf.quant_form": options.form,
+             "madf.quant_calibration_sha256": digest, "madf.quant_calibration_photos": str(len(calibration)),
+             "madf.quant_gate_db": f"{options.gate_db:g}",
+             "madf.quant_psnr_db": f"{result.worst:.2f}", "madf.quant_hole_psnr_db": f"{min(result.hole_db):.2f}",
+             "madf.quant_float_layers": ",".join(kept)}
     kept_meta = {k: v for k, v in meta.items() if k not in extra}
     del quantized.metadata_props[:]
     for key, value in kept_meta.items():

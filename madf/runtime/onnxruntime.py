@@ -66,8 +66,12 @@ class OnnxRuntimeBackend(BackendBase):
                                  f"Runtime") from None
             raise ModelError(f"{path}: onnxruntime cannot load it ({msg}); export it again with madf-export") from None
         self.path, self.device = path, device
-        from madf.export.onnx_file import check_weights, load_model, validate_metadata
+        from madf.export.onnx_file import check_weights, load_model, ort_graph_level, validate_metadata
         self.metadata = validate_metadata(dict(self.session.get_modelmeta().custom_metadata_map), path)
+        level = ort_graph_level(self.precision)
+        if level != "ORT_ENABLE_ALL":   # known only once the file's metadata is read: a second session
+            options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+            self.session = ort.InferenceSession(data, options, providers=providers)
         check_weights(path, load_model(path, data), digest=verify_digest)
         if self.metadata.get("madf.raw_outputs") == "1":
             raise ModelError(f"{path} was exported with --raw-outputs (network outputs, no compositing); export "
