@@ -1,5 +1,6 @@
 """INT8 files (madf.quantize.int8, madf-export --int8): Q/DQ graphs calibrated on real photos, a quality gate against
 FP32 before the file takes its name, the sensitivity pass, and one line for each bad input with nothing written."""
+import json
 import re
 
 import numpy as np
@@ -153,7 +154,6 @@ def test_madf_export_int8_and_its_bad_inputs(ckpt, tmp_path):
         assert "Traceback" not in result.output
 
     one_line(run("--int8", "--fp16", "--output", tmp_path / "a.onnx"), "--int8 with --fp16")
-    one_line(run("--int8", "--dynconv", "plugin", "--output", tmp_path / "a.onnx"), "--dynconv plugin")
     empty = tmp_path / "empty"
     empty.mkdir()
     one_line(run("--int8", "--calib", empty, "--output", tmp_path / "a.onnx"), "no photos in it")
@@ -293,3 +293,33 @@ def test_an_fp8_file_is_made_gated_and_built_for_ada(exported, rtx, tmp_path):
                                                                    max_shape=(1, 64, 64), compute_capability="8.9"))
     print(report.convolutions)
     assert report.precision == "fp8" and len(report.convolutions.get("FP8", [])) >= 20
+
+
+def test_the_plugin_lowering_takes_its_native_twins_qdq(ckpt, tmp_path):
+    """--int8 --dynconv plugin: ONNX Runtime cannot run the custom op, so the native twin is calibrated and gated,
+    and the plugin file gets Q/DQ around the same convolutions with the same scales; the custom op stays float."""
+    from onnx import numpy_helper
+
+    run = lambda *args: CliRunner().invoke(export_main, ["--ckpt", str(ckpt), "--check-size", "64", *map(str, args)])  # noqa: E731
+    native, plugin = tmp_path / "native.onnx", tmp_path / "plugin.onnx"
+    for out, extra in ((native, []), (plugin, ["--dynconv", "plugin"])):
+        result = run("--int8", "--output", out, *extra)
+        assert result.exit_code == 0, result.output
+    meta = _meta(plugin)
+    assert meta["madf.precision"] == "int8" and meta["madf.lowering"] == "plugin"
+    assert meta["madf.quant_gated_on"] == "native lowering"
+    assert float(meta["madf.quant_psnr_db"]) >= float(meta["madf.quant_gate_db"]) == 40
+
+    def scales(path):
+        model = onnx.load(str(path))
+        values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        return model, {n.input[0]: float(values[n.input[1]]) for n in model.graph.node if n.op_type == "QuantizeLinear"}
+
+    lowered, got = scales(plugin)
+    _, want = scales(native)
+    assert got and all(want[t] == v for t, v in got.items())   # the native twin's calibration, tensor by tensor
+    # the custom op stays float: its generator weights and biases are the float initializers, not dequantized INT8
+    floats = {i.name for i in lowered.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    custom = [n for n in lowered.graph.node if n.op_type == "MADFDynamicFilter"]
+    assert len(custom) == json.loads(meta["madf.config"])["levels"]   # one per level, as exported
+    assert all(n.input[2] in floats and n.input[3] in floats for n in custom)

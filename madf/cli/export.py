@@ -92,10 +92,10 @@ def main(ckpt: Path, output: Optional[Path], dynconv: str, target: Optional[str]
     quantized = "fp8" if fp8 else "int8" if int8 else None
     if int8 and fp8:
         raise click.UsageError("--int8 with --fp8: choose one")
-    if quantized and (fp16 or dynconv != "native" or raw_outputs):
-        clash = "--fp16" if fp16 else "--raw-outputs" if raw_outputs else f"--dynconv {dynconv}"
-        raise click.UsageError(f"--{quantized} with {clash}: {quantized.upper()} is quantized from the FP32 native "
-                               f"lowering (ONNX Runtime calibrates it); drop {clash}")
+    if quantized and (fp16 or raw_outputs):
+        clash = "--fp16" if fp16 else "--raw-outputs"
+        raise click.UsageError(f"--{quantized} with {clash}: {quantized.upper()} is quantized from the FP32 contract "
+                               f"file (ONNX Runtime calibrates it); drop {clash}")
     if check and (dynconv == "plugin" or raw_outputs):
         raise click.UsageError("--check runs ONNX Runtime, which has no MADFDynamicFilter op and composites only "
                                "the contract output: use it with --dynconv native and without --raw-outputs")
@@ -149,7 +149,10 @@ def main(ckpt: Path, output: Optional[Path], dynconv: str, target: Optional[str]
 
 def _export_quantized(net, output: Path, options, calib, method: Optional[str], form: str, gate_db: float, size
                       ) -> None:
-    """FP32 export to a temp file, then quantized into ``output`` once it passes the gate (madf.quantize.int8)."""
+    """FP32 export to a temp file, then quantized into ``output`` once it passes the gate (madf.quantize.int8). A
+    plugin or mixed lowering is exported twice: its native twin is calibrated and gated (ONNX Runtime cannot run the
+    custom op), the lowered file gets the same Q/DQ."""
+    import dataclasses
     import tempfile
 
     from madf.export.onnx import export_onnx
@@ -158,9 +161,12 @@ def _export_quantized(net, output: Path, options, calib, method: Optional[str], 
                             size=size or max(256, 2 * net.config.multiple))
     settings.validate()
     with tempfile.TemporaryDirectory(prefix="madf-quant-") as work:
-        fp32 = Path(work) / "fp32.onnx"
-        export_onnx(net, fp32, options)
-        meta = quantize_file(fp32, output, settings,
+        fp32, lowered = Path(work) / "fp32.onnx", None
+        export_onnx(net, fp32, dataclasses.replace(options, lowering="native"))
+        if options.lowering != "native":
+            lowered = Path(work) / "lowered.onnx"
+            export_onnx(net, lowered, options)
+        meta = quantize_file(fp32, output, settings, lowered=lowered,
                              on_progress=lambda line: click.echo(f"{FORMS[form].precision.upper()}: {line}"))
     kept = meta["madf.quant_float_layers"]
     click.echo(format_table(["file", "for", "method", "calibration", "PSNR vs FP32 (worst photo)", "in the hole",

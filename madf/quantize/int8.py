@@ -239,13 +239,18 @@ class _NoPreprocessHint(logging.Filter):
         return "pre-processing" not in record.getMessage()
 
 
-def _quantize(fp32: Path, out: Path, calibration, method: str, exclude: Sequence[str], form: Form) -> None:
+def _quantize(fp32: Path, out: Path, calibration, method: str, exclude: Sequence[str], form: Form,
+              cache: Path) -> None:
+    """ONNX Runtime's static quantizer; ``cache`` keeps the calibrated ranges (ONNX Runtime's calibration cache):
+    the float model's ranges do not change with the layers kept in float, and a plugin file, which ONNX Runtime
+    cannot run, takes its native twin's."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     hint = _NoPreprocessHint()
     logging.getLogger().addFilter(hint)
     try:
         with contextlib.redirect_stdout(io.StringIO()):   # its calibrators print their progress
             quantize_static(str(fp32), str(out), _Reader(calibration), quant_format=QuantFormat.QDQ,
+                            calibration_cache_path=str(cache),
                             per_channel=True, activation_type=getattr(QuantType, form.activations),
                             weight_type=getattr(QuantType, form.weights),
                             calibrate_method=getattr(CalibrationMethod, METHODS[method]),
@@ -283,10 +288,15 @@ def noisiest_layers(fp32: Path, int8: Path, calibration, float_activations: Opti
     return [name for _, name in sorted(added, reverse=True)]
 
 
-def quantize_file(fp32: Path, output: Path, options: Optional[QuantOptions] = None, *,
+def quantize_file(fp32: Path, output: Path, options: Optional[QuantOptions] = None, *, lowered: Optional[Path] = None,
                   on_progress=None) -> Dict[str, str]:
     """Quantize the exported FP32 file ``fp32`` into ``output`` (written atomically, only once it passes the gate);
-    returns the metadata recorded in it."""
+    returns the metadata recorded in it.
+
+    ``lowered``: the same network exported with the plugin (or mixed) lowering, whose MADFDynamicFilter op ONNX
+    Runtime cannot run. ``fp32`` (its native twin) is calibrated and gated; ``lowered`` then gets Q/DQ around the
+    same standard ops with the same ranges and the same layers in float, its custom op left in float (the op's
+    contract: it equals the native lowering, tests/test_op_contract.py), and is what ``output`` holds."""
     from madf.export.onnx_file import stamp
     options = options or QuantOptions()
     options.validate()
@@ -298,20 +308,22 @@ def quantize_file(fp32: Path, output: Path, options: Optional[QuantOptions] = No
         raise InputError(f"{fp32}: an {meta['madf.precision']} file; {name} is quantized from FP32 (drop --fp16)")
     if "MADFDynamicFilter" in {n.op_type for n in model.graph.node}:
         raise InputError(f"{fp32}: the plugin lowering's custom op cannot run in ONNX Runtime's calibration; "
-                         f"export --{form.precision} with --dynconv native")
+                         f"quantize its native twin and pass this file as lowered= (madf-export does)")
     io = meta.get("madf.io", "float")
     calibration, held_out, digest = feeds(options, int(meta.get("madf.multiple", "1")), io,
                                           meta.get("madf.mask") == "inverted")
     kept: List[str] = []
+    # a lowered file's custom op is float: its native twin's own convolutions inside the dynamic filter stay float too
+    fixed = [] if lowered is None else _unmatched(fp32, lowered)
     reference = outputs(fp32, held_out)   # the FP32 side of every gate and sensitivity pass, computed once
     float_activations = None
     with tempfile.TemporaryDirectory(prefix="madf-int8-") as work:
-        candidate = Path(work) / "int8.onnx"
+        candidate, cache = Path(work) / "quantized.onnx", Path(work) / "ranges.json"
         while True:
             if on_progress:
                 on_progress(f"calibrating ({method}, {len(calibration)} photos"
                             + (f", {len(kept)} layer(s) in float" if kept else "") + ")")
-            _quantize(fp32, candidate, calibration, method, kept, form)
+            _quantize(fp32, candidate, calibration, method, fixed + kept, form, cache)
             result = gate(fp32, candidate, held_out, io, reference, form.precision)
             log.info("%s gate: composite %.2f dB (worst), hole %.2f dB; %d layer(s) in float", name, result.worst,
                      min(result.hole_db), len(kept))
@@ -320,7 +332,7 @@ def quantize_file(fp32: Path, output: Path, options: Optional[QuantOptions] = No
             if float_activations is None:
                 float_activations = activations(fp32, calibration)
             ranked = [n for n in noisiest_layers(fp32, candidate, calibration, float_activations, form.precision)
-                      if n not in kept]
+                      if n not in kept and n not in fixed]
             if not ranked or len(kept) >= MAX_KEPT_FLOAT:
                 worst = ranked[0] if ranked else (kept[-1] if kept else "?")
                 raise QuantizationError(
@@ -330,12 +342,16 @@ def quantize_file(fp32: Path, output: Path, options: Optional[QuantOptions] = No
                     + (", try --calib-method entropy or percentile" if form.precision == "int8" else "")
                     + ", or export FP16")
             kept.append(ranked[0])
+        if lowered is not None:
+            meta = _lowered_meta(lowered, meta)
+            _quantize(lowered, candidate, calibration, method, _same_nodes(fp32, lowered, kept), form, cache)
         quantized = onnx.load(str(candidate))
     extra = {"madf.precision": form.precision, "madf.quant_method": method, "madf.quant_form": options.form,
              "madf.quant_calibration_sha256": digest, "madf.quant_calibration_photos": str(len(calibration)),
              "madf.quant_gate_db": f"{options.gate_db:g}",
              "madf.quant_psnr_db": f"{result.worst:.2f}", "madf.quant_hole_psnr_db": f"{min(result.hole_db):.2f}",
-             "madf.quant_float_layers": ",".join(kept)}
+             "madf.quant_float_layers": ",".join(kept),
+             **({"madf.quant_gated_on": "native lowering"} if lowered is not None else {})}
     kept_meta = {k: v for k, v in meta.items() if k not in extra}
     del quantized.metadata_props[:]
     for key, value in kept_meta.items():
@@ -344,3 +360,29 @@ def quantize_file(fp32: Path, output: Path, options: Optional[QuantOptions] = No
     with atomic_path(output) as tmp:
         onnx.save_model(quantized, str(tmp))
     return extra
+
+
+def _lowered_meta(lowered: Path, native_meta: Dict[str, str]) -> Dict[str, str]:
+    """The lowered file's metadata, after checking it is the native file's network."""
+    meta = {p.key: p.value for p in onnx.load(str(lowered), load_external_data=False).metadata_props}
+    if meta.get("madf.config") != native_meta.get("madf.config") or meta.get("madf.io") != native_meta.get("madf.io"):
+        raise InputError(f"{lowered}: not the same network and I/O as the native file it is quantized with")
+    return meta
+
+
+def _by_inputs(path: Path) -> Dict[tuple, str]:
+    return {(n.op_type, tuple(n.input)): n.name for n in onnx.load(str(path), load_external_data=False).graph.node
+            if n.op_type in QUANTIZED_OPS}
+
+
+def _same_nodes(native: Path, lowered: Path, names: Sequence[str]) -> List[str]:
+    """The lowered file's names for these native convolutions (the same op on the same inputs)."""
+    lowered_nodes = _by_inputs(lowered)
+    keys = {name: key for key, name in _by_inputs(native).items()}
+    return [lowered_nodes[keys[n]] for n in names if keys.get(n) in lowered_nodes]
+
+
+def _unmatched(native: Path, lowered: Path) -> List[str]:
+    """The native file's convolutions the lowered file has not: the ones inside its dynamic filters."""
+    lowered_keys = set(_by_inputs(lowered))
+    return [name for key, name in _by_inputs(native).items() if key not in lowered_keys]
