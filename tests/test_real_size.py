@@ -109,7 +109,8 @@ class Grey(BackendBase):
 
 def test_auto_keeps_known_pixels_bit_exact_and_fills_at_the_models_training_size():
     backend = Grey()
-    inpainter = Inpainter(backend)
+    # no border matching: on a noise photo it carries the noisy border into the fill, and this checks the grey
+    inpainter = Inpainter(backend, strategy=Strategy(match_border=False))
     assert inpainter.strategy.train_size == 64 and inpainter.strategy.thickest == 16
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
