@@ -323,3 +323,23 @@ def test_the_plugin_lowering_takes_its_native_twins_qdq(ckpt, tmp_path):
     custom = [n for n in lowered.graph.node if n.op_type == "MADFDynamicFilter"]
     assert len(custom) == json.loads(meta["madf.config"])["levels"]   # one per level, as exported
     assert all(n.input[2] in floats and n.input[3] in floats for n in custom)
+
+
+def test_madf_inpaint_and_madf_bench_run_an_int8_file(int8, tmp_path):
+    from madf.cli.bench import main as bench_main
+    from madf.cli.inpaint import main as inpaint_main
+
+    from conftest import random_pair
+    image, hole = random_pair(40, 56, seed=7)
+    Image.fromarray(image).save(tmp_path / "p.png")
+    Image.fromarray((hole * 255).astype(np.uint8)).save(tmp_path / "m.png")
+    result = CliRunner().invoke(inpaint_main, ["--model", str(int8), "--image", str(tmp_path / "p.png"), "--mask",
+                                               str(tmp_path / "m.png"), "--output", str(tmp_path / "out.png")])
+    assert result.exit_code == 0, result.output
+    filled = np.asarray(Image.open(tmp_path / "out.png").convert("RGB"))
+    assert np.array_equal(filled[~hole], image[~hole]) and not np.array_equal(filled, image)
+    result = CliRunner().invoke(bench_main, ["--model", str(int8), "--size", "64", "--runs", "3",
+                                             "--warmup-runs", "1"])
+    print(result.output)
+    assert result.exit_code == 0, result.output
+    assert "int8" in result.output
