@@ -80,7 +80,7 @@ def build_and_describe(onnx: Path, output: Path, fp16: bool, backend: str, **set
                                               if target["compute_capability"] else None])) or "this GPU"],
             ["lowering / precision", f"{report.lowering} / {report.precision}"],
             *([[f"{report.precision.upper()} convolutions", quantized_summary(report.convolutions, report.precision)]]
-              if report.convolutions is not None or report.precision in QUANTIZED else []),
+              if report.precision in QUANTIZED else []),
             ["version compatible", "yes" + (f" (carries {', '.join(p['file'] for p in sidecar['plugins'])})"
                                            if sidecar["plugins"] else "") if report.version_compatible else "no"]]
     if report.version_compatible:

@@ -60,7 +60,7 @@ FORMS = {
     # ONNX Runtime's CPU fast path: UINT8 activations with zero points (u8s8 kernels), and the activations between
     # layers quantized too, so DQ -> Conv -> Q fuses into QLinearConv; TensorRT refuses UINT8 zero points
     "onnxruntime": Form(QUANTIZED_OPS + ("LeakyRelu", "Relu", "Concat", "Resize", "Add"), "QUInt8", False, True),
-    # FP8 E4M3 for TensorRT (TensorRT-RTX builds it for SM 8.9: 34 of 36 Conv layers in FP8 on the test network)
+    # FP8 E4M3 for TensorRT (TensorRT-RTX builds it for SM 8.9: 34 of 38 convolution layers in FP8, test network)
     "fp8": Form(QUANTIZED_OPS, "QFLOAT8E4M3FN", True, False, weights="QFLOAT8E4M3FN", precision="fp8"),
 }
 FLOAT_METHODS = ("distribution",)   # what ONNX Runtime calibrates float8 with
@@ -209,13 +209,13 @@ def outputs(path: Path, feeds, precision: str = "fp32") -> List[np.ndarray]:
     return [sess.run(None, feed)[0] for feed in feeds]
 
 
-def gate(fp32: Path, int8: Path, held_out, io: str = "float",
+def gate(fp32: Path, quantized: Path, held_out, io: str = "float",
          reference: Optional[List[np.ndarray]] = None, precision: str = "int8") -> GateResult:
     """Each held-out photo through both files (``reference``: the FP32 file's outputs, when already run); PSNR of
     the composites, and in the hole only."""
     reference = outputs(fp32, held_out) if reference is None else reference
     composite, hole_db = [], []
-    for feed, outs in zip(held_out, zip(reference, outputs(int8, held_out, precision))):
+    for feed, outs in zip(held_out, zip(reference, outputs(quantized, held_out, precision))):
         if io == "uint8":   # the file composites and rounds itself; its mask input may be inverted
             hole = np.any(outs[0] != feed["image"], axis=-1) | np.any(outs[1] != feed["image"], axis=-1)
             pair, peak = outs, 255.0
@@ -312,9 +312,14 @@ def quantize_file(fp32: Path, output: Path, options: Optional[QuantOptions] = No
     io = meta.get("madf.io", "float")
     calibration, held_out, digest = feeds(options, int(meta.get("madf.multiple", "1")), io,
                                           meta.get("madf.mask") == "inverted")
+    twins: Dict[str, Optional[str]] = {}
+    if lowered is not None:   # checked, and matched to the native file, before any calibration
+        lowered_model = onnx.load(str(lowered), load_external_data=False)
+        lowered_meta = _lowered_meta(lowered, lowered_model, meta)
+        twins = _twins(model, lowered_model)
     kept: List[str] = []
     # a lowered file's custom op is float: its native twin's own convolutions inside the dynamic filter stay float too
-    fixed = [] if lowered is None else _unmatched(fp32, lowered)
+    fixed = [native for native, twin in twins.items() if twin is None]
     reference = outputs(fp32, held_out)   # the FP32 side of every gate and sensitivity pass, computed once
     float_activations = None
     with tempfile.TemporaryDirectory(prefix="madf-int8-") as work:
@@ -343,8 +348,8 @@ def quantize_file(fp32: Path, output: Path, options: Optional[QuantOptions] = No
                     + ", or export FP16")
             kept.append(ranked[0])
         if lowered is not None:
-            meta = _lowered_meta(lowered, meta)
-            _quantize(lowered, candidate, calibration, method, _same_nodes(fp32, lowered, kept), form, cache)
+            meta = lowered_meta
+            _quantize(lowered, candidate, calibration, method, [twins[n] for n in kept], form, cache)
         quantized = onnx.load(str(candidate))
     extra = {"madf.precision": form.precision, "madf.quant_method": method, "madf.quant_form": options.form,
              "madf.quant_calibration_sha256": digest, "madf.quant_calibration_photos": str(len(calibration)),
@@ -362,27 +367,18 @@ def quantize_file(fp32: Path, output: Path, options: Optional[QuantOptions] = No
     return extra
 
 
-def _lowered_meta(lowered: Path, native_meta: Dict[str, str]) -> Dict[str, str]:
+def _lowered_meta(lowered: Path, model: onnx.ModelProto, native_meta: Dict[str, str]) -> Dict[str, str]:
     """The lowered file's metadata, after checking it is the native file's network."""
-    meta = {p.key: p.value for p in onnx.load(str(lowered), load_external_data=False).metadata_props}
+    meta = {p.key: p.value for p in model.metadata_props}
     if meta.get("madf.config") != native_meta.get("madf.config") or meta.get("madf.io") != native_meta.get("madf.io"):
         raise InputError(f"{lowered}: not the same network and I/O as the native file it is quantized with")
     return meta
 
 
-def _by_inputs(path: Path) -> Dict[tuple, str]:
-    return {(n.op_type, tuple(n.input)): n.name for n in onnx.load(str(path), load_external_data=False).graph.node
-            if n.op_type in QUANTIZED_OPS}
-
-
-def _same_nodes(native: Path, lowered: Path, names: Sequence[str]) -> List[str]:
-    """The lowered file's names for these native convolutions (the same op on the same inputs)."""
-    lowered_nodes = _by_inputs(lowered)
-    keys = {name: key for key, name in _by_inputs(native).items()}
-    return [lowered_nodes[keys[n]] for n in names if keys.get(n) in lowered_nodes]
-
-
-def _unmatched(native: Path, lowered: Path) -> List[str]:
-    """The native file's convolutions the lowered file has not: the ones inside its dynamic filters."""
-    lowered_keys = set(_by_inputs(lowered))
-    return [name for key, name in _by_inputs(native).items() if key not in lowered_keys]
+def _twins(native: onnx.ModelProto, lowered: onnx.ModelProto) -> Dict[str, Optional[str]]:
+    """{native convolution: the lowered file's convolution on the same inputs, or None (one inside a dynamic filter
+    the lowered file runs as its custom op)}."""
+    def convolutions(model):
+        return {(n.op_type, tuple(n.input)): n.name for n in model.graph.node if n.op_type in QUANTIZED_OPS}
+    theirs = convolutions(lowered)
+    return {name: theirs.get(key) for key, name in convolutions(native).items()}
