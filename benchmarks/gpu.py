@@ -8,6 +8,8 @@ Sections (each printed as it finishes, all written to --out as Markdown with the
    rewrite in FP16 (cuDNN convolution + contraction, NCHW and channels_last: the faster counts), and the fused
    kernel (FP16 tensor cores); GPU ms per call (CUDA graphs of repeated calls), TFLOP/s, speed-up over the rewrite,
    and the kernel's error against a float64 reference (a wrong kernel is reported as wrong, never timed as a win).
+1b. Every variant of the fused kernel (the tactics the TensorRT plugin offers) per level, correctness-gated, and
+1c. the lowering table for this architecture (madf/model/fused_wins.json's rows, best variant per level).
 2. Whole model at each --sizes x --batches: official-style unfold FP32 and the rewrite FP32 (PyTorch's defaults:
    TF32 convolutions), the rewrite FP16, the fused kernel FP16, and the best configuration found (FP16,
    channels_last, torch.compile, CUDA graphs at batch 1, with either filter): images/s, p50 / p99 latency, peak
@@ -267,6 +269,92 @@ def level_section(report, device, batches, size, fused, levels):
         report.table(header, rows)
 
 
+def fused_error(fused, inputs, k, p, algo, x=None):
+    """The fused kernel's max abs error / max |reference| against float64 for one variant (x: other features layout)."""
+    ref = df.dynamic_filter_rewrite(*(t.double() for t in inputs), k, 2, p)
+    out = fused(inputs[0] if x is None else x, *inputs[1:], k, 2, p, algo=algo)
+    return (out.double() - ref).abs().max().item() / ref.abs().max().item()
+
+
+def variant_section(report, device, batches, size, fused, levels):
+    """Section 1b: every variant (tactic) of the fused kernel per level, against the rewrite; returns
+    {(level, batch): (best variant, its speed-up)} for the lowering table. A variant is timed only after it matches
+    the float64 reference."""
+    from madf.model.fused_kernel import VARIANTS
+    report.text(f"## 1b. Fused kernel variants per level ({size}x{size} input)\n")
+    report.text("GPU ms per call as in section 1 (rewrite: the faster layout). Variants: round 1 (tensor_core), the "
+                "cheaper stage (pipelined), split-K in 2 / 4 / 8 (split_kS; fewer when the window has fewer than two "
+                "stages per split); `+nhwc`: the same with channels_last features read in place (Cin % 32 == 0). "
+                "TensorRT's builder times the same variants as plugin tactics and keeps the fastest per layer.\n")
+    wins = {}
+    names = list(VARIANTS) + ["pipelined+nhwc", "split_k4+nhwc"]
+    for batch in batches:
+        rows = []
+        for shape in [s for s in OFFICIAL.level_shapes() if s["level"] <= levels]:
+            k, p = shape["kernel"], shape["padding"]
+            inputs = level_inputs(shape, batch, size, torch.float16, device)
+            x, m, w, b = inputs
+            cw = df.rewrite_weight(w, b, x.shape[1], k).contiguous()
+            r_ms = min(time_graph(lambda: df.dynamic_filter_rewrite(xl, m, w, b, k, 2, p, conv_weight=cl), device)
+                       for xl, cl in ((x.contiguous(memory_format=f), cw.contiguous(memory_format=f))
+                                      for f in (torch.contiguous_format, torch.channels_last)))
+            row, best = [shape["level"], f"{shape['cin']}->{shape['cout']}, k{k}", fmt(r_ms, 4)], None
+            for name in names:
+                algo, nhwc = name.split("+")[0], name.endswith("+nhwc")
+                if nhwc and shape["cin"] % 32:
+                    row.append("-")
+                    continue
+                xv = x.contiguous(memory_format=torch.channels_last) if nhwc else x
+                err = fused_error(fused, inputs, k, p, algo, xv)
+                if not err < 2e-3:   # correctness first: a wrong variant is never timed
+                    row.append(f"WRONG ({err:.1e})")
+                    continue
+                ran = fused.selected(xv, m, w, b, k, 2, p, algo=algo)
+                ms = time_graph(lambda: fused(xv, m, w, b, k, 2, p, algo=algo), device)
+                row.append(f"{fmt(ms, 4)} ({ran})" if ran != algo else fmt(ms, 4))
+                if best is None or ms < best[1]:
+                    best = (name, ms)
+            row += [best[0] if best else "-", f"{r_ms / best[1]:.2f}x" if best else "-"]
+            wins[(shape["level"], batch)] = (best[0], r_ms / best[1]) if best else None
+            rows.append(row)
+        report.text(f"### batch {batch}\n")
+        report.table(["level", "shape", "rewrite FP16 ms"] + [f"{n} ms" for n in names] + ["best", "best speed-up"],
+                     rows)
+    return wins
+
+
+def lowering_section(report, device, wins, batches, levels):
+    """The per-architecture lowering table: where the best variant beats the rewrite, as fused_wins.json holds it
+    (madf.model.fused_table reads that file for `auto` and madf-export --dynconv auto); printed here as JSON rows to
+    paste into it, and as a table."""
+    import json
+
+    from madf.model import fused_table
+    arch = fused_table.arch_of(torch.cuda.get_device_capability(device))
+    report.text(f"## 1c. Lowering table for {arch} (madf/model/fused_wins.json)\n")
+    decide = fused_table.table()["decide_at_batch"]
+    shapes = {s["level"]: s for s in OFFICIAL.level_shapes() if s["level"] <= levels}
+    json_rows, rows = [], []
+    for level, s in shapes.items():
+        entry = {"level": level, "cin": s["cin"], "cout": s["cout"], "kernel": s["kernel"]}
+        for batch in batches:
+            won = wins.get((level, batch))
+            if won:
+                entry[f"speedup_batch{batch}"] = round(won[1], 2)
+                entry[f"variant_batch{batch}"] = won[0]
+        json_rows.append(entry)
+        at = entry.get(f"speedup_batch{decide}")
+        rows.append([level, f"{s['cin']}->{s['cout']}, k{s['kernel']}",
+                     *(f"{entry.get(f'speedup_batch{b}', '-')}x ({entry.get(f'variant_batch{b}', '-')})"
+                       for b in batches),
+                     "-" if at is None else ("plugin (fused)" if at > 1.0 else "standard ops")])
+    report.table(["level", "shape"] + [f"best at batch {b}" for b in batches] + [f"lowering (batch {decide})"], rows)
+    report.text("```json\n" + json.dumps({arch: {"gpu": torch.cuda.get_device_name(device),
+                                                  "date": datetime.date.today().isoformat(),
+                                                  "source": "benchmarks/RESULTS.md", "shapes": json_rows}},
+                                            indent=1) + "\n```\n")
+
+
 # ---- 2. the whole model ---------------------------------------------------------------------------------------------
 def model_flops(config, size, device):
     """FLOPs of one image through the rewrite (convolutions and matrix products, as FlopCounterMode counts them)."""
@@ -397,7 +485,7 @@ def main(argv=None):
     ap.add_argument("--levels", type=int, default=7, help="model levels (7: the official network)")
     ap.add_argument("--width", type=float, default=1.0, help="channel width (1: the official network)")
     ap.add_argument("--no-compile", action="store_true", help="best configuration without torch.compile")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["levels", "model", "accuracy"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["levels", "variants", "model", "accuracy"])
     ap.add_argument("--peak-tflops", type=float, default=None, help="dense FP16 tensor-core peak of this GPU")
     ap.add_argument("--out", type=Path, default=None, help="write the Markdown report here (atomically)")
     args = ap.parse_args(argv)
@@ -418,6 +506,9 @@ def main(argv=None):
     if "levels" not in args.skip:
         level_section(report, device, args.batches, 256 if device.type == "cuda" else min(args.sizes), fused,
                       args.levels)
+    if fused is not None and "variants" not in args.skip:
+        wins = variant_section(report, device, args.batches, 256, fused, args.levels)
+        lowering_section(report, device, wins, args.batches, args.levels)
     if fused is not None:
         from madf.model import fused_kernel as kernel
         df.register("fused")(kernel.compilable(fused))   # a custom op: torch.compile keeps it in its graph

@@ -6,6 +6,7 @@ yield, WMMA on whole tiles), so the argument checks, the launch path and the ker
 epilogues are tested on every CI run. What emulation cannot show (real tensor-core rounding, races between truly
 parallel threads, speed) is left to the GPU run (scripts/gpu-check.sh).
 """
+import re
 import subprocess
 import sys
 import textwrap
@@ -30,8 +31,23 @@ from dynamic_filter_cases import (
 
 EMULATION = kernel.EMULATION
 DEVICE = {"cuda": "cuda", "emulated": "cpu"}
-ALGOS = [("simt", torch.float32), ("simt", torch.float16), ("tensor_core", torch.float16)]
+# every variant in FP16 (the round-1 tensor-core kernel, the pipelined one, split-K with S per call and S = 2, 4, 8),
+# and FP32 asking for tensor cores or the pipeline, which runs SIMT
+ALGOS = ([("simt", torch.float32), ("simt", torch.float16), ("pipelined", torch.float32)]
+         + [(variant, torch.float16) for variant in kernel.VARIANTS + ("split_k",)])
 DTYPE_NAME = {torch.float32: "fp32", torch.float16: "fp16"}
+
+
+def assert_ran(algo, dtype, ran):
+    """What a request runs on an official level (Cm 16, Cout % 16 == 0): FP32 SIMT; FP16 what was asked, split-K in
+    at most the asked S (fewer when the window has fewer than 2 stages per split)."""
+    if dtype == torch.float32 or algo == "simt":
+        assert ran == "simt", (algo, ran)
+    elif algo.startswith("split_k"):
+        splits = re.fullmatch(r"split_k(\d+)", ran)
+        assert splits and 1 <= int(splits.group(1)) <= int(algo[7:] or kernel.MAX_SPLITS), (algo, ran)
+    else:
+        assert ran == algo, (algo, ran)
 
 
 def _backends(cuda_cases, emulated_cases):
@@ -79,8 +95,50 @@ def test_fused_matches_reference(backend, case):
     print(f"{backend} {DTYPE_NAME[dtype]} {algo}->{ran} cin={cin} cout={cout} k={k} size={size}: "
           f"max rel {rel:.2e}, mean abs {mean:.2e}")
     assert out.dtype == dtype and out.shape == ref.shape and out.device.type == DEVICE[backend]
-    assert ran == ("tensor_core" if (algo == "tensor_core" and dtype == torch.float16) else "simt")
+    assert_ran(algo, dtype, ran)
     assert rel < TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("backend,case", _backends([("", None)], [("", None)]))
+def test_channels_last_features_are_read_in_place(backend, case):
+    """NHWC features: the pipelined and split-K variants read them with 16-byte copies where Cin % 32 == 0; round 1
+    (and auto, which keeps round 1) gets an NCHW copy. Same answer either way."""
+    fused = fused_kernel(backend)
+    for cin, cout, k, pad in OFFICIAL_SHAPES:
+        inputs, ref = make_case(cin, cout, k, pad, 2, 13, 9, torch.float16)
+        x, rest = inputs[0].contiguous(memory_format=torch.channels_last), _on(backend, inputs[1:])
+        x = x.to(DEVICE[backend])
+        assert not x.is_contiguous()
+        for algo in ("pipelined", "split_k4", "tensor_core", "auto"):
+            out = fused(x, *rest, k, STRIDE, pad, algo=algo)
+            ran = fused.selected(x, *rest, k, STRIDE, pad, algo=algo)
+            rel, mean = relative_error(out, ref)
+            print(f"{backend} channels-last {algo}->{ran} cin={cin}: max rel {rel:.2e}, mean abs {mean:.2e}")
+            assert rel < TOLERANCE[torch.float16], (algo, cin, rel)
+            assert_ran("tensor_core" if algo == "auto" else algo, torch.float16, ran)
+
+
+@pytest.mark.parametrize("warps", [2, 4, 8])
+def test_emulated_pipelined_block_widths(warps, monkeypatch):
+    # Each block width of the pipelined kernel (and split-K over it), forced, on several pixel tiles and a partial
+    # one, for every official level: window order (levels 1-2) and tap-major, NCHW and NHWC features.
+    monkeypatch.setenv("MADF_EMULATED_TC_WARPS", str(warps))
+    fused = fused_kernel("emulated")
+    for cin, cout, k, pad in OFFICIAL_SHAPES:
+        inputs, ref = make_case(cin, cout, k, pad, 2, 2 * 16 * warps // 10 + 1, 22, torch.float16)
+        for algo in ("pipelined", "split_k2"):
+            for x in (inputs[0], inputs[0].contiguous(memory_format=torch.channels_last)):
+                rel, _ = relative_error(fused(x, *inputs[1:], k, STRIDE, pad, algo=algo), ref)
+                assert rel < TOLERANCE[torch.float16], (warps, algo, cin, cout, rel)
+
+
+def test_algorithm_names_are_the_headers():
+    # madfAlgo (dynamicFilterKernel.cuh) is the one statement; fused_kernel.KINDS and MAX_SPLITS copy it
+    header = (kernel.SOURCES / "dynamicFilterKernel.cuh").read_text()
+    enum = {name.lower(): int(value) for name, value in re.findall(r"MADF_ALGO_(\w+) = (\d+)", header)}
+    assert {name: value for name, value in kernel.KINDS.items()} == enum
+    assert int(re.search(r"#define MADF_MAX_SPLITS (\d+)", header).group(1)) == kernel.MAX_SPLITS
+    assert kernel.tactic_name(kernel.ALGOS["split_k4"]) == "split_k4" and kernel.tactic_name(3) == "pipelined"
 
 
 @pytest.mark.parametrize("backend,case", _backends([(str(c), c) for c in (1, 2, 16, 24)],
@@ -96,6 +154,10 @@ def test_fused_any_mask_channels_and_partial_tiles(backend, case):
         expect = "tensor_core" if dtype == torch.float16 and cm <= 16 else "simt"
         assert fused.selected(*inputs, 3, STRIDE, 1) == expect, (cm, cout)
         assert rel < TOLERANCE[dtype], (cm, cout, rel)
+        # the pipelined kernel needs Cm 16 and whole 16-channel output tiles: elsewhere it is round 1 (or SIMT)
+        for algo in ("pipelined", "split_k4"):
+            rel, _ = relative_error(fused(*inputs, 3, STRIDE, 1, algo=algo), ref)
+            assert fused.selected(*inputs, 3, STRIDE, 1, algo=algo) == expect and rel < TOLERANCE[dtype], (algo, cm)
 
 
 @pytest.mark.parametrize("backend,case", BACKENDS)
@@ -289,3 +351,49 @@ def test_binding_messages_survive_a_statically_linked_cxx_runtime():
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip() == "mask_features [1, 16, 8, 4] do not match the output grid (1, 8x8)", run.stdout
+
+
+# A kernel with one synchronization taken out, built on the emulation: it must give a wrong answer there, or the
+# emulation could not tell a missing cp.async wait or barrier from a correct pipeline.
+MUTANT = """
+import shutil, sys, torch
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from torch.utils.cpp_extension import load
+from dynamic_filter_cases import OFFICIAL_SHAPES, STRIDE, make_case, relative_error
+from madf.model import fused_kernel as kernel
+csrc = Path({folder!r}) / "csrc"
+shutil.copytree(kernel.CSRC, csrc)
+source = csrc / "plugins" / "dynamicFilter" / "dynamicFilterKernel.cu"
+text = source.read_text()
+assert text.count({old!r}) == 1, "the mutated line is gone: update the test"
+source.write_text(text.replace({old!r}, {new!r}))
+kernel.SOURCES = source.parent
+spec = kernel._link_runtime_libstdcxx(kernel.extension_spec(csrc / "emulation"))
+spec["name"] = {name!r}
+fused = kernel.FusedKernel(load(**spec), "cpu")
+for cin, cout, k, pad in OFFICIAL_SHAPES[1:3]:
+    inputs, ref = make_case(cin, cout, k, pad, 2, 13, 9, torch.float16)
+    for algo in ("pipelined", "split_k2"):
+        rel, _ = relative_error(fused(*inputs, k, STRIDE, pad, algo=algo), ref)
+        print(cin, algo, rel)
+"""
+MUTATIONS = {
+    "wait": ("copyAsyncWait<kPipeStages - 2>();", "copyAsyncWait<kPipeStages - 1>();"),
+    "barrier": ("        __syncthreads();                    // everyone's copies",
+                "        // (barrier taken out)                    // everyone's copies"),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+def test_emulation_catches_a_missing_synchronization(mutation, tmp_path):
+    if kernel.cuda_home() is None:
+        pytest.skip("needs the CUDA toolkit's headers (nvcc on PATH)")
+    old, new = MUTATIONS[mutation]
+    script = MUTANT.format(tests=str(Path(__file__).parent), folder=str(tmp_path), old=old, new=new,
+                           name=f"madf_mutant_{mutation}")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    errors = [float(line.split()[-1]) for line in run.stdout.splitlines()]
+    print(mutation, errors)
+    assert len(errors) == 4 and all(not e < TOLERANCE[torch.float16] for e in errors), run.stdout

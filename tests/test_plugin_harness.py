@@ -20,9 +20,9 @@ import torch
 import yaml
 
 from madf.model.dynamic_filter import dynamic_filter_unfold
-from madf.model.fused_kernel import SOURCES
+from madf.model.fused_kernel import ALGOS, SOURCES, VARIANTS
 
-from dynamic_filter_cases import TOLERANCE, relative_error
+from dynamic_filter_cases import OFFICIAL_SHAPES, STRIDE, TOLERANCE, relative_error, shape_id
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = SOURCES.parent
@@ -36,6 +36,8 @@ _CONTRACT = yaml.safe_load((ROOT / "madf" / "csrc" / "plugins" / "dynamicFilter"
                             "MADFDynamicFilter_PluginConfig.yaml").read_text())["versions"]["1"]
 ATTRIBUTES = set(_CONTRACT["attributes"])
 PARSER_ATTRIBUTES = set(_CONTRACT["parser_attributes"])   # TensorRT's ONNX parser reads these to find the creator
+# what the plugin offers the builder for FP16 (kHWC8 features: the pipelined ones, from index 2)
+FP16_TACTICS = [ALGOS[name] for name in ("simt",) + VARIANTS]
 
 
 def _headers(version):
@@ -150,9 +152,10 @@ def test_exporter_attributes_are_the_creators_fields(plugins, plugin_nodes):
 
 
 def _enqueue(plugins, tmp_path, attrs, weight, bias, dtype, n=2, h=13, w=9, library="libmadf_plugins_emulated.so",
-             memory="host"):
-    """Runs the harness's enqueue on random features and mask features with the node's real kernel generator;
-    returns {tactic: (max rel error, mean abs error)} against the float64 reference."""
+             memory="host", hwc8=False):
+    """Runs the harness's enqueue on random features and mask features with the node's real kernel generator, every
+    tactic the plugin offers for that format (features as kHWC8 with `hwc8`); returns {tactic: (max rel error, mean
+    abs error)} against the float64 reference."""
     k, s, p, cout = (int(attrs[a]) for a in ("kernel_size", "stride", "padding", "out_channels"))
     cm = weight.shape[1]
     cin = weight.shape[0] // (k * k * cout)
@@ -165,22 +168,53 @@ def _enqueue(plugins, tmp_path, attrs, weight, bias, dtype, n=2, h=13, w=9, libr
         t.float().numpy().tofile(tmp_path / f"{name}.bin")   # FP16 values are exact in float32
     ref = dynamic_filter_unfold(*[t.double() for t in inputs], k, s, p)
     run = _harness(plugins, "life", "int64", f"k={k}", f"s={s}", f"p={p}", f"cout={cout}", "enqueue", tmp_path,
-                   "fp16" if dtype == torch.float16 else "fp32", f"{n},{cin},{h},{w},{cm}", memory, library=library)
+                   "fp16" if dtype == torch.float16 else "fp32", f"{n},{cin},{h},{w},{cm}", memory,
+                   *(["hwc8"] if hwc8 else []), library=library)
     assert run.returncode == 0 and "0 failure(s)" in run.stdout, run.stdout[-4000:]
+    tactics = sorted(int(f.stem.split("_")[1]) for f in tmp_path.glob("out_*.bin"))
+    expected = (FP16_TACTICS[2:] if hwc8 else FP16_TACTICS) if dtype == torch.float16 else [1]
+    assert tactics == sorted(expected), (tactics, run.stdout[-2000:])
     errors = {}
-    for tactic in (1, 2):
+    for tactic in tactics:
         out = torch.from_numpy(np.fromfile(tmp_path / f"out_{tactic}.bin", dtype=np.float32)).reshape(ref.shape)
         errors[tactic] = relative_error(out, ref)
     return errors
 
 
+def _official_nodes():
+    """Each official level's filter as a node (Cm 16, Cout % 16 == 0): the shapes the pipelined kernel runs."""
+    g = torch.Generator().manual_seed(1)
+    nodes = []
+    for cin, cout, k, pad in OFFICIAL_SHAPES:
+        rows = cin * k * k * cout
+        attrs = {"kernel_size": k, "stride": STRIDE, "padding": pad, "out_channels": cout}
+        nodes.append((shape_id((cin, cout, k, pad)), attrs, (torch.randn(rows, 16, 1, 1, generator=g) * 0.1).numpy(),
+                      (torch.randn(rows, generator=g) * 0.1).numpy()))
+    return nodes
+
+
+def _check_every_tactic(plugins, tmp_path, nodes, dtype, hwc8=False):
+    for name, attrs, weight, bias in nodes:
+        for tactic, (rel, mean) in _enqueue(plugins, tmp_path, attrs, weight, bias, dtype, hwc8=hwc8).items():
+            print(f"emulated plugin enqueue {name}{' kHWC8' if hwc8 else ''} k={attrs['kernel_size']} {dtype} "
+                  f"tactic {tactic}: max rel {rel:.2e}, mean abs {mean:.2e}")
+            assert rel < TOLERANCE[dtype], (name, tactic, rel)
+        for f in tmp_path.glob("out_*.bin"):
+            f.unlink()
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
 def test_enqueue_matches_the_reference(plugins, plugin_nodes, tmp_path, dtype):
-    for node, attrs, weight, bias in plugin_nodes:
-        for tactic, (rel, mean) in _enqueue(plugins, tmp_path, attrs, weight, bias, dtype).items():
-            print(f"emulated plugin enqueue {node.name} k={attrs['kernel_size']} {dtype} tactic {tactic}: "
-                  f"max rel {rel:.2e}, mean abs {mean:.2e}")
-            assert rel < TOLERANCE[dtype], (node.name, tactic, rel)
+    """Every tactic on the exported model's nodes (TINY: Cm 2, so round 1 and SIMT) and on each official level."""
+    _check_every_tactic(plugins, tmp_path, [(n.name, a, w, b) for n, a, w, b in plugin_nodes] + _official_nodes(),
+                        dtype)
+
+
+def test_enqueue_reads_hwc8_features(plugins, tmp_path):
+    """kHWC8 (NHWC) features, read by the pipelined tactics with 16-byte copies, on every level with Cin % 32 == 0."""
+    wide = [node for node, shape in zip(_official_nodes(), OFFICIAL_SHAPES) if shape[0] % 32 == 0]
+    assert len(wide) == 3
+    _check_every_tactic(plugins, tmp_path, wide, torch.float16, hwc8=True)
 
 
 def test_bad_fields_and_calls_are_refused_with_a_logged_error(plugins):
@@ -194,19 +228,30 @@ def test_bad_fields_and_calls_are_refused_with_a_logged_error(plugins):
                  "enqueue before any onShapeChange", "enqueue after a refused onShapeChange"):
         assert f"ok refused with a logged error: {what}\n" in run.stdout, what
     assert "log ERROR MADFDynamicFilter: missing integer attribute kernel_size" in run.stdout
-    assert "ok getTimingCacheID names the attributes: k3s2p1o8\n" in run.stdout
+    assert "ok getTimingCacheID names the attributes and the tactic table: k3s2p1o8t2\n" in run.stdout
+    for what in ("setTactic split-K in 3", "onShapeChange, kHWC8 features no kernel reads (FP32, Cin 4)"):
+        assert f"ok refused with a logged error: {what}\n" in run.stdout, what
 
 
 @pytest.mark.gpu
 def test_real_plugin_library_on_the_gpu(plugins, plugin_nodes, tmp_path):
-    """The same harness on libmadf_plugins.so with device memory: the real kernels through the plugin's enqueue."""
-    for dtype in (torch.float32, torch.float16):
-        for node, attrs, weight, bias in plugin_nodes:
+    """The same harness on libmadf_plugins.so with device memory: the real kernels, every tactic, through the
+    plugin's enqueue (kHWC8 features too on the levels with Cin % 32 == 0)."""
+    nodes = [(n.name, a, w, b) for n, a, w, b in plugin_nodes] + _official_nodes()
+    runs = [(dtype, False) for dtype in (torch.float32, torch.float16)] + [(torch.float16, True)]
+    for dtype, hwc8 in runs:
+        for name, attrs, weight, bias in nodes:
+            cin = weight.shape[0] // (int(attrs["kernel_size"]) ** 2 * int(attrs["out_channels"]))
+            if hwc8 and (cin % 32 or weight.shape[1] != 16):
+                continue
             errors = _enqueue(plugins, tmp_path, attrs, weight, bias, dtype, n=4, h=37, w=29,
-                              library="libmadf_plugins.so", memory="cuda")
+                              library="libmadf_plugins.so", memory="cuda", hwc8=hwc8)
             for tactic, (rel, mean) in errors.items():
-                print(f"GPU plugin enqueue {node.name} {dtype} tactic {tactic}: max rel {rel:.2e}, mean abs {mean:.2e}")
-                assert rel < TOLERANCE[dtype], (node.name, tactic, rel)
+                print(f"GPU plugin enqueue {name} {dtype} hwc8={hwc8} tactic {tactic}: max rel {rel:.2e}, "
+                      f"mean abs {mean:.2e}")
+                assert rel < TOLERANCE[dtype], (name, tactic, rel)
+            for f in tmp_path.glob("out_*.bin"):
+                f.unlink()
 
 
 @pytest.mark.parametrize("version", VERSIONS, ids=[f"trt{v}" for v in VERSIONS])

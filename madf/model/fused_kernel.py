@@ -22,7 +22,20 @@ from madf.common.errors import DeviceError
 CSRC = Path(__file__).resolve().parents[1] / "csrc"
 SOURCES = CSRC / "plugins" / "dynamicFilter"
 EMULATION = CSRC / "emulation"
-ALGOS = {"auto": 0, "simt": 1, "tensor_core": 2}
+# madfAlgo of dynamicFilterKernel.cuh (tests/test_fused_kernel.py checks this copy) and its tactics: split-K with the
+# split count S in bits 8-15 (MADF_TACTIC), "split_k" choosing S per call
+KINDS = {"auto": 0, "simt": 1, "tensor_core": 2, "pipelined": 3, "split_k": 4}
+MAX_SPLITS = 8
+SPLITS = (2, 4, MAX_SPLITS)
+ALGOS = {**KINDS, **{f"split_k{s}": KINDS["split_k"] | s << 8 for s in SPLITS}}
+# what the torch binding and the plugin offer as variants of the tensor-core path (timed per level by benchmarks/gpu.py)
+VARIANTS = ("tensor_core", "pipelined", "split_k2", "split_k4", "split_k8")
+
+
+def tactic_name(tactic: int) -> str:
+    """The name of a tactic the binding reports: 'tensor_core', 'pipelined', 'split_k4' (split-K in 4), ..."""
+    kind = next(name for name, value in KINDS.items() if value == tactic & 0xFF)
+    return f"{kind}{tactic >> 8}" if kind == "split_k" else kind
 DTYPES = ("float32", "float16")
 
 
@@ -136,8 +149,9 @@ class FusedKernel:
         return self.module.forward(*self._args(x, m, weight, bias, kernel_size, stride, padding, algo))
 
     def selected(self, x, m, weight, bias, kernel_size: int, stride: int, padding: int, algo: str = "auto") -> str:
-        """'simt' or 'tensor_core': what a call with these inputs runs on this device."""
-        return self.module.selected(*self._args(x, m, weight, bias, kernel_size, stride, padding, algo))
+        """What a call with these inputs runs on this device: 'simt', 'tensor_core', 'pipelined' or 'split_kS' (S the
+        split count, 1 when a split-K call runs unsplit)."""
+        return tactic_name(self.module.selected(*self._args(x, m, weight, bias, kernel_size, stride, padding, algo)))
 
     def register(self, name: str = "fused") -> "FusedKernel":
         """Make this kernel selectable as impl=name in madf.model.dynamic_filter (and so in MADFNet)."""

@@ -6,6 +6,10 @@
 // a wrong answer and a divergent one as a deadlock (the test's timeout). Static __shared__ arrays become function
 // statics (blocks never overlap); dynamic shared memory is one buffer per block, filled with garbage as on a GPU.
 //
+// cp.async is asynchronous: a copy fills its destination with garbage when issued and lands only at the
+// cp.async.wait_group that covers its commit group, so reading a stage before waiting for it, or before the barrier
+// that follows every thread's wait, reads garbage (a NaN in FP16), as a GPU may.
+//
 // WMMA's element-to-lane mapping is unspecified by CUDA, so any consistent one is a valid implementation: here lane 0
 // of each warp holds whole 16x16 tiles and does all fragment work; the kernels only see fragments through
 // load/mma/store, and read results after store_matrix_sync + __syncwarp, as they must on a GPU.
@@ -19,6 +23,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <type_traits>
 #include <vector>
@@ -51,6 +56,20 @@ inline std::vector<Fiber> fibers;
 inline unsigned current = 0;
 inline std::function<void()> const* body = nullptr;
 inline std::vector<unsigned char> dynamicShared;
+
+// cp.async in flight, per thread: the copies not yet committed, then the committed groups, oldest first.
+struct AsyncCopy
+{
+    void* dst;
+    void const* src;
+    bool valid;
+};
+struct AsyncCopies
+{
+    std::vector<AsyncCopy> open;
+    std::deque<std::vector<AsyncCopy>> groups;
+};
+inline std::vector<AsyncCopies> asyncCopies;
 constexpr size_t kStackBytes = 256 * 1024;   // a lane's registers: 17 accumulator tiles of 1 KiB and change
 
 inline void yield() { swapcontext(&fibers[current].context, &scheduler); }
@@ -95,40 +114,72 @@ inline void launch(dim3 grid, dim3 block, size_t sharedBytes, std::function<void
     fibers.resize(threads);
     for (Fiber& f : fibers)
         f.stack.resize(kStackBytes);
-    for (unsigned by = 0; by < grid.y; ++by)
-    {
-        for (unsigned bx = 0; bx < grid.x; ++bx)
+    for (unsigned bz = 0; bz < grid.z; ++bz)
+        for (unsigned by = 0; by < grid.y; ++by)
         {
-            blockIdx_ = uint3{bx, by, 0};
-            blockDim_ = block;
-            blockBarrier = Barrier{threads};
-            warpBarriers.assign((threads + 31) / 32, Barrier{});
-            for (unsigned w = 0; w < warpBarriers.size(); ++w)
-                warpBarriers[w].expected = threads - 32 * w < 32 ? threads - 32 * w : 32;
-            dynamicShared.assign(sharedBytes + 64, 0xCD);
-            for (Fiber& f : fibers)
+            for (unsigned bx = 0; bx < grid.x; ++bx)
             {
-                getcontext(&f.context);
-                f.context.uc_stack.ss_sp = f.stack.data();
-                f.context.uc_stack.ss_size = f.stack.size();
-                f.context.uc_link = &scheduler;
-                f.done = false;
-                makecontext(&f.context, fiberMain, 0);
-            }
-            // round-robin until every fiber has returned
-            for (unsigned live = threads; live > 0;)
-            {
-                live = 0;
-                for (current = 0; current < threads; ++current)
+                blockIdx_ = uint3{bx, by, bz};
+                blockDim_ = block;
+                blockBarrier = Barrier{threads};
+                warpBarriers.assign((threads + 31) / 32, Barrier{});
+                for (unsigned w = 0; w < warpBarriers.size(); ++w)
+                    warpBarriers[w].expected = threads - 32 * w < 32 ? threads - 32 * w : 32;
+                dynamicShared.assign(sharedBytes + 64, 0xCD);
+                asyncCopies.assign(threads, AsyncCopies{});
+                for (Fiber& f : fibers)
                 {
-                    if (fibers[current].done)
-                        continue;
-                    threadIdx_ = uint3{current, 0, 0};
-                    swapcontext(&scheduler, &fibers[current].context);
-                    live += fibers[current].done ? 0 : 1;
+                    getcontext(&f.context);
+                    f.context.uc_stack.ss_sp = f.stack.data();
+                    f.context.uc_stack.ss_size = f.stack.size();
+                    f.context.uc_link = &scheduler;
+                    f.done = false;
+                    makecontext(&f.context, fiberMain, 0);
+                }
+                // round-robin until every fiber has returned
+                for (unsigned live = threads; live > 0;)
+                {
+                    live = 0;
+                    for (current = 0; current < threads; ++current)
+                    {
+                        if (fibers[current].done)
+                            continue;
+                        threadIdx_ = uint3{current, 0, 0};
+                        swapcontext(&scheduler, &fibers[current].context);
+                        live += fibers[current].done ? 0 : 1;
+                    }
                 }
             }
         }
+}
+constexpr unsigned char kInFlight = 0xFF;   // FP16 0xFFFF is a NaN: any use of an unlanded copy shows
+
+inline void copyAsync16(void* dst, void const* src, bool valid)
+{
+    std::memset(dst, kInFlight, 16);
+    asyncCopies[threadIdx_.x].open.push_back(AsyncCopy{dst, src, valid});
+}
+
+inline void copyAsyncCommit()
+{
+    AsyncCopies& mine = asyncCopies[threadIdx_.x];
+    mine.groups.push_back(std::move(mine.open));
+    mine.open.clear();
+}
+
+inline void copyAsyncWait(int pending)
+{
+    AsyncCopies& mine = asyncCopies[threadIdx_.x];
+    while (mine.groups.size() > static_cast<size_t>(pending))
+    {
+        for (AsyncCopy const& c : mine.groups.front())
+        {
+            if (c.valid)
+                std::memcpy(c.dst, c.src, 16);
+            else
+                std::memset(c.dst, 0, 16);
+        }
+        mine.groups.pop_front();
     }
 }
 }   // namespace emulate

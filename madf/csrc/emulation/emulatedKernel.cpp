@@ -1,7 +1,8 @@
 // The fused kernel's C ABI (dynamicFilterKernel.cuh) served on the CPU: the kernels of dynamicFilterKernel.cu, unchanged,
 // run by emulate.h on host memory, as an emulated sm_90 would. Linked in place of the CUDA object, it lets the torch
 // binding (torchBinding.cpp built with MADF_EMULATE) and the TensorRT plugin library run their real code paths, from
-// argument checks to the kernel, on machines without a GPU. Launches are synchronous; `stream` is ignored.
+// argument checks and the launch plan to the kernels, on machines without a GPU. Launches are synchronous; `stream` is
+// ignored.
 #include "emulate.h"
 
 #define MADF_EMULATE 1
@@ -16,6 +17,24 @@ std::mutex gEmulatorMutex;   // the emulator's fibers and barriers are global: o
 constexpr int kEmulatedComputeCapability = 9;
 constexpr int kEmulatedMultiprocessors = 132;         // an H100's
 constexpr size_t kEmulatedSharedLimit = 227 * 1024;   // an H100's opt-in maximum per block
+
+// The block width the GPU would pick for its SMs, or $MADF_EMULATED_TC_WARPS (2, 4 or 8: tests run each).
+int forcedWarps()
+{
+    char const* forced = std::getenv("MADF_EMULATED_TC_WARPS");
+    return forced != nullptr ? std::atoi(forced) : 0;
+}
+
+// forwardWith's launcher: each block's threads as fibers, blocks one after another (emulate.h).
+struct EmulatedLauncher
+{
+    template <typename... Params, typename... Args>
+    cudaError_t operator()(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, Args&&... args) const
+    {
+        emulate::launch(grid, block, smem, [&] { kernel(args...); });
+        return cudaSuccess;
+    }
+};
 }   // namespace
 
 extern "C" cudaError_t madfDynamicFilterQueryDevice(madfDeviceFacts* facts)
@@ -24,54 +43,35 @@ extern "C" cudaError_t madfDynamicFilterQueryDevice(madfDeviceFacts* facts)
     return cudaSuccess;
 }
 
-extern "C" madfAlgo madfDynamicFilterSelect(const madfDynamicFilterShape* s, madfDType dtype, madfAlgo requested)
-{
-    return selectAlgo(s, dtype, requested, kEmulatedComputeCapability, kEmulatedSharedLimit);
-}
-
-extern "C" cudaError_t madfDynamicFilterForward(const madfDynamicFilterShape* shape, madfDType dtype, madfAlgo algo,
-    const void* features, const void* maskFeatures, const void* weight, const void* bias, void* output,
-    cudaStream_t stream)
+extern "C" madfTactic madfDynamicFilterSelect(const madfDynamicFilterShape* s, madfDType dtype, madfTactic requested)
 {
     madfDeviceFacts facts{};
     madfDynamicFilterQueryDevice(&facts);
-    return madfDynamicFilterForwardOn(shape, dtype, algo, &facts, features, maskFeatures, weight, bias, output, stream);
+    if (!validArguments(s, dtype, requested))
+        return MADF_ALGO_SIMT;
+    return tacticOf(planOn(*s, dtype, requested, facts, kUnbounded, forcedWarps()));
 }
 
-extern "C" cudaError_t madfDynamicFilterForwardOn(const madfDynamicFilterShape* shape, madfDType dtype, madfAlgo algo,
-    const madfDeviceFacts* facts, const void* features, const void* maskFeatures, const void* weight, const void* bias,
-    void* output, cudaStream_t)
+extern "C" cudaError_t madfDynamicFilterForward(const madfDynamicFilterShape* shape, madfDType dtype, madfTactic tactic,
+    const void* features, const void* maskFeatures, const void* weight, const void* bias, void* output, void* workspace,
+    size_t workspaceBytes, cudaStream_t stream)
 {
-    if (facts == nullptr || !validArguments(shape, dtype))
+    madfDeviceFacts facts{};
+    madfDynamicFilterQueryDevice(&facts);
+    return madfDynamicFilterForwardOn(
+        shape, dtype, tactic, &facts, features, maskFeatures, weight, bias, output, workspace, workspaceBytes, stream);
+}
+
+extern "C" cudaError_t madfDynamicFilterForwardOn(const madfDynamicFilterShape* shape, madfDType dtype,
+    madfTactic tactic, const madfDeviceFacts* facts, const void* features, const void* maskFeatures, const void* weight,
+    const void* bias, void* output, void* workspace, size_t workspaceBytes, cudaStream_t)
+{
+    if (facts == nullptr || !validArguments(shape, dtype, tactic))
         return cudaErrorInvalidValue;
-    Geometry const g = geometry(*shape);
-    if (g.pixels == 0)
+    if (geometry(*shape).pixels == 0)
         return cudaSuccess;
     std::lock_guard<std::mutex> lock(gEmulatorMutex);
-    if (selectAlgo(shape, dtype, algo, facts->computeMajor, facts->sharedLimit) == MADF_ALGO_TENSOR_CORE)
-    {
-        // The block width the GPU would pick for its SMs, or $MADF_EMULATED_TC_WARPS (2, 4 or 8: tests run each)
-        char const* forced = std::getenv("MADF_EMULATED_TC_WARPS");
-        int const warps = forced != nullptr ? std::atoi(forced) : tensorCoreWarps(g, facts->multiprocessors);
-        TcArgs const a = tensorCoreArgs(g, features, maskFeatures, weight, bias, output);
-        withWarps(warps, [&](auto width) {
-            constexpr int W = decltype(width)::value;
-            emulate::launch(tensorCoreGrid(g, W), dim3(TcTile<W>::threads), TcTile<W>::sharedBytes(g.window),
-                [&] { tensorCoreKernel<W>(a.g, a.x, a.m, a.weight, a.bias, a.y, a.vectorB); });
-            return 0;
-        });
-        return cudaSuccess;
-    }
-    auto simt = [&](auto zero) {
-        using T = decltype(zero);
-        emulate::launch(simtGrid(g), dim3(kSimtThreads), madfDynamicFilterSimtSharedBytes(g.cm), [&] {
-            simtKernel<T>(g, static_cast<T const*>(features), static_cast<T const*>(maskFeatures),
-                static_cast<T const*>(weight), static_cast<T const*>(bias), static_cast<T*>(output));
-        });
-    };
-    if (dtype == MADF_FLOAT32)
-        simt(float{});
-    else
-        simt(__half{});
-    return cudaSuccess;
+    Plan const plan = planOn(*shape, dtype, tactic, *facts, workspace != nullptr ? workspaceBytes : 0, forcedWarps());
+    return forwardWith(
+        EmulatedLauncher{}, *shape, dtype, plan, features, maskFeatures, weight, bias, output, workspace);
 }

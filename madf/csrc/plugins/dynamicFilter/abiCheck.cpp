@@ -58,19 +58,41 @@ int main()
     expect(madfDynamicFilterSelect(&s, MADF_FLOAT32, MADF_ALGO_TENSOR_CORE) == MADF_ALGO_SIMT, "FP32 runs SIMT");
     s.maskChannels = 24;
     expect(madfDynamicFilterSelect(&s, MADF_FLOAT16, MADF_ALGO_AUTO) == MADF_ALGO_SIMT, "Cm > 16 runs SIMT");
+
+    // tactics: the plan each one resolves to on an emulated-free host (the device query fails: SIMT), and the
+    // workspace split-K needs for given device facts
+    s = official(256);
+    expect(madfDynamicFilterSelect(&s, MADF_FLOAT16, 9) == MADF_ALGO_SIMT, "an unknown tactic is not run");
+    expect(madfDynamicFilterSelect(&s, MADF_FLOAT16, MADF_TACTIC(MADF_ALGO_PIPELINED, 2)) == MADF_ALGO_SIMT,
+        "a split count without split-K is not a tactic");
+    madfDeviceFacts const h100{0, 9, 132, 227 * 1024};
+    s = official(16);   // 8x8 outputs x 2 images: 1 CTA of 128 pixels; the window is 10 stages
+    s.batch = 1;
+    expect(madfDynamicFilterWorkspaceSize(&s, MADF_FLOAT16, MADF_TACTIC(MADF_ALGO_SPLIT_K, 4), &h100)
+            == sizeof(float) * 4 * 64 * 16,
+        "split-K in 4: four FP32 partial outputs");
+    expect(madfDynamicFilterWorkspaceSize(&s, MADF_FLOAT16, MADF_TACTIC(MADF_ALGO_SPLIT_K, 8), &h100)
+            == sizeof(float) * 5 * 64 * 16,
+        "split-K in 8 of 10 stages: 5 splits (at least 2 stages each)");
+    expect(madfDynamicFilterWorkspaceSize(&s, MADF_FLOAT16, MADF_ALGO_PIPELINED, &h100) == 0,
+        "no workspace without split-K");
+    expect(madfDynamicFilterWorkspaceSize(&s, MADF_FLOAT32, MADF_TACTIC(MADF_ALGO_SPLIT_K, 4), &h100) == 0,
+        "FP32 runs SIMT: no workspace");
+    s.featuresLayout = 2;
+    expect(madfDynamicFilterCheck(&s) != nullptr, "an unknown features layout is refused");
     expect(madfDynamicFilterSimtSharedBytes(16) == sizeof(float) * (8 * 64 + 17 * 64 + 17 * 8 * 16),
         "SIMT shared memory for Cm = 16");
 
     s = official(256);
     s.stride = 0;
-    expect(
-        madfDynamicFilterForward(&s, MADF_FLOAT32, MADF_ALGO_AUTO, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr)
+    expect(madfDynamicFilterForward(
+               &s, MADF_FLOAT32, MADF_ALGO_AUTO, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0, nullptr)
             == cudaErrorInvalidValue,
         "invalid shape -> cudaErrorInvalidValue before any launch");
     s = official(256);
     s.batch = 0;
-    expect(
-        madfDynamicFilterForward(&s, MADF_FLOAT16, MADF_ALGO_AUTO, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr)
+    expect(madfDynamicFilterForward(
+               &s, MADF_FLOAT16, MADF_ALGO_AUTO, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0, nullptr)
             == cudaSuccess,
         "empty batch is a no-op");
     int devices = 0;
@@ -78,7 +100,7 @@ int main()
     {
         s = official(16);
         cudaError_t const e = madfDynamicFilterForward(
-            &s, MADF_FLOAT32, MADF_ALGO_AUTO, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
+            &s, MADF_FLOAT32, MADF_ALGO_AUTO, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0, nullptr);
         expect(e != cudaSuccess, "no GPU: the launch reports an error instead of crashing");
     }
     std::printf("%d failure(s)\n", gFailures);

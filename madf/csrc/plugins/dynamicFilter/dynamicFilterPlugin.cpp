@@ -2,6 +2,7 @@
 
 #include "../pluginLogging.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -15,6 +16,18 @@ namespace
 {
 
 constexpr int32_t kNB_INPUTS = 4;   // features, mask_features, weight, bias
+// Bumped whenever a tactic's kernel changes, so a timing cache made with other kernels is not trusted (it is part of
+// getTimingCacheID).
+constexpr int32_t kTACTIC_TABLE_VERSION = 2;
+// The tactics offered to the builder (each timed per layer, so variants can only gain): SIMT, and for FP16 round 1,
+// the cheaper stage and split-K in 2, 4 and 8. NHWC (kHWC8) features only the pipelined kernel reads.
+constexpr madfTactic kFP16_TACTICS[] = {MADF_ALGO_SIMT, MADF_ALGO_TENSOR_CORE, MADF_ALGO_PIPELINED,
+    MADF_TACTIC(MADF_ALGO_SPLIT_K, 2), MADF_TACTIC(MADF_ALGO_SPLIT_K, 4), MADF_TACTIC(MADF_ALGO_SPLIT_K, 8)};
+constexpr madfTactic kHWC8_TACTICS[] = {MADF_ALGO_PIPELINED, MADF_TACTIC(MADF_ALGO_SPLIT_K, 2),
+    MADF_TACTIC(MADF_ALGO_SPLIT_K, 4), MADF_TACTIC(MADF_ALGO_SPLIT_K, 8)};
+constexpr madfTactic kFP32_TACTICS[] = {MADF_ALGO_SIMT};
+// The split-K workspace TensorRT is asked for at most; a call whose splits need more runs with fewer.
+constexpr size_t kMAX_WORKSPACE = size_t{16} << 20;
 constexpr char const* kATTRIBUTES[] = {"kernel_size", "stride", "padding", "out_channels"};
 
 int32_t* field(DynamicFilterParams& p, int32_t i)
@@ -79,7 +92,8 @@ DynamicFilterPlugin::DynamicFilterPlugin(std::string name, DynamicFilterParams p
     : mName(std::move(name))
     , mParams(params)
     , mTimingCacheId("k" + std::to_string(params.kernelSize) + "s" + std::to_string(params.stride) + "p"
-          + std::to_string(params.padding) + "o" + std::to_string(params.outChannels))
+          + std::to_string(params.padding) + "o" + std::to_string(params.outChannels) + "t"
+          + std::to_string(kTACTIC_TABLE_VERSION))
 {
 }
 
@@ -156,7 +170,14 @@ bool DynamicFilterPlugin::supportsFormatCombination(
         return false;
     PluginTensorDesc const& desc = inOut[pos].desc;
     bool const floating = desc.type == DataType::kFLOAT || desc.type == DataType::kHALF;
-    return desc.format == TensorFormat::kLINEAR && floating && desc.type == inOut[0].desc.type;
+    if (!floating || desc.type != inOut[0].desc.type)
+        return false;
+    // features may also be kHWC8 (NHWC) in FP16 when the pipelined kernel can read it: whole 32-channel blocks,
+    // the official mask channels and whole 16-channel output tiles
+    if (pos == 0 && desc.format == TensorFormat::kHWC8)
+        return desc.type == DataType::kHALF && desc.dims.nbDims == 4 && desc.dims.d[1] > 0 && desc.dims.d[1] % 32 == 0
+            && mParams.outChannels % 16 == 0 && (nbInputs < 2 || inOut[1].desc.dims.d[1] == 16);
+    return desc.format == TensorFormat::kLINEAR;
 }
 
 int32_t DynamicFilterPlugin::configurePlugin(
@@ -182,32 +203,67 @@ int32_t DynamicFilterPlugin::configurePlugin(
         logError("MADFDynamicFilter: weight columns != mask_features channels");
         return -1;
     }
+    mConfiguredType = in[0].desc.type;
+    mConfiguredFormat = in[0].desc.format;
     return 0;
 }
 
+// Split-K's FP32 partial outputs at the largest shape of the profile, capped (the launch uses fewer splits when the
+// cap is below what its splits need): zero for FP32, which only SIMT runs.
 size_t DynamicFilterPlugin::getWorkspaceSize(
-    DynamicPluginTensorDesc const*, int32_t, DynamicPluginTensorDesc const*, int32_t) const noexcept
+    DynamicPluginTensorDesc const* inputs, int32_t nbInputs, DynamicPluginTensorDesc const*, int32_t) const noexcept
 {
-    return 0;   // fused: nothing but the output is written
+    if (nbInputs != kNB_INPUTS || inputs[0].desc.type != DataType::kHALF || inputs[0].max.nbDims != 4
+        || inputs[1].max.nbDims != 4)
+        return 0;
+    madfDynamicFilterShape s{};
+    s.batch = static_cast<int32_t>(inputs[0].max.d[0]);
+    s.inChannels = static_cast<int32_t>(inputs[0].max.d[1]);
+    s.height = static_cast<int32_t>(inputs[0].max.d[2]);
+    s.width = static_cast<int32_t>(inputs[0].max.d[3]);
+    s.maskChannels = static_cast<int32_t>(inputs[1].max.d[1]);
+    s.outChannels = mParams.outChannels;
+    s.kernelSize = mParams.kernelSize;
+    s.stride = mParams.stride;
+    s.padding = mParams.padding;
+    s.featuresLayout = inputs[0].desc.format == TensorFormat::kHWC8 ? MADF_LAYOUT_NHWC : MADF_LAYOUT_NCHW;
+    madfDeviceFacts facts{};
+    if (madfDynamicFilterQueryDevice(&facts) != cudaSuccess)
+        return 0;
+    size_t const need =
+        madfDynamicFilterWorkspaceSize(&s, MADF_FLOAT16, MADF_TACTIC(MADF_ALGO_SPLIT_K, MADF_MAX_SPLITS), &facts);
+    return need < kMAX_WORKSPACE ? need : kMAX_WORKSPACE;
 }
 
-// Two tactics, timed by TensorRT's builder: SIMT and tensor cores (the latter runs SIMT for FP32 data).
-int32_t DynamicFilterPlugin::getNbTactics() noexcept { return 2; }
+// The tactics for the format combination of the last configurePlugin (TensorRT times each).
+std::vector<madfTactic> DynamicFilterPlugin::tactics() const
+{
+    if (mConfiguredType != DataType::kHALF)
+        return {std::begin(kFP32_TACTICS), std::end(kFP32_TACTICS)};
+    if (mConfiguredFormat == TensorFormat::kHWC8)
+        return {std::begin(kHWC8_TACTICS), std::end(kHWC8_TACTICS)};
+    return {std::begin(kFP16_TACTICS), std::end(kFP16_TACTICS)};
+}
+
+int32_t DynamicFilterPlugin::getNbTactics() noexcept { return static_cast<int32_t>(tactics().size()); }
 
 int32_t DynamicFilterPlugin::getValidTactics(int32_t* tactics, int32_t nbTactics) noexcept
 {
-    if (nbTactics < 2)
+    std::vector<madfTactic> const offered = this->tactics();
+    if (tactics == nullptr || nbTactics < static_cast<int32_t>(offered.size()))
         return -1;
-    tactics[0] = MADF_ALGO_SIMT;
-    tactics[1] = MADF_ALGO_TENSOR_CORE;
+    std::copy(offered.begin(), offered.end(), tactics);
     return 0;
 }
 
 int32_t DynamicFilterPlugin::setTactic(int32_t tactic) noexcept
 {
-    if (tactic < MADF_ALGO_AUTO || tactic > MADF_ALGO_TENSOR_CORE)
+    std::vector<madfTactic> const known(std::begin(kFP16_TACTICS), std::end(kFP16_TACTICS));
+    if (tactic != MADF_ALGO_AUTO && std::find(known.begin(), known.end(), tactic) == known.end())
     {
-        logError("MADFDynamicFilter: unknown tactic (0 auto, 1 SIMT, 2 tensor cores)");
+        logError(("MADFDynamicFilter: unknown tactic " + std::to_string(tactic)
+            + " (0 auto, 1 SIMT, 2 tensor cores, 3 pipelined, 4 | S << 8 split-K in S = 2, 4, 8)")
+                     .c_str());
         return -1;
     }
     mTactic = tactic;
@@ -250,9 +306,22 @@ int32_t DynamicFilterPlugin::onShapeChange(
     shape.kernelSize = mParams.kernelSize;
     shape.stride = mParams.stride;
     shape.padding = mParams.padding;
+    shape.featuresLayout = inputDesc[0].format == TensorFormat::kHWC8 ? MADF_LAYOUT_NHWC : MADF_LAYOUT_NCHW;
+    if (inputDesc[0].format != TensorFormat::kLINEAR && shape.featuresLayout != MADF_LAYOUT_NHWC)
+    {
+        logError("MADFDynamicFilter: features must be kLINEAR or kHWC8");
+        return -1;
+    }
     if (char const* problem = madfDynamicFilterCheck(&shape))
     {
         logError(problem);
+        return -1;
+    }
+    if (shape.featuresLayout == MADF_LAYOUT_NHWC
+        && MADF_TACTIC_ALGO(madfDynamicFilterSelect(&shape, dtype, MADF_ALGO_PIPELINED)) == MADF_ALGO_AUTO)
+    {
+        logError(
+            "MADFDynamicFilter: no kernel reads these kHWC8 features (FP16, Cin % 32 == 0, Cm 16, Cout % 16 == 0)");
         return -1;
     }
     int64_t const ho = madfDynamicFilterOutputSize(shape.height, shape.kernelSize, shape.stride, shape.padding);
@@ -291,7 +360,7 @@ int32_t DynamicFilterPlugin::onShapeChange(
 }
 
 int32_t DynamicFilterPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const*,
-    void const* const* inputs, void* const* outputs, void*, cudaStream_t stream) noexcept
+    void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept
 {
     if (!mShapeValid || inputDesc[0].type != mType)
     {
@@ -299,8 +368,11 @@ int32_t DynamicFilterPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTe
         return -1;
     }
     madfDType const dtype = mType == DataType::kHALF ? MADF_FLOAT16 : MADF_FLOAT32;
-    cudaError_t const status = madfDynamicFilterForwardOn(&mShape, dtype, static_cast<madfAlgo>(mTactic), &mFacts,
-        inputs[0], inputs[1], inputs[2], inputs[3], outputs[0], stream);
+    // What this shape's splits need, capped as getWorkspaceSize capped it: never more than TensorRT allocated (a
+    // tactic splits a smaller shape of the profile no more than its largest, over fewer pixels).
+    size_t const need = madfDynamicFilterWorkspaceSize(&mShape, dtype, mTactic, &mFacts);
+    cudaError_t const status = madfDynamicFilterForwardOn(&mShape, dtype, mTactic, &mFacts, inputs[0], inputs[1],
+        inputs[2], inputs[3], outputs[0], workspace, workspace != nullptr ? std::min(need, kMAX_WORKSPACE) : 0, stream);
     if (status != cudaSuccess)
     {
         logError((std::string("MADFDynamicFilter: kernel launch failed: ") + cudaGetErrorString(status)).c_str());

@@ -1,7 +1,9 @@
 /*
  * MADFDynamicFilter: the madf::MADFDynamicFilter ONNX op (docs/ops/MADFDynamicFilter.md) as a TensorRT IPluginV3.
  * Inputs: features (N,Cin,H,W), mask_features (N,Cm,Ho,Wo), weight (Cin*k*k*Cout,Cm,1,1), bias (Cin*k*k*Cout);
- * output (N,Cout,Ho,Wo); one type for all (FP32 or FP16), linear NCHW, dynamic N/H/W. The attributes (kernel_size,
+ * output (N,Cout,Ho,Wo); one type for all (FP32 or FP16), linear NCHW (features also kHWC8 in FP16 when Cin % 32
+ * == 0), dynamic N/H/W. Tactics: SIMT, and for FP16 the round-1 tensor-core kernel, the pipelined one and split-K in
+ * 2, 4 and 8 (dynamicFilterKernel.cuh), each timed by the builder. The attributes (kernel_size,
  * stride, padding, out_channels) are the only state, serialized with the engine through getFieldsToSerialize.
  */
 #ifndef MADF_DYNAMIC_FILTER_PLUGIN_H
@@ -78,8 +80,13 @@ public:
 private:
     std::string mName;
     DynamicFilterParams mParams;
-    std::string mTimingCacheId;   // the attributes: TensorRT adds the I/O shapes and formats itself
-    int32_t mTactic{0};           // madfAlgo; 0 = auto until TensorRT picks a timed tactic
+    std::vector<madfTactic> tactics() const;
+
+    std::string mTimingCacheId;   // the attributes and the tactic table's version: TensorRT adds shapes and formats
+    madfTactic mTactic{0};        // 0 = auto until TensorRT picks a timed tactic
+    // the format combination of the last configurePlugin: what getValidTactics offers
+    nvinfer1::DataType mConfiguredType{nvinfer1::DataType::kFLOAT};
+    nvinfer1::TensorFormat mConfiguredFormat{nvinfer1::TensorFormat::kLINEAR};
     // Set by onShapeChange, which validates each new shape once; enqueue only checks the type and launches.
     madfDynamicFilterShape mShape{};
     nvinfer1::DataType mType{nvinfer1::DataType::kFLOAT};

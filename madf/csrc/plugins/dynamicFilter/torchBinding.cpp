@@ -92,13 +92,29 @@ void checkTensors(
     dtypeOf(x);
 }
 
-madfAlgo algoOf(int64_t algo)
+madfTactic tacticOf(int64_t algo)
 {
-    TORCH_CHECK(algo >= MADF_ALGO_AUTO && algo <= MADF_ALGO_TENSOR_CORE,
-        "algo must be 0 (auto), 1 (simt) or 2 "
-        "(tensor cores); got ",
+    int64_t const kind = algo & 0xff, splits = algo >> 8;
+    bool const known = algo >= 0 && kind <= MADF_ALGO_SPLIT_K
+        && (splits == 0 || (kind == MADF_ALGO_SPLIT_K && splits >= 2 && splits <= MADF_MAX_SPLITS));
+    TORCH_CHECK(known,
+        "algo must be 0 (auto), 1 (simt), 2 (tensor cores), 3 (pipelined) or 4 (split-K), with the split count "
+        "2..8 in bits 8-15 for split-K only; got ",
         algo);
-    return static_cast<madfAlgo>(algo);
+    return static_cast<madfTactic>(algo);
+}
+
+// Features stay NHWC (no copy) when they are channels-last and a pipelined or split-K tactic, asked for by name,
+// reads that layout; otherwise NCHW (auto keeps round 1's choice).
+bool readsChannelsLast(torch::Tensor const& x, madfDynamicFilterShape s, madfTactic tactic)
+{
+    madfAlgo const requested = MADF_TACTIC_ALGO(tactic);
+    if ((requested != MADF_ALGO_PIPELINED && requested != MADF_ALGO_SPLIT_K) || x.is_contiguous()
+        || !x.is_contiguous(at::MemoryFormat::ChannelsLast))
+        return false;
+    s.featuresLayout = MADF_LAYOUT_NHWC;
+    madfAlgo const algo = MADF_TACTIC_ALGO(madfDynamicFilterSelect(&s, dtypeOf(x), tactic));
+    return algo == MADF_ALGO_PIPELINED || algo == MADF_ALGO_SPLIT_K;
 }
 
 }   // namespace
@@ -107,37 +123,51 @@ torch::Tensor forward(torch::Tensor x, torch::Tensor m, torch::Tensor weight, to
     int64_t stride, int64_t padding, int64_t algo)
 {
     checkTensors(x, m, weight, bias);
-    madfAlgo const requested = algoOf(algo);
-    madfDynamicFilterShape const s = shapeOf(x, m, weight, bias, kernelSize, stride, padding);
-    // non-contiguous views are copied: the kernel indexes dense NCHW
-    auto xc = x.contiguous(), mc = m.contiguous(), wc = weight.contiguous(), bc = bias.contiguous();
+    madfTactic const tactic = tacticOf(algo);
+    madfDynamicFilterShape s = shapeOf(x, m, weight, bias, kernelSize, stride, padding);
+#ifndef MADF_EMULATE
+    c10::cuda::CUDAGuard guard(x.device());
+#endif
+    if (readsChannelsLast(x, s, tactic))
+        s.featuresLayout = MADF_LAYOUT_NHWC;
+    // other views are copied: the kernels index dense NCHW (or NHWC features)
+    auto xc = s.featuresLayout == MADF_LAYOUT_NHWC ? x : x.contiguous();
+    auto mc = m.contiguous(), wc = weight.contiguous(), bc = bias.contiguous();
     auto y = torch::empty({s.batch, s.outChannels, m.size(2), m.size(3)}, x.options());
 #ifdef MADF_EMULATE
     cudaStream_t const stream = nullptr;
 #else
-    c10::cuda::CUDAGuard guard(x.device());
     cudaStream_t const stream = c10::cuda::getCurrentCUDAStream().stream();
 #endif
-    cudaError_t const err = madfDynamicFilterForward(
-        &s, dtypeOf(x), requested, xc.data_ptr(), mc.data_ptr(), wc.data_ptr(), bc.data_ptr(), y.data_ptr(), stream);
+    madfDeviceFacts facts{};
+    cudaError_t err = madfDynamicFilterQueryDevice(&facts);
+    TORCH_CHECK(err == cudaSuccess, "MADFDynamicFilter: cannot query the device: ", cudaGetErrorString(err));
+    // split-K's FP32 partial outputs, from torch's allocator (stream-ordered: freed after the launch is safe)
+    size_t const bytes = madfDynamicFilterWorkspaceSize(&s, dtypeOf(x), tactic, &facts);
+    auto workspace = torch::empty({static_cast<int64_t>(bytes)}, x.options().dtype(torch::kUInt8));
+    err = madfDynamicFilterForwardOn(&s, dtypeOf(x), tactic, &facts, xc.data_ptr(), mc.data_ptr(), wc.data_ptr(),
+        bc.data_ptr(), y.data_ptr(), bytes > 0 ? workspace.data_ptr() : nullptr, bytes, stream);
     TORCH_CHECK(err == cudaSuccess, "MADFDynamicFilter launch failed: ", cudaGetErrorString(err));
     return y;
 }
 
-std::string selected(torch::Tensor x, torch::Tensor m, torch::Tensor weight, torch::Tensor bias, int64_t kernelSize,
+// The tactic forward would run for these inputs (AUTO resolved, the split count of split-K filled in).
+int64_t selected(torch::Tensor x, torch::Tensor m, torch::Tensor weight, torch::Tensor bias, int64_t kernelSize,
     int64_t stride, int64_t padding, int64_t algo)
 {
     checkTensors(x, m, weight, bias);
-    madfAlgo const requested = algoOf(algo);
-    madfDynamicFilterShape const s = shapeOf(x, m, weight, bias, kernelSize, stride, padding);
+    madfTactic const tactic = tacticOf(algo);
+    madfDynamicFilterShape s = shapeOf(x, m, weight, bias, kernelSize, stride, padding);
 #ifndef MADF_EMULATE
     c10::cuda::CUDAGuard guard(x.device());   // the algorithm depends on this tensor's GPU, not the current one
 #endif
-    return madfDynamicFilterSelect(&s, dtypeOf(x), requested) == MADF_ALGO_TENSOR_CORE ? "tensor_core" : "simt";
+    if (readsChannelsLast(x, s, tactic))
+        s.featuresLayout = MADF_LAYOUT_NHWC;
+    return madfDynamicFilterSelect(&s, dtypeOf(x), tactic);
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module)
 {
-    module.def("forward", &forward, "fused MADF dynamic filter (algo: 0 auto, 1 simt, 2 tensor cores)");
-    module.def("selected", &selected, "the algorithm forward would run for these inputs");
+    module.def("forward", &forward, "fused MADF dynamic filter (algo: a madfTactic, dynamicFilterKernel.cuh)");
+    module.def("selected", &selected, "the tactic forward would run for these inputs");
 }

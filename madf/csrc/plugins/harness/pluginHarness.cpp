@@ -2,15 +2,17 @@
 // logger of its own, getCreators) and walks a MADFDynamicFilter plugin through the life TensorRT's builder and
 // runtime give it, through the IPluginV3 interfaces only; no TensorRT library is needed.
 //
-//   madf_plugin_harness LIBRARY life int32|int64 k=7 s=2 p=3 cout=16 [enqueue DIR fp32|fp16 N,CIN,H,W,CM host|cuda]
+//   madf_plugin_harness LIBRARY life int32|int64 k=7 s=2 p=3 cout=16
+//                       [enqueue DIR fp32|fp16 N,CIN,H,W,CM host|cuda [hwc8]]
 //   madf_plugin_harness LIBRARY refuse
 //
 // `life`: creator identity and fields, createPlugin (BUILD phase) from the given attributes as INT32 or INT64
 // fields, the CORE/BUILD/RUNTIME capabilities, output types and shapes (constant and symbolic dimensions through an
 // IExprBuilder implemented here), every format/type combination, configurePlugin, tactics, workspace, clone, the
 // serialization round trip (RUNTIME phase), onShapeChange, attachToContext, and with `enqueue` a launch per tactic on
-// DIR/{x,m,weight,bias}.bin (float32), writing DIR/out_TACTIC.bin (float32) for the caller to check against its
-// reference. `host` memory is for the emulated library (kernels on the CPU), `cuda` for the real one.
+// DIR/{x,m,weight,bias}.bin (float32, NCHW), with the workspace getWorkspaceSize asks for that shape, writing
+// DIR/out_TACTIC.bin (float32) for the caller to check against its reference; `hwc8` hands the features over as
+// kHWC8 (NHWC), which the pipelined tactics read. `host` memory is for the emulated library (kernels on the CPU), `cuda` for the real one.
 // `refuse`: bad fields and bad calls must be refused with a logged error, never a crash.
 // Prints "ok ..." / "FAIL ..." per check, "field NAME TYPE LENGTH" per declared field, "log SEVERITY MESSAGE" per
 // logged message, and "N failure(s)" last; exits 1 on any failure.
@@ -378,8 +380,6 @@ public:
         return v;
     }
 
-private:
-    size_t elementSize() const { return mHalf ? sizeof(__half) : sizeof(float); }
     void* allocate(size_t bytes)
     {
         void* p = nullptr;
@@ -390,6 +390,9 @@ private:
         mOwned.push_back(p);
         return p;
     }
+
+private:
+    size_t elementSize() const { return mHalf ? sizeof(__half) : sizeof(float); }
     bool mDevice, mHalf;
     std::vector<void*> mOwned;
 };
@@ -481,7 +484,7 @@ void checkShapes(IPluginV3OneBuild* build, Params const& p)
     }
 }
 
-void checkFormats(IPluginV3OneBuild* build)
+void checkFormats(IPluginV3OneBuild* build, int64_t cout)
 {
     // TensorRT asks position by position with the earlier positions already chosen; the contract: linear, FP32 or
     // FP16, one type for all five tensors.
@@ -514,6 +517,17 @@ void checkFormats(IPluginV3OneBuild* build)
     DynamicPluginTensorDesc io[5]{};
     check(!build->supportsFormatCombination(5, io, 4, 1) && !build->supportsFormatCombination(-1, io, 4, 1),
         "supportsFormatCombination refuses positions out of range");
+    // features may be kHWC8 for the pipelined kernel: FP16, Cin % 32 == 0 (and Cm 16, Cout % 16 == 0)
+    auto hwc8 = [&](int64_t cin, DataType type, int32_t pos) {
+        DynamicPluginTensorDesc d[5]{};
+        for (int32_t i = 0; i < 5; ++i)
+            d[i].desc = desc({1, i == 0 ? cin : 16, 1, 1}, type);
+        d[pos].desc.format = TensorFormat::kHWC8;
+        return build->supportsFormatCombination(pos, d, 4, 1);
+    };
+    check(hwc8(64, DataType::kHALF, 0) == (cout % 16 == 0) && !hwc8(64, DataType::kFLOAT, 0)
+            && !hwc8(24, DataType::kHALF, 0) && !hwc8(64, DataType::kHALF, 1) && !hwc8(64, DataType::kHALF, 4),
+        "supportsFormatCombination: kHWC8 features only in FP16 with Cin % 32 == 0 and Cout % 16 == 0");
 }
 
 std::vector<DynamicPluginTensorDesc> buildDescs(Params const& p, int64_t cin, int64_t cm, DataType type, int64_t rows)
@@ -571,17 +585,27 @@ int life(char const* libraryPath, std::vector<std::string> const& args)
     checkCapabilities(plugin.get());
     auto* build = capability<IPluginV3OneBuild>(plugin.get(), PluginCapabilityType::kBUILD);
     checkShapes(build, p);
-    checkFormats(build);
+    checkFormats(build, p.cout);
 
-    int64_t const cin = 4, cm = 16, rows = cin * p.k * p.k * p.cout;
+    int64_t const cin = 32, cm = 16, rows = cin * p.k * p.k * p.cout;   // Cin 32: a window split-K can split
     auto io = buildDescs(p, cin, cm, DataType::kHALF, rows);
     check(build->configurePlugin(io.data(), 4, io.data() + 4, 1) == 0, "configurePlugin (dynamic N/H/W, FP16)");
-    check(build->getWorkspaceSize(io.data(), 4, io.data() + 4, 1) == 0, "getWorkspaceSize == 0 (fused)");
+    // FP32: SIMT only, no workspace; FP16: the tensor-core variants, split-K's workspace for the profile's largest
+    // shape (capped at 16 MiB)
+    auto io32 = buildDescs(p, cin, cm, DataType::kFLOAT, rows);
+    check(build->configurePlugin(io32.data(), 4, io32.data() + 4, 1) == 0 && build->getNbTactics() == 1
+            && build->getWorkspaceSize(io32.data(), 4, io32.data() + 4, 1) == 0,
+        "FP32: one tactic (SIMT), no workspace");
+    check(build->configurePlugin(io.data(), 4, io.data() + 4, 1) == 0, "configurePlugin (dynamic N/H/W, FP16)");
+    size_t const workspace = build->getWorkspaceSize(io.data(), 4, io.data() + 4, 1);
+    check((workspace > 0) == (p.cout % 16 == 0) && workspace <= (size_t{16} << 20),
+        "FP16: split-K workspace (when Cout % 16 == 0), at most 16 MiB");
     int32_t const nbTactics = build->getNbTactics();
     std::vector<int32_t> tactics(static_cast<size_t>(nbTactics > 0 ? nbTactics : 0));
-    check(
-        nbTactics == 2 && build->getValidTactics(tactics.data(), nbTactics) == 0 && tactics[0] == 1 && tactics[1] == 2,
-        "getValidTactics: SIMT (1) and tensor cores (2)");
+    std::vector<int32_t> const fp16Tactics = {1, 2, 3, 4 | 2 << 8, 4 | 4 << 8, 4 | 8 << 8};
+    check(nbTactics == 6 && build->getValidTactics(tactics.data(), nbTactics) == 0 && tactics == fp16Tactics,
+        "getValidTactics: SIMT, tensor cores, pipelined, split-K in 2, 4, 8");
+    check(build->getValidTactics(tactics.data(), nbTactics - 1) != 0, "getValidTactics refuses a short buffer");
     auto* runtime = capability<IPluginV3OneRuntime>(plugin.get(), PluginCapabilityType::kRUNTIME);
     for (int32_t t : tactics)
         check(runtime->setTactic(t) == 0, "setTactic " + std::to_string(t));
@@ -617,13 +641,39 @@ int life(char const* libraryPath, std::vector<std::string> const& args)
         Problem q{};
         std::sscanf(args[8].c_str(), "%ld,%ld,%ld,%ld,%ld", &q.n, &q.cin, &q.h, &q.w, &q.cm);
         bool const device = args.size() > 9 && args[9] == "cuda";
+        bool const nhwc = args.size() > 10 && args[10] == "hwc8";   // features as kHWC8 (NHWC), FP16
         DataType const type = half ? DataType::kHALF : DataType::kFLOAT;
         auto descs = runtimeDescs(q, p, type);
+        if (nhwc)
+            descs[0].format = TensorFormat::kHWC8;
+        // the tactics and workspace TensorRT's builder would use for exactly this shape and format
+        std::vector<DynamicPluginTensorDesc> fixed(5);
+        for (size_t i = 0; i < fixed.size(); ++i)
+        {
+            fixed[i].desc = descs[i];
+            fixed[i].min = fixed[i].opt = fixed[i].max = descs[i].dims;
+        }
+        check(build->configurePlugin(fixed.data(), 4, fixed.data() + 4, 1) == 0, "configurePlugin for the enqueue");
+        tactics.assign(static_cast<size_t>(build->getNbTactics()), 0);
+        check(build->getValidTactics(tactics.data(), static_cast<int32_t>(tactics.size())) == 0, "tactics");
+        size_t const workspaceBytes = build->getWorkspaceSize(fixed.data(), 4, fixed.data() + 4, 1);
         int64_t const ho = outSize(q.h, p), wo = outSize(q.w, p), d = q.cin * p.k * p.k * p.cout;
         size_t const outCount = static_cast<size_t>(q.n * p.cout * ho * wo);
         Buffers buffers(device, half);
-        void const* inputs[4] = {
-            buffers.upload(readFloats(dir + "/x.bin", static_cast<size_t>(q.n * q.cin * q.h * q.w))),
+        std::vector<float> x = readFloats(dir + "/x.bin", static_cast<size_t>(q.n * q.cin * q.h * q.w));
+        if (nhwc)   // NCHW on disk
+        {
+            std::vector<float> t(x.size());
+            for (int64_t i = 0; i < static_cast<int64_t>(x.size()); ++i)
+            {
+                int64_t const xx = i % q.w, y = i / q.w % q.h, c = i / (q.w * q.h) % q.cin, n = i / (q.w * q.h * q.cin);
+                t[static_cast<size_t>(((n * q.h + y) * q.w + xx) * q.cin + c)] = x[static_cast<size_t>(i)];
+            }
+            x.swap(t);
+        }
+        void* const workspace = buffers.allocate(workspaceBytes);
+        std::printf("enqueue workspace %zu bytes, %zu tactics\n", workspaceBytes, tactics.size());
+        void const* inputs[4] = {buffers.upload(x),
             buffers.upload(readFloats(dir + "/m.bin", static_cast<size_t>(q.n * q.cm * ho * wo))),
             buffers.upload(readFloats(dir + "/weight.bin", static_cast<size_t>(d * q.cm))),
             buffers.upload(readFloats(dir + "/bias.bin", static_cast<size_t>(d)))};
@@ -635,7 +685,7 @@ int life(char const* libraryPath, std::vector<std::string> const& args)
         {
             void* outputs[1] = {buffers.poisoned(outCount)};
             check(exec->setTactic(t) == 0, "setTactic " + std::to_string(t) + " on the context's plugin");
-            int32_t const rc = exec->enqueue(descs.data(), descs.data() + 4, inputs, outputs, nullptr, stream);
+            int32_t const rc = exec->enqueue(descs.data(), descs.data() + 4, inputs, outputs, workspace, stream);
             if (device)
                 check(cudaStreamSynchronize(stream) == cudaSuccess, "cudaStreamSynchronize");
             check(rc == 0, "enqueue tactic " + std::to_string(t) + (half ? " fp16" : " fp32"));
@@ -739,6 +789,9 @@ int refuse(char const* libraryPath)
         check(build->getOutputShapes(in, 3, nullptr, 0, out, 1, eb) != 0, "getOutputShapes refuses 3 inputs");
     }
     expectRefusal(logger, "setTactic 7", [&] { return runtime->setTactic(7) != 0; });
+    expectRefusal(logger, "setTactic split-K in 3", [&] { return runtime->setTactic(4 | 3 << 8) != 0; });
+    expectRefusal(
+        logger, "setTactic pipelined with a split count", [&] { return runtime->setTactic(3 | 2 << 8) != 0; });
     // onShapeChange checks every shape once, before any enqueue: null buffers make any read by a kernel a crash
     Problem const q{1, 4, 9, 9, 16};
     void const* inputs[4] = {nullptr, nullptr, nullptr, nullptr};
@@ -774,6 +827,10 @@ int refuse(char const* libraryPath)
         logger, "onShapeChange, 3-D features", [&] { return shapeChangeWith([](auto& d) { d[0].dims.nbDims = 3; }); });
     expectRefusal(logger, "onShapeChange, zero-height features",
         [&] { return shapeChangeWith([](auto& d) { d[0].dims.d[2] = 0; }); });
+    expectRefusal(logger, "onShapeChange, kHWC8 features no kernel reads (FP32, Cin 4)",
+        [&] { return shapeChangeWith([](auto& d) { d[0].format = TensorFormat::kHWC8; }); });
+    expectRefusal(logger, "onShapeChange, features in kCHW32",
+        [&] { return shapeChangeWith([](auto& d) { d[0].format = TensorFormat::kCHW32; }); });
     {
         // a good shape, then a bad one: the plugin must not launch with the stale good shape
         auto good = runtimeDescs(q, p, DataType::kFLOAT);
@@ -784,8 +841,9 @@ int refuse(char const* libraryPath)
     }
     // the timing cache ID: the creation state (TensorRT prefixes the I/O shapes and formats)
     char const* cacheId = build->getTimingCacheID();
-    check(cacheId != nullptr && std::string(cacheId) == "k3s2p1o8",
-        "getTimingCacheID names the attributes: " + std::string(cacheId != nullptr ? cacheId : "null"));
+    check(cacheId != nullptr && std::string(cacheId) == "k3s2p1o8t2",
+        "getTimingCacheID names the attributes and the tactic table: "
+            + std::string(cacheId != nullptr ? cacheId : "null"));
     return 0;
 }
 
@@ -797,7 +855,7 @@ int main(int argc, char** argv)
     {
         std::fprintf(stderr,
             "usage: madf_plugin_harness LIBRARY life int32|int64 k=K s=S p=P cout=C "
-            "[enqueue DIR fp32|fp16 N,CIN,H,W,CM host|cuda]\n"
+            "[enqueue DIR fp32|fp16 N,CIN,H,W,CM host|cuda [hwc8]]\n"
             "       madf_plugin_harness LIBRARY refuse\n");
         return 2;
     }
