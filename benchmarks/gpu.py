@@ -2,6 +2,7 @@
 
     python benchmarks/gpu.py --out benchmarks/RESULTS.md              # the full run (H100 / H200: about 5 minutes)
     python benchmarks/gpu.py --device cpu --levels 3 --width 0.125 --sizes 32 --batches 1 2 --out /tmp/r.md  # smoke
+    python benchmarks/gpu.py --device cpu --emulated --levels 3 --sizes 32 --batches 1 --skip model accuracy  # 1b
 
 Sections (each printed as it finishes, all written to --out as Markdown with the environment and the command):
 1. Dynamic filter alone, per official level (256x256 input), batch 32 and 1: official-style unfold FP32, the
@@ -175,11 +176,12 @@ def measured_matmul_tflops(device):
 
 
 # ---- the fused kernel -----------------------------------------------------------------------------------------------
-def fused_build(device):
-    """The fused kernel (madf/csrc/plugins/dynamicFilter) on this GPU, or None on the CPU or when it does not build."""
-    if device.type != "cuda":
-        return None
+def fused_build(device, emulated=False):
+    """The fused kernel (madf/csrc/plugins/dynamicFilter) on this GPU (on the CPU: its emulation with ``emulated``,
+    a smoke run whose times mean nothing), or None on the CPU or when it does not build."""
     from madf.model import fused_kernel as kernel
+    if device.type != "cuda":
+        return kernel.FusedKernel(kernel.load_emulated_extension(), "cpu") if emulated else None
     try:
         return kernel.cuda_kernel()
     except Exception as exc:  # noqa: BLE001 - a build that fails is reported, the rest still runs
@@ -253,9 +255,7 @@ def level_section(report, device, batches, size, fused, levels):
             r_ms = min(rewrite_ms)
             row += [fmt(r_ms, 4), fmt(tf(r_ms), 1)]
             if fused is not None:
-                ref = df.dynamic_filter_rewrite(*(t.double() for t in (x, m, w, b)), k, 2, p)
-                out = fused(x, m, w, b, k, 2, p, algo="tensor_core")
-                err = (out.double() - ref).abs().max().item() / ref.abs().max().item()
+                err = fused_error(fused, (x, m, w, b), k, p, "tensor_core")
                 if not err < 2e-3:   # a wrong kernel is never timed as a win
                     row += [f"WRONG ({err:.1e})", "-", "-", "-"]
                 else:
@@ -330,7 +330,7 @@ def lowering_section(report, device, wins, batches, levels):
     import json
 
     from madf.model import fused_table
-    arch = fused_table.arch_of(torch.cuda.get_device_capability(device))
+    arch = fused_table.arch_of(torch.cuda.get_device_capability(device)) if device.type == "cuda" else "emulated"
     report.text(f"## 1c. Lowering table for {arch} (madf/model/fused_wins.json)\n")
     decide = fused_table.table()["decide_at_batch"]
     shapes = {s["level"]: s for s in OFFICIAL.level_shapes() if s["level"] <= levels}
@@ -349,7 +349,8 @@ def lowering_section(report, device, wins, batches, levels):
                        for b in batches),
                      "-" if at is None else ("plugin (fused)" if at > 1.0 else "standard ops")])
     report.table(["level", "shape"] + [f"best at batch {b}" for b in batches] + [f"lowering (batch {decide})"], rows)
-    report.text("```json\n" + json.dumps({arch: {"gpu": torch.cuda.get_device_name(device),
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU emulation"
+    report.text("```json\n" + json.dumps({arch: {"gpu": gpu,
                                                   "date": datetime.date.today().isoformat(),
                                                   "source": "benchmarks/RESULTS.md", "shapes": json_rows}},
                                             indent=1) + "\n```\n")
@@ -485,6 +486,8 @@ def main(argv=None):
     ap.add_argument("--levels", type=int, default=7, help="model levels (7: the official network)")
     ap.add_argument("--width", type=float, default=1.0, help="channel width (1: the official network)")
     ap.add_argument("--no-compile", action="store_true", help="best configuration without torch.compile")
+    ap.add_argument("--emulated", action="store_true",
+                    help="--device cpu: run the fused-kernel sections on its CPU emulation (a smoke run)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["levels", "variants", "model", "accuracy"])
     ap.add_argument("--peak-tflops", type=float, default=None, help="dense FP16 tensor-core peak of this GPU")
     ap.add_argument("--out", type=Path, default=None, help="write the Markdown report here (atomically)")
@@ -502,12 +505,13 @@ def main(argv=None):
         line += f"; an 8192^3 FP16 matmul here: {measured_matmul_tflops(device):.0f} TFLOP/s"
     report.text(line + "\n")
 
-    fused = fused_build(device)
+    fused = fused_build(device, args.emulated)
     if "levels" not in args.skip:
         level_section(report, device, args.batches, 256 if device.type == "cuda" else min(args.sizes), fused,
                       args.levels)
     if fused is not None and "variants" not in args.skip:
-        wins = variant_section(report, device, args.batches, 256, fused, args.levels)
+        wins = variant_section(report, device, args.batches, 256 if device.type == "cuda" else min(args.sizes), fused,
+                               args.levels)
         lowering_section(report, device, wins, args.batches, args.levels)
     if fused is not None:
         from madf.model import fused_kernel as kernel

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# One short call on a borrowed GPU machine (nothing to download there): build the fused kernel (CUDA and emulated, in
-# parallel), check it, time it, and leave every log and table under $OUT.
+# One short call on a borrowed GPU machine (nothing to download there): build the fused kernel, check it, time it, and
+# leave every log and table under $OUT.
+#   bash benchmarks/gpu_session.sh kernel  # the kernel round (at most ~8 minutes on an H100/H200, build included):
+#       SASS per stage; the GPU tests (kernel, every plugin tactic); compute-sanitizer memcheck and racecheck over the
+#       plugin harness's enqueue of every tactic; ncu (source counters, warp states) at levels 1, 5, 7, batch 1 and
+#       32; benchmarks/gpu.py at 256x256 (per-level timings, every variant, the lowering table, the whole model)
+#       -> $OUT/RESULTS.md. Without a GPU each GPU step says "skipped (no GPU)" on one line.
 #   bash benchmarks/gpu_session.sh check   # GPU tests of the kernel and the plugin, SASS summary, per-level timings,
 #                                          # the eager whole model at 256x256
 #   bash benchmarks/gpu_session.sh full    # benchmarks/gpu.py in full -> $OUT/RESULTS.md, then every GPU test
-# MADF_TENSORRT_HEADERS (a folder of TensorRT header versions) enables the plugin-library GPU test. Each step has its
-# own time limit and the script stops starting steps near $BUDGET_S, so a call always returns its logs.
+# MADF_TENSORRT_HEADERS (a folder of TensorRT header versions; the run tool carries no folder outside the tree: copy
+# ../shared/third_party/tensorrt into the tree first) enables the plugin library. Each step has its own time limit and
+# the script stops starting steps near $BUDGET_S, so a call always returns its logs.
 set -uo pipefail
-stage=${1:-check}
+stage=${1:-kernel}
 OUT=${OUT:-/tmp/madf-gpu}
-BUDGET_S=${BUDGET_S:-330}
+BUDGET_S=${BUDGET_S:-$([ "$stage" = kernel ] && echo 470 || echo 330)}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 MAX_JOBS=16 TORCH_EXTENSIONS_DIR=/tmp/madf-torch-extensions
@@ -23,6 +29,70 @@ step() {   # step NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.lo
   timeout --kill-after=5 "$limit" "$@" >"$OUT/$name.log" 2>&1
   echo "== $name: exit $? after $((SECONDS - start))s total"
 }
+
+PY=${PYTHON:-python3}
+if [ "$stage" = kernel ]; then
+  gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+  gpu_step() {   # gpu_step NAME SECONDS COMMAND...: step, or one line without a GPU
+    if [ -z "$gpu" ]; then echo "== $1: skipped (no GPU)"; return; fi
+    step "$@"
+  }
+  echo "== gpu: ${gpu:-none}"
+  [ -n "$gpu" ] && nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,power.draw \
+    --format=csv >"$OUT/gpu.txt"
+  # the main loop's SASS per stage, each variant (nvcc and cuobjdump; no GPU needed)
+  step sass 90 "$PY" benchmarks/sass_stages.py --arch sm_90
+  cat "$OUT/sass.log"
+  gpu_step install 60 "$PY" -m pip install -q --no-deps --no-build-isolation -e .
+  # the torch extension and (with TensorRT's headers) the plugin library and its harness, built at once
+  headers=${MADF_TENSORRT_HEADERS:-../shared/third_party/tensorrt}/10.0
+  build=/tmp/madf-plugins
+  if [ -n "$gpu" ]; then
+    arch=$("$PY" -c "import torch; print(''.join(map(str, torch.cuda.get_device_capability())))" 2>/dev/null || echo 90)
+    (timeout 240 "$PY" -c "from madf.model import fused_kernel as k; k.load_extension(verbose=True)" \
+      >"$OUT/build_cuda.log" 2>&1; echo "== build_cuda: exit $?") &
+    if [ -f "$headers/NvInferRuntime.h" ]; then
+      (timeout 240 bash -c "cmake -S madf/csrc/plugins -B $build -DTENSORRT_ROOT=$headers \
+        -DCMAKE_CUDA_ARCHITECTURES=$arch && cmake --build $build -j16" >"$OUT/build_plugins.log" 2>&1
+       echo "== build_plugins: exit $?") &
+    else
+      echo "== build_plugins: skipped (no TensorRT headers in $headers)"
+    fi
+    wait
+  else
+    echo "== build: skipped (no GPU)"
+  fi
+  gpu_step gpu_tests 100 "$PY" -m pytest -m gpu -q -p no:cacheprovider tests/test_fused_kernel.py \
+    tests/test_plugin_harness.py
+  [ -n "$gpu" ] && grep -E "passed|failed|FAILED" "$OUT/gpu_tests.log" | tail -5
+  # compute-sanitizer over the plugin's enqueue of every tactic (the harness runs them all on one input), per level
+  harness=$build/madf_plugin_harness
+  for level in 1 3 5 7; do
+    for tool in memcheck racecheck; do
+      if [ -z "$gpu" ]; then echo "== ${tool}_level$level: skipped (no GPU)"; continue; fi
+      if [ ! -x "$harness" ]; then echo "== ${tool}_level$level: skipped (no plugin harness)"; continue; fi
+      args=$("$PY" benchmarks/kernel_cases.py harness-inputs "$OUT/inputs_$level" --level "$level" --batch 2 --size 64)
+      step "${tool}_level$level" 60 compute-sanitizer --tool "$tool" --error-exitcode 9 "$harness" \
+        "$build/libmadf_plugins.so" $args
+      tail -2 "$OUT/${tool}_level$level.log"
+      if [ $((level % 2)) -eq 1 ] && [ "$level" -ge 3 ]; then   # Cin % 32 == 0: the kHWC8 path too
+        step "${tool}_level${level}_hwc8" 60 compute-sanitizer --tool "$tool" --error-exitcode 9 "$harness" \
+          "$build/libmadf_plugins.so" $args hwc8
+        tail -2 "$OUT/${tool}_level${level}_hwc8.log"
+      fi
+    done
+  done
+  # ncu: source counters and warp-state sampling of every variant at levels 1, 5, 7, batch 1 and 32
+  gpu_step ncu 120 ncu --section SourceCounters --section WarpStateStats --section SpeedOfLight \
+    -k "regex:pipelinedKernel|tensorCoreKernel|splitSumKernel" -o "$OUT/kernels" -f \
+    "$PY" benchmarks/kernel_cases.py calls --levels 1,5,7 --batches 1,32
+  [ -n "$gpu" ] && ncu --import "$OUT/kernels.ncu-rep" --page details --csv >"$OUT/ncu_details.csv" 2>/dev/null
+  # the tables: per level, every variant, the lowering table, the whole model (256x256; accuracy: the full stage)
+  gpu_step results 240 "$PY" benchmarks/gpu.py --sizes 256 --batches 1 32 --skip accuracy --out "$OUT/RESULTS.md"
+  [ -n "$gpu" ] && grep -A12 "^## 1b" "$OUT/RESULTS.md" 2>/dev/null | head -14
+  echo "session: $((SECONDS - start)) s"
+  exit 0
+fi
 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,power.draw,memory.used \
   --format=csv | tee "$OUT/gpu.txt"

@@ -267,3 +267,22 @@ def test_cpp_runtime_compiles_against_tensorrt_headers(version, tmp_path):
             assert next(tmp_path.rglob("madf_inpaint.cpp.o")).is_file()
     else:
         assert list(tmp_path.glob("libmadf_runtime.so*"))
+
+
+def test_gpu_session_harness_inputs_run_every_tactic(plugins, tmp_path):
+    """benchmarks/gpu_session.sh hands compute-sanitizer the harness with benchmarks/kernel_cases.py's inputs; the
+    same arguments on the emulated library (host memory) run every FP16 tactic, NCHW and kHWC8, at a tap-major level."""
+    import sys
+    made = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kernel_cases.py"), "harness-inputs",
+                           str(tmp_path), "--level", "5", "--batch", "2", "--size", "64"],
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    args = made.stdout.split()
+    assert args[-1] == "cuda"
+    for extra in ([], ["hwc8"]):
+        run = _harness(plugins, *args[:-1], "host", *extra)
+        assert run.returncode == 0 and "0 failure(s)" in run.stdout, run.stdout[-3000:]
+        ran = sorted(int(f.stem.split("_")[1]) for f in tmp_path.glob("out_*.bin"))
+        assert ran == sorted(FP16_TACTICS[2:] if extra else FP16_TACTICS), ran
+        for f in tmp_path.glob("out_*.bin"):
+            f.unlink()
