@@ -323,6 +323,28 @@ def variant_section(report, device, batches, size, fused, levels):
     return wins
 
 
+class BestVariants:
+    """The fused kernel running, per call, the variant section 1b found fastest for that level (its input side and
+    batch; a shape not measured: the variant measured for its Cin and kernel at the largest side, else round 1)."""
+
+    def __init__(self, fused, wins, size):
+        self.fused, self.choices, self.fallback = fused, {}, {}
+        for level_batch, won in sorted(wins.items()):
+            if won is None:
+                continue
+            level, batch = level_batch
+            s = next(s for s in OFFICIAL.level_shapes() if s["level"] == level)
+            self.choices[(s["cin"], s["kernel"], size // 2 ** (level - 1), batch)] = won[0]
+            self.fallback.setdefault((s["cin"], s["kernel"]), won[0])
+
+    def __call__(self, x, m, weight, bias, kernel_size, stride, padding):
+        key = (x.shape[1], kernel_size)
+        name = self.choices.get(key + (x.shape[2], x.shape[0]), self.fallback.get(key, "tensor_core"))
+        if name.endswith("+nhwc"):
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.fused(x, m, weight, bias, kernel_size, stride, padding, algo=name.split("+")[0])
+
+
 def lowering_section(report, device, wins, batches, levels):
     """The per-architecture lowering table: where the best variant beats the rewrite, as fused_wins.json holds it
     (madf.model.fused_table reads that file for `auto` and madf-export --dynconv auto); printed here as JSON rows to
@@ -388,7 +410,7 @@ def whole_model_inputs(size, batch, device, multiple):
     return torch.from_numpy(image).to(device), torch.from_numpy(mask).to(device)
 
 
-def whole_model_section(report, device, config, sizes, batches, fused_ok, peak, compile_best):
+def whole_model_section(report, device, config, sizes, batches, fused_ok, peak, compile_best, best_variants=False):
     report.text("## 2. Whole model\n")
     fp32 = acceleration.TorchOptions("fp32", False)
     configs = [("official-style unfold, FP32 (PyTorch defaults)", "unfold", fp32, True),
@@ -398,7 +420,11 @@ def whole_model_section(report, device, config, sizes, batches, fused_ok, peak, 
         configs += [("fused kernel at every level, FP16", "fused", acceleration.TorchOptions("fp16", False), False),
                     (f"auto (fused where the window <= {df.FUSED_MAX_WINDOW}), FP16", "auto",
                      acceleration.TorchOptions("fp16", False), False)]
-    best_candidates = (["rewrite"] + (["auto"] if fused_ok else [])) if device.type == "cuda" else []
+    if best_variants:
+        configs.append(("fused, the best variant per level (section 1b), FP16", "fused_best",
+                        acceleration.TorchOptions("fp16", False), False))
+    best_candidates = ((["rewrite"] + (["auto"] if fused_ok else []) + (["fused_best"] if best_variants else []))
+                       if device.type == "cuda" else [])
     results, best_impl = {}, {}
     for size in sizes:
         best_ms, best_impl_here = {}, {}
@@ -509,16 +535,20 @@ def main(argv=None):
     if "levels" not in args.skip:
         level_section(report, device, args.batches, 256 if device.type == "cuda" else min(args.sizes), fused,
                       args.levels)
+    wins = {}
     if fused is not None and "variants" not in args.skip:
-        wins = variant_section(report, device, args.batches, 256 if device.type == "cuda" else min(args.sizes), fused,
-                               args.levels)
+        variant_size = 256 if device.type == "cuda" else min(args.sizes)
+        wins = variant_section(report, device, args.batches, variant_size, fused, args.levels)
         lowering_section(report, device, wins, args.batches, args.levels)
     if fused is not None:
         from madf.model import fused_kernel as kernel
         df.register("fused")(kernel.compilable(fused))   # a custom op: torch.compile keeps it in its graph
+        if wins:
+            df.register("fused_best")(kernel.compilable(BestVariants(fused, wins, variant_size),
+                                                        "madf::dynamic_filter_fused_best"))
     if "model" not in args.skip:
         whole_model_section(report, device, config, args.sizes, args.batches, fused is not None, peak,
-                            not args.no_compile)
+                            not args.no_compile, best_variants=bool(wins))
     if "accuracy" not in args.skip:
         accuracy_section(report, device, config, args.sizes, fused is not None)
     if args.out:

@@ -118,20 +118,6 @@ def test_channels_last_features_are_read_in_place(backend, case):
             assert_ran("tensor_core" if algo == "auto" else algo, torch.float16, ran)
 
 
-@pytest.mark.parametrize("warps", [2, 4, 8])
-def test_emulated_pipelined_block_widths(warps, monkeypatch):
-    # Each block width of the pipelined kernel (and split-K over it), forced, on several pixel tiles and a partial
-    # one, for every official level: window order (levels 1-2) and tap-major, NCHW and NHWC features.
-    monkeypatch.setenv("MADF_EMULATED_TC_WARPS", str(warps))
-    fused = fused_kernel("emulated")
-    for cin, cout, k, pad in OFFICIAL_SHAPES:
-        inputs, ref = make_case(cin, cout, k, pad, 2, 2 * 16 * warps // 10 + 1, 22, torch.float16)
-        for algo in ("pipelined", "split_k2"):
-            for x in (inputs[0], inputs[0].contiguous(memory_format=torch.channels_last)):
-                rel, _ = relative_error(fused(x, *inputs[1:], k, STRIDE, pad, algo=algo), ref)
-                assert rel < TOLERANCE[torch.float16], (warps, algo, cin, cout, rel)
-
-
 def test_algorithm_names_are_the_headers():
     # madfAlgo (dynamicFilterKernel.cuh) is the one statement; fused_kernel.KINDS and MAX_SPLITS copy it
     header = (kernel.SOURCES / "dynamicFilterKernel.cuh").read_text()
@@ -289,13 +275,17 @@ def test_whole_model_with_the_fused_kernel(backend, case, fused_registered):
 @pytest.mark.parametrize("warps", [2, 4, 8])
 def test_emulated_tensor_core_block_widths(warps, monkeypatch):
     # The GPU picks the block width per call (8 warps for big grids, 4 or 2 for small levels); the emulation runs
-    # the one forced here, on two pixel tiles and a partial one, for every official level.
+    # the one forced here, on two pixel tiles and a partial one, for every official level: round 1, and the pipelined
+    # kernel and split-K over it in window order (levels 1-2) and tap-major, NCHW and NHWC features.
     monkeypatch.setenv("MADF_EMULATED_TC_WARPS", str(warps))
     fused = fused_kernel("emulated")
     for cin, cout, k, pad in OFFICIAL_SHAPES:
         inputs, ref = make_case(cin, cout, k, pad, 2, 2 * 16 * warps // 10 + 1, 22, torch.float16)
-        rel, _ = relative_error(fused(*inputs, k, STRIDE, pad, algo="tensor_core"), ref)
-        assert rel < TOLERANCE[torch.float16], (warps, cin, cout, rel)
+        nhwc = inputs[0].contiguous(memory_format=torch.channels_last)
+        for algo, x in [("tensor_core", inputs[0])] + [(a, x) for a in ("pipelined", "split_k2")
+                                                        for x in (inputs[0], nhwc)]:
+            rel, _ = relative_error(fused(x, *inputs[1:], k, STRIDE, pad, algo=algo), ref)
+            assert rel < TOLERANCE[torch.float16], (warps, algo, cin, cout, rel)
 
 
 def test_auto_takes_the_fused_kernel_only_for_small_windows(fused_registered):

@@ -38,12 +38,13 @@ def test_gpu_benchmark_smoke_run_on_the_cpu(tmp_path):
 
 def test_variant_and_lowering_sections_on_the_emulation(tmp_path):
     """Sections 1b and 1c (every variant per level, the lowering table) on the CPU emulation of the kernel: each
-    variant is checked, then timed, the best is named, and the lowering table's JSON rows parse."""
+    variant is checked, then timed, the best is named, the lowering table's JSON rows parse, and the whole model
+    runs with the best variant per level."""
     import json
     out = tmp_path / "results.md"
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--device", "cpu", "--emulated",
-                          "--levels", "3", "--sizes", "32", "--batches", "1", "--skip", "model", "accuracy",
-                          "--out", str(out)], capture_output=True, text=True, timeout=900)
+                          "--levels", "3", "--width", "0.125", "--sizes", "32", "--batches", "1", "--skip", "levels",
+                          "accuracy", "--out", str(out)], capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     text = out.read_text()
     variants = text.split("## 1b.")[1].split("## 1c.")[0]
@@ -54,6 +55,8 @@ def test_variant_and_lowering_sections_on_the_emulation(tmp_path):
     table = json.loads(text.split("```json")[1].split("```")[0])
     assert [s["level"] for s in table["emulated"]["shapes"]] == [1, 2, 3]
     assert all(s["speedup_batch1"] > 0 for s in table["emulated"]["shapes"])
+    best = next(line for line in text.splitlines() if line.startswith("| fused, the best variant per level"))
+    assert float(best.split(" | ")[2].replace(",", "")) > 0, best
 
 
 def test_gpu_session_kernel_stage_without_a_gpu(tmp_path):

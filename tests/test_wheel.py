@@ -31,8 +31,13 @@ def installed(tmp_path_factory):
     # built from a copy: setuptools keeps a build/ folder in the source tree, and a stale one there (modules since
     # moved) would ride into the wheel and into the checkout
     source = work / "source"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info",
-                                                                "__pycache__", ".hypothesis", ".ruff_cache"))
+    patterns = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".hypothesis",
+                                      ".ruff_cache")
+
+    def ignore(folder, names):   # and the top level's data/ and outputs (git-ignored, possibly large or dangling)
+        top = {"data", "demo_out"} if Path(folder) == ROOT else set()
+        return set(patterns(folder, names)) | (top & set(names))
+    shutil.copytree(ROOT, source, ignore=ignore)
     _run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "--quiet",
           "-w", str(work / "dist")])
     wheel = next((work / "dist").glob("madf_trt-*.whl"))

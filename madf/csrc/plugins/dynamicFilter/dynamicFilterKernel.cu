@@ -237,6 +237,65 @@ __device__ __forceinline__ void copyAsyncWait()
 
 __device__ __forceinline__ void copyAsyncWaitAll() { copyAsyncWait<0>(); }
 
+// The epilogue of both tensor-core kernels: y[p, o] = sum_c m[p, c] * acc_o[p, c] + acc_bias[p, o], through a per-warp
+// scratch of 256 floats at scratch + warp * 256 (B's space, free once the main loop is done). Lane (r, h) contracts the
+// fragments of output channels o = 2i + h for pixel r: 16 consecutive pixels per half-warp, so the NCHW stores are
+// coalesced; the scratch is column-major so its reads are conflict-free. With `partial` the FP32 sums go there (a
+// split-K tile, NCHW like y) instead of y.
+template <int Pixels, typename Accumulator>
+__device__ __forceinline__ void storeContracted(Geometry const& g, Accumulator (&acc)[kTcFrags], float const* ms,
+    float* scratchBase, int64_t p0, int32_t o0, __half* y, float* partial)
+{
+#if defined(MADF_EMULATE) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700)
+    using namespace nvcuda;
+    int const warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float* const scratch = scratchBase + warp * 256;
+    int const r = lane & 15, h = lane >> 4;
+    float out[kTcChannels / 2];
+#pragma unroll
+    for (int f = 0; f < kTcChannels; ++f)
+    {
+        wmma::store_matrix_sync(scratch, acc[f], 16, wmma::mem_col_major);
+        __syncwarp();
+        if ((f & 1) == h)
+        {
+            float sum = 0.0f;
+#pragma unroll
+            for (int c = 0; c < kTcMaskSlots; ++c)
+                sum += ms[c * Pixels + warp * 16 + r] * scratch[c * 16 + r];
+            out[f / 2] = sum;
+        }
+        __syncwarp();
+    }
+    wmma::store_matrix_sync(scratch, acc[kTcChannels], 16, wmma::mem_col_major);
+    __syncwarp();
+    int64_t const q = p0 + warp * 16 + r;
+    if (q >= g.pixels)
+        return;
+    int32_t const n = static_cast<int32_t>(q / g.howo), pix = static_cast<int32_t>(q - int64_t{n} * g.howo);
+    int64_t const base = static_cast<int64_t>(n) * g.cout * g.howo + pix;
+#pragma unroll
+    for (int i = 0; i < kTcChannels / 2; ++i)
+    {
+        int32_t const o = o0 + 2 * i + h;
+        if (o >= g.cout)
+            continue;
+        float const v = out[i] + scratch[(2 * i + h) * 16 + r];
+        if (partial != nullptr)
+            partial[base + static_cast<int64_t>(o) * g.howo] = v;
+        else
+            y[base + static_cast<int64_t>(o) * g.howo] = fromFloat<__half>(v);
+    }
+#endif
+}
+
+// Whether input row iy, column ix lies inside the image (outside: the op's zero padding).
+__device__ __forceinline__ bool inImage(Geometry const& g, int32_t iy, int32_t ix)
+{
+    return static_cast<uint32_t>(iy) < static_cast<uint32_t>(g.h)
+        && static_cast<uint32_t>(ix) < static_cast<uint32_t>(g.w);
+}
+
 // One stage of B (rows j0 .. j0 + kTcDepth) into bs. vectorB: Cm == 16, Cout % 16 == 0 and 16-byte aligned pointers.
 template <int Threads>
 __device__ __forceinline__ void loadFilterStage(
@@ -282,7 +341,7 @@ __global__ void __launch_bounds__(32 * Warps, 1) tensorCoreKernel(
     float* const ms = reinterpret_cast<float*>(asBase + 2 * kTcDepth * Tile::ldA);   // [mask slot][pixel]
     int2* const table = reinterpret_cast<int2*>(ms + kTcMaskSlots * Tile::pixels);   // window j -> (offset, ky|kx)
 
-    int const tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    int const tid = threadIdx.x, warp = tid / 32;
     int64_t const p0 = static_cast<int64_t>(blockIdx.x) * Tile::pixels;
     int32_t const o0 = blockIdx.y * kTcChannels;
 
@@ -378,43 +437,8 @@ __global__ void __launch_bounds__(32 * Warps, 1) tensorCoreKernel(
         __syncthreads();
     }
 
-    // Epilogue: y[p, o] = sum_c m[p, c] * acc_o[p, c] + acc_bias[p, o], through a per-warp scratch (B's space, now
-    // free). Lane (r, h) contracts the fragments of output channels o = 2i + h for pixel r: 16 consecutive pixels per
-    // half-warp, so the NCHW stores are coalesced; the scratch is column-major so its reads are conflict-free.
-    float* const scratch = reinterpret_cast<float*>(bsBase) + warp * 256;
-    int const r = lane & 15, h = lane >> 4;
-    float out[kTcChannels / 2];
-#pragma unroll
-    for (int f = 0; f < kTcChannels; ++f)
-    {
-        wmma::store_matrix_sync(scratch, acc[f], 16, wmma::mem_col_major);
-        __syncwarp();
-        if ((f & 1) == h)
-        {
-            float sum = 0.0f;
-#pragma unroll
-            for (int c = 0; c < kTcMaskSlots; ++c)
-                sum += ms[c * Tile::pixels + warp * 16 + r] * scratch[c * 16 + r];
-            out[f / 2] = sum;
-        }
-        __syncwarp();
-    }
-    wmma::store_matrix_sync(scratch, acc[kTcChannels], 16, wmma::mem_col_major);
-    __syncwarp();
-    int64_t const q = p0 + warp * 16 + r;
-    if (q < g.pixels)
-    {
-        int32_t const n = static_cast<int32_t>(q / g.howo),
-                      pix = static_cast<int32_t>(q - static_cast<int64_t>(n) * g.howo);
-        __half* const yq = y + static_cast<int64_t>(n) * g.cout * g.howo + pix;
-#pragma unroll
-        for (int i = 0; i < kTcChannels / 2; ++i)
-        {
-            int32_t const o = o0 + 2 * i + h;
-            if (o < g.cout)
-                yq[static_cast<int64_t>(o) * g.howo] = fromFloat<__half>(out[i] + scratch[(2 * i + h) * 16 + r]);
-        }
-    }
+    // B's space is free now: the epilogue's per-warp scratch
+    storeContracted<Tile::pixels>(g, acc, ms, reinterpret_cast<float*>(bsBase), p0, o0, y, nullptr);
 #endif
 }
 
@@ -576,9 +600,7 @@ __global__ void __launch_bounds__(32 * Warps, 1) pipelinedKernel(PipeArgs a)
 #pragma unroll
                 for (int t = 0; t < pixelSlots; ++t)
                 {
-                    int32_t const iy = iy0[t] + st.ky, ix = ix0[t] + st.kx;
-                    bool const valid = pixelValid[t] && static_cast<uint32_t>(iy) < static_cast<uint32_t>(g.h)
-                        && static_cast<uint32_t>(ix) < static_cast<uint32_t>(g.w);
+                    bool const valid = pixelValid[t] && inImage(g, iy0[t] + st.ky, ix0[t] + st.kx);
                     copyAsync16(asBase + buf * Tile::aStage + (tid / 4 + 8 * Warps * t) * Tile::ldA + (tid % 4) * 8,
                         valid ? a.x + xRel[t] + off : a.x, valid);
                 }
@@ -592,9 +614,7 @@ __global__ void __launch_bounds__(32 * Warps, 1) pipelinedKernel(PipeArgs a)
         Stage const st = stageOf(s);
         if constexpr (tap)
         {
-            int32_t const iy = iy0[0] + st.ky, ix = ix0[0] + st.kx;
-            bool const valid = pixelValid[0] && static_cast<uint32_t>(iy) < static_cast<uint32_t>(g.h)
-                && static_cast<uint32_t>(ix) < static_cast<uint32_t>(g.w);
+            bool const valid = pixelValid[0] && inImage(g, iy0[0] + st.ky, ix0[0] + st.kx);
             __half const* src = a.x + xRel[0] + st.channel * plane + st.ky * g.w + st.kx;
 #pragma unroll
             for (int i = 0; i < Tile::gather; ++i)
@@ -675,43 +695,9 @@ __global__ void __launch_bounds__(32 * Warps, 1) pipelinedKernel(PipeArgs a)
     copyAsyncWaitAll();   // the trailing (empty) groups; the scratch below reuses B's buffers
     __syncthreads();
 
-    // Epilogue as in tensorCoreKernel; a split writes its contracted FP32 tile to the workspace instead.
-    float* const scratch = reinterpret_cast<float*>(bsBase) + warp * 256;
-    int const r = lane & 15, h = lane >> 4;
-    float out[kTcChannels / 2];
-#pragma unroll
-    for (int f = 0; f < kTcChannels; ++f)
-    {
-        wmma::store_matrix_sync(scratch, acc[f], 16, wmma::mem_col_major);
-        __syncwarp();
-        if ((f & 1) == h)
-        {
-            float sum = 0.0f;
-#pragma unroll
-            for (int c = 0; c < kTcMaskSlots; ++c)
-                sum += ms[c * Tile::pixels + warp * 16 + r] * scratch[c * 16 + r];
-            out[f / 2] = sum;
-        }
-        __syncwarp();
-    }
-    wmma::store_matrix_sync(scratch, acc[kTcChannels], 16, wmma::mem_col_major);
-    __syncwarp();
-    int64_t const q = p0 + warp * 16 + r;
-    if (q < g.pixels)
-    {
-        int32_t const n = static_cast<int32_t>(q / g.howo), pix = static_cast<int32_t>(q - int64_t{n} * g.howo);
-        int64_t const base = static_cast<int64_t>(n) * g.cout * g.howo + pix;
-#pragma unroll
-        for (int i = 0; i < kTcChannels / 2; ++i)
-        {
-            int32_t const o = o0 + 2 * i + h;
-            float const v = out[i] + scratch[(2 * i + h) * 16 + r];
-            if (a.partial != nullptr)
-                a.partial[blockIdx.z * g.pixels * g.cout + base + static_cast<int64_t>(o) * g.howo] = v;
-            else
-                a.y[base + static_cast<int64_t>(o) * g.howo] = fromFloat<__half>(v);
-        }
-    }
+    // a split writes its contracted FP32 tile to the workspace; unsplit, the output
+    storeContracted<Tile::pixels>(g, acc, ms, reinterpret_cast<float*>(bsBase), p0, o0, a.y,
+        a.partial != nullptr ? a.partial + blockIdx.z * g.pixels * g.cout : nullptr);
 #endif
 }
 

@@ -5,7 +5,7 @@
  * It computes the rewrite: one implicit-GEMM convolution with (Cm + 1) * Cout outputs whose result is contracted with
  * [m; 1] per pixel inside the kernel, so neither the per-window kernel tensor theta (official code) nor the
  * (Cm + 1) * Cout intermediate (rewrite in PyTorch) is ever written to memory. The official kernel-generator weight
- * and bias are read in place; no workspace, no cuBLAS, no cuDNN.
+ * and bias are read in place; no cuBLAS, no cuDNN, and no workspace but split-K's FP32 partial outputs.
  */
 #ifndef MADF_DYNAMIC_FILTER_KERNEL_CUH
 #define MADF_DYNAMIC_FILTER_KERNEL_CUH

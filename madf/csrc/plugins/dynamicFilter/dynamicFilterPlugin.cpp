@@ -383,7 +383,7 @@ int32_t DynamicFilterPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTe
 
 IPluginV3* DynamicFilterPlugin::attachToContext(IPluginResourceContext*) noexcept
 {
-    return clone();   // no per-context resources: no cuBLAS/cuDNN handles, no workspace
+    return clone();   // no per-context resources: no cuBLAS/cuDNN handles (split-K uses TensorRT's workspace)
 }
 
 PluginFieldCollection const* DynamicFilterPlugin::getFieldsToSerialize() noexcept
