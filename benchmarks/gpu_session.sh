@@ -2,10 +2,10 @@
 # One short call on a borrowed GPU machine (nothing to download there): build the fused kernel, check it, time it, and
 # leave every log and table under $OUT.
 #   bash benchmarks/gpu_session.sh kernel  # the kernel round (at most ~8 minutes on an H100/H200, build included):
-#       SASS per stage; the GPU tests (kernel, every plugin tactic); compute-sanitizer memcheck and racecheck over the
-#       plugin harness's enqueue of every tactic; ncu (source counters, warp states) at levels 1, 5, 7, batch 1 and
-#       32; benchmarks/gpu.py at 256x256 (per-level timings, every variant, the lowering table, the whole model)
-#       -> $OUT/RESULTS.md. Without a GPU each GPU step says "skipped (no GPU)" on one line.
+#       SASS per stage; the GPU tests (kernel, every plugin tactic); benchmarks/gpu.py at 256x256 (per-level timings,
+#       every variant, the lowering table, the whole model) -> $OUT/RESULTS.md; compute-sanitizer memcheck and
+#       racecheck over the plugin harness's enqueue of every tactic; ncu (source counters, warp states) at levels 1,
+#       5, 7, batch 1 and 32. Without a GPU each GPU step says "skipped (no GPU)" on one line.
 #   bash benchmarks/gpu_session.sh check   # GPU tests of the kernel and the plugin, SASS summary, per-level timings,
 #                                          # the eager whole model at 256x256
 #   bash benchmarks/gpu_session.sh full    # benchmarks/gpu.py in full -> $OUT/RESULTS.md, then every GPU test
@@ -65,31 +65,31 @@ if [ "$stage" = kernel ]; then
   gpu_step gpu_tests 100 "$PY" -m pytest -m gpu -q -p no:cacheprovider tests/test_fused_kernel.py \
     tests/test_plugin_harness.py
   [ -n "$gpu" ] && grep -E "passed|failed|FAILED" "$OUT/gpu_tests.log" | tail -5
-  # compute-sanitizer over the plugin's enqueue of every tactic (the harness runs them all on one input), per level
-  harness=$build/madf_plugin_harness
-  for level in 1 3 5 7; do
-    for tool in memcheck racecheck; do
-      if [ -z "$gpu" ]; then echo "== ${tool}_level$level: skipped (no GPU)"; continue; fi
-      if [ ! -x "$harness" ]; then echo "== ${tool}_level$level: skipped (no plugin harness)"; continue; fi
-      args=$("$PY" benchmarks/kernel_cases.py harness-inputs "$OUT/inputs_$level" --level "$level" --batch 2 --size 64)
-      step "${tool}_level$level" 60 compute-sanitizer --tool "$tool" --error-exitcode 9 "$harness" \
-        "$build/libmadf_plugins.so" $args
-      tail -2 "$OUT/${tool}_level$level.log"
-      if [ $((level % 2)) -eq 1 ] && [ "$level" -ge 3 ]; then   # Cin % 32 == 0: the kHWC8 path too
-        step "${tool}_level${level}_hwc8" 60 compute-sanitizer --tool "$tool" --error-exitcode 9 "$harness" \
-          "$build/libmadf_plugins.so" $args hwc8
-        tail -2 "$OUT/${tool}_level${level}_hwc8.log"
-      fi
-    done
-  done
-  # ncu: source counters and warp-state sampling of every variant at levels 1, 5, 7, batch 1 and 32
-  gpu_step ncu 120 ncu --section SourceCounters --section WarpStateStats --section SpeedOfLight \
-    -k "regex:pipelinedKernel|tensorCoreKernel|splitSumKernel" -o "$OUT/kernels" -f \
-    "$PY" benchmarks/kernel_cases.py calls --levels 1,5,7 --batches 1,32
-  [ -n "$gpu" ] && ncu --import "$OUT/kernels.ncu-rep" --page details --csv >"$OUT/ncu_details.csv" 2>/dev/null
-  # the tables: per level, every variant, the lowering table, the whole model (256x256; accuracy: the full stage)
+  # the tables first (what the session is for): per level, every variant, the lowering table, the whole model at
+  # 256x256 (accuracy: the full stage)
   gpu_step results 240 "$PY" benchmarks/gpu.py --sizes 256 --batches 1 32 --skip accuracy --out "$OUT/RESULTS.md"
   [ -n "$gpu" ] && grep -A12 "^## 1b" "$OUT/RESULTS.md" 2>/dev/null | head -14
+  # compute-sanitizer over the plugin's enqueue of every tactic (the harness runs them all on one input): level 1
+  # (window order) and level 5 (tap-major, NCHW and kHWC8), small grids so racecheck stays within its limit
+  harness=$build/madf_plugin_harness
+  for run in 1 5 5_hwc8; do
+    level=${run%_hwc8}
+    for tool in memcheck racecheck; do
+      if [ -z "$gpu" ]; then echo "== ${tool}_level$run: skipped (no GPU)"; continue; fi
+      if [ ! -x "$harness" ]; then echo "== ${tool}_level$run: skipped (no plugin harness)"; continue; fi
+      args=$("$PY" benchmarks/kernel_cases.py harness-inputs "$OUT/inputs_$level" --level "$level" --batch 2 --size 64)
+      [ "$run" != "$level" ] && args="$args hwc8"
+      step "${tool}_level$run" 30 compute-sanitizer --tool "$tool" --error-exitcode 9 "$harness" \
+        "$build/libmadf_plugins.so" $args
+      tail -2 "$OUT/${tool}_level$run.log"
+    done
+  done
+  # ncu: source counters and warp-state sampling of round 1, the pipelined kernel and split-K at levels 1, 5, 7,
+  # batch 1 and 32
+  gpu_step ncu 90 ncu --section SourceCounters --section WarpStateStats --section SpeedOfLight \
+    -k "regex:pipelinedKernel|tensorCoreKernel|splitSumKernel" -o "$OUT/kernels" -f \
+    "$PY" benchmarks/kernel_cases.py calls --levels 1,5,7 --batches 1,32 --algos tensor_core,pipelined,split_k4
+  [ -n "$gpu" ] && ncu --import "$OUT/kernels.ncu-rep" --page details --csv >"$OUT/ncu_details.csv" 2>/dev/null
   echo "session: $((SECONDS - start)) s"
   exit 0
 fi

@@ -50,7 +50,8 @@ def main():
 @click.option("--batches", default="1,32", show_default=True, help="comma-separated batch sizes")
 @click.option("--size", type=int, default=256, show_default=True, help="model input side")
 @click.option("--device", default="cuda", show_default=True, help="cuda, or cpu for the emulated kernels")
-def calls(levels, batches, size, device):
+@click.option("--algos", default=",".join(kernel.VARIANTS), show_default=True, help="comma-separated variants")
+def calls(levels, batches, size, device, algos):
     """Each variant once per (level, batch), NCHW and (Cin % 32 == 0) NHWC features, checked against float64."""
     module = kernel.load_extension() if device == "cuda" else kernel.load_emulated_extension()
     fused = kernel.FusedKernel(module, "cuda" if device == "cuda" else "cpu")
@@ -62,7 +63,7 @@ def calls(levels, batches, size, device):
             k, p = s["kernel"], s["padding"]
             inputs = [t.half().to(device) for t in case]
             ref = df.dynamic_filter_rewrite(*(t.double() for t in inputs), k, 2, p)
-            for algo in kernel.VARIANTS:
+            for algo in algos.split(","):
                 for nhwc in (False, True) if s["cin"] % 32 == 0 and algo != "tensor_core" else (False,):
                     x = inputs[0].contiguous(memory_format=torch.channels_last) if nhwc else inputs[0]
                     out = fused(x, *inputs[1:], k, 2, p, algo=algo)

@@ -1,17 +1,19 @@
 """Instructions per pipeline stage of the fused kernel's main loop, read from its SASS (no GPU needed).
 
 Compiles madf/csrc/plugins/dynamicFilter/dynamicFilterKernel.cu (or the file at a git revision, --rev) for one
-architecture with nvcc -O3 -cubin, disassembles it with cuobjdump (pip: nvidia-cuda-cuobjdump) and, for every
-tensor-core kernel, finds the main loop: the innermost loop (a backward branch) holding all of the kernel's HMMA. It
-prints, per kernel, the loop body's static instruction count (one pass = one stage of 32 window rows), its HMMA, its
-memory and barrier instructions, and the inner loops inside it (a loop inside the stage loop runs more than once per
-stage, so such a body's static count is below its dynamic one).
+architecture with nvcc -O3 -cubin, disassembles it with cuobjdump (pip: nvidia-cuda-cuobjdump and
+nvidia-cuda-nvdisasm, which cuobjdump runs) and, for every tensor-core kernel, finds the main loop: the innermost
+loop (a backward branch) holding all of the kernel's HMMA. It prints, per kernel, the loop body's static instruction
+count (one pass = one stage of 32 window rows), its HMMA, its memory and barrier instructions, and the inner loops
+inside it (a loop inside the stage loop runs more than once per stage, so such a body's static count is below its
+dynamic one).
 
     python benchmarks/sass_stages.py                      # the working tree, sm_90
     python benchmarks/sass_stages.py --rev HEAD~3 --arch sm_80
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -36,7 +38,8 @@ def tool(name: str) -> str:
         return found
     for candidate in Path(sys.prefix).glob(f"lib/python*/site-packages/nvidia/cu*/bin/{name}"):
         return str(candidate)
-    raise click.ClickException(f"{name} not found: pip install nvidia-cuda-cuobjdump (or put CUDA's bin on PATH)")
+    raise click.ClickException(f"{name} not found: pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm (or put "
+                               "CUDA's bin on PATH)")
 
 
 def sources(rev: str | None, folder: Path) -> Path:
@@ -95,8 +98,11 @@ def main(rev, arch, match):
         cubin = Path(tmp) / "kernel.cubin"
         subprocess.run(["nvcc", "-O3", f"-arch={arch}", "-cubin", "-o", str(cubin), str(cu)], check=True,
                        capture_output=True)
-        sass = subprocess.run([tool("cuobjdump"), "-sass", str(cubin)], capture_output=True, text=True,
-                              check=True).stdout
+        cuobjdump = tool("cuobjdump")
+        tool("nvdisasm")   # cuobjdump -sass runs it from PATH: the wheels put both in one folder
+        env = dict(os.environ, PATH=f"{Path(cuobjdump).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+        sass = subprocess.run([cuobjdump, "-sass", str(cubin)], capture_output=True, text=True, check=True,
+                              env=env).stdout
     print(f"| kernel ({rev or 'working tree'}, {arch}) | loop instructions | HMMA | "
           + " | ".join(CLASSES[1:]) + " | inner loops |")
     print("|---|---:|---:|" + "---:|" * (len(CLASSES) - 1) + "---|")

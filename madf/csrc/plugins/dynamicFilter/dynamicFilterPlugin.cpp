@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
+#include <utility>
 #include <exception>
 #include <string>
 
@@ -103,6 +105,8 @@ DynamicFilterPlugin::DynamicFilterPlugin(DynamicFilterPlugin const& other)
     , mParams(other.mParams)
     , mTimingCacheId(other.mTimingCacheId)
     , mTactic(other.mTactic)
+    , mConfiguredType(other.mConfiguredType)
+    , mConfiguredFormat(other.mConfiguredFormat)
 {
 }
 
@@ -235,31 +239,32 @@ size_t DynamicFilterPlugin::getWorkspaceSize(
     return need < kMAX_WORKSPACE ? need : kMAX_WORKSPACE;
 }
 
-// The tactics for the format combination of the last configurePlugin (TensorRT times each).
-std::vector<madfTactic> DynamicFilterPlugin::tactics() const
+// The tactics for the format combination of the last configurePlugin (TensorRT times each); no allocation, so the
+// noexcept callers cannot throw.
+std::pair<madfTactic const*, int32_t> DynamicFilterPlugin::tactics() const
 {
     if (mConfiguredType != DataType::kHALF)
-        return {std::begin(kFP32_TACTICS), std::end(kFP32_TACTICS)};
+        return {kFP32_TACTICS, static_cast<int32_t>(std::size(kFP32_TACTICS))};
     if (mConfiguredFormat == TensorFormat::kHWC8)
-        return {std::begin(kHWC8_TACTICS), std::end(kHWC8_TACTICS)};
-    return {std::begin(kFP16_TACTICS), std::end(kFP16_TACTICS)};
+        return {kHWC8_TACTICS, static_cast<int32_t>(std::size(kHWC8_TACTICS))};
+    return {kFP16_TACTICS, static_cast<int32_t>(std::size(kFP16_TACTICS))};
 }
 
-int32_t DynamicFilterPlugin::getNbTactics() noexcept { return static_cast<int32_t>(tactics().size()); }
+int32_t DynamicFilterPlugin::getNbTactics() noexcept { return tactics().second; }
 
 int32_t DynamicFilterPlugin::getValidTactics(int32_t* tactics, int32_t nbTactics) noexcept
 {
-    std::vector<madfTactic> const offered = this->tactics();
-    if (tactics == nullptr || nbTactics < static_cast<int32_t>(offered.size()))
+    auto const [offered, count] = this->tactics();
+    if (tactics == nullptr || nbTactics < count)
         return -1;
-    std::copy(offered.begin(), offered.end(), tactics);
+    std::copy(offered, offered + count, tactics);
     return 0;
 }
 
 int32_t DynamicFilterPlugin::setTactic(int32_t tactic) noexcept
 {
-    std::vector<madfTactic> const known(std::begin(kFP16_TACTICS), std::end(kFP16_TACTICS));
-    if (tactic != MADF_ALGO_AUTO && std::find(known.begin(), known.end(), tactic) == known.end())
+    if (tactic != MADF_ALGO_AUTO
+        && std::find(std::begin(kFP16_TACTICS), std::end(kFP16_TACTICS), tactic) == std::end(kFP16_TACTICS))
     {
         logError(("MADFDynamicFilter: unknown tactic " + std::to_string(tactic)
             + " (0 auto, 1 SIMT, 2 tensor cores, 3 pipelined, 4 | S << 8 split-K in S = 2, 4, 8)")

@@ -14,6 +14,7 @@
 #include "dynamicFilterKernel.cuh"
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace madf
@@ -80,7 +81,7 @@ public:
 private:
     std::string mName;
     DynamicFilterParams mParams;
-    std::vector<madfTactic> tactics() const;
+    std::pair<madfTactic const*, int32_t> tactics() const;
 
     std::string mTimingCacheId;   // the attributes and the tactic table's version: TensorRT adds shapes and formats
     madfTactic mTactic{0};        // 0 = auto until TensorRT picks a timed tactic
